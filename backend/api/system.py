@@ -1,0 +1,72 @@
+"""Health, status, preferences and the shell's show-window hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel
+
+from .. import __version__
+from .deps import PreferencesDep, StateDep, StoreDep
+
+router = APIRouter(tags=["system"])
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+@router.get("/health", response_model=Health)
+async def health() -> dict[str, Any]:
+    """Liveness probe. Needs no token and reveals no data."""
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/status")
+async def status(state: StateDep, store: StoreDep) -> dict[str, Any]:
+    """Online state, whether a key is set, the outbox counts and notices for the user."""
+    rows = await store.fetchall(
+        "SELECT status, count(*) AS n FROM generations WHERE status IN ('queued', 'running') GROUP BY status"
+    )
+    counts = {row["status"]: row["n"] for row in rows}
+    connectivity = getattr(state, "connectivity", None)
+    keys = getattr(state, "keys", None)
+    outbox = getattr(state, "outbox", None)
+    return {
+        "online": bool(connectivity and connectivity.online),
+        "key_configured": bool(keys and (await keys.status()).configured),
+        "queue": {"queued": counts.get("queued", 0), "running": counts.get("running", 0),
+                  "paused": bool(outbox and outbox.paused)},
+        "version": __version__,
+        "notices": list(state.shell.notices),
+    }
+
+
+@router.get("/settings")
+async def get_settings(prefs: PreferencesDep, state: StateDep) -> dict[str, Any]:
+    """User preferences, with the names locked by machine policy."""
+    policy = state.policy
+    return {
+        "values": await prefs.values(),
+        "locked": prefs.locked(),
+        "policy_file": str(policy.path) if policy is not None and getattr(policy, "path", None) else None,
+    }
+
+
+@router.put("/settings")
+async def put_settings(
+    prefs: PreferencesDep, state: StateDep, changes: dict[str, Any] = Body(..., examples=[{"theme": "dark"}])
+) -> dict[str, Any]:
+    """Change some preferences (a flat object of name → value). Locked names answer 403 ``locked_by_policy``."""
+    await prefs.update(changes)
+    return await get_settings(prefs, state)
+
+
+@router.post("/app/show")
+async def show_window(state: StateDep) -> dict[str, Any]:
+    """Bring the window to the front (a second launch calls this instead of opening the database)."""
+    show = state.shell.show_window
+    shown = bool(show()) if show is not None else False
+    return {"shown": shown}

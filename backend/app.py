@@ -1,0 +1,229 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .errors import AtelierError
+from .preferences import Preferences
+from .security import is_allowed_host, tokens_equal
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/api/v1/health"})
+
+
+@dataclass
+class Shell:
+    """Callbacks the desktop shell gives the backend (all optional)."""
+
+    show_window: Callable[[], bool] | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+class _Guard:
+    """Pure ASGI middleware: Host allow-list, bearer launch token, request size cap.
+
+    Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched.
+    """
+
+    def __init__(self, app: Any, *, token: str, max_body: int):
+        self.app = app
+        self.token = token
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        server = scope.get("server") or (None, None)
+        if not is_allowed_host(headers.get("host"), server[1]):
+            await _deny(send, 403, "forbidden_host", "Requests must address this app by 127.0.0.1 or localhost.")
+            return
+        if scope["path"] not in PUBLIC_PATHS:
+            auth = headers.get("authorization", "")
+            scheme, _, supplied = auth.partition(" ")
+            if scheme.lower() != "bearer" or not tokens_equal(supplied.strip(), self.token):
+                await _deny(send, 401, "unauthorized", "A valid launch token is required.",
+                            extra_headers=[(b"www-authenticate", b"Bearer")])
+                return
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                await _deny(send, 400, "bad_request", "Invalid Content-Length.")
+                return
+            if int(length) > self.max_body:
+                await _deny(send, 413, "payload_too_large",
+                            f"The request body is larger than {self.max_body // 2**20} MiB.")
+                return
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _deny(send, 413, "payload_too_large", "The request body is too large.")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _deny(send: Callable, status: int, code: str, message: str, extra_headers: list | None = None) -> None:
+    import json
+
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += extra_headers or []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    token: str,
+    shell: Shell | None = None,
+    store: Store | None = None,
+    policy: Any = None,
+    services: Callable[[FastAPI], Awaitable[Callable[[], Awaitable[None]]]] | None = None,
+) -> FastAPI:
+    """Build the API. Opens (and migrates) the store unless one is given.
+
+    ``services`` is an optional async hook run at start-up that returns an async shutdown hook; the
+    generation services (OpenRouter client, outbox worker) are installed through :func:`install_services`.
+    """
+    settings.ensure_dirs()
+    store = store or Store.open(settings.db_path, backups_dir=settings.backups_dir)
+    shell = shell or Shell()
+    if store.recovered_from is not None:
+        shell.notices.append(
+            f"The library database could not be read and was kept aside as {store.recovered_from.name}; "
+            "a new, empty library was started. Backups are in the 'backups' folder of the data directory."
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        shutdown: list[Callable[[], Awaitable[None]]] = []
+        from .services import install_services
+
+        shutdown.append(await install_services(app))
+        if services is not None:
+            shutdown.append(await services(app))
+        try:
+            yield
+        finally:
+            for hook in reversed(shutdown):
+                try:
+                    await hook()
+                except Exception:  # shutdown must go on
+                    log.exception("shutdown hook failed")
+            store.close()
+
+    app = FastAPI(
+        title="Atelier local API",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.token = token
+    app.state.store = store
+    app.state.shell = shell
+    app.state.policy = policy
+    app.state.preferences = Preferences(store, policy)
+    _install_error_handlers(app)
+
+    from .api import system
+
+    app.include_router(system.router, prefix="/api/v1")
+    from .api import register_routers
+
+    register_routers(app)
+    app.add_middleware(_Guard, token=token, max_body=settings.max_request_bytes)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AtelierError)
+    async def atelier_error(_: Request, exc: AtelierError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            details.append({"field": loc, "problem": err.get("msg", "invalid")})
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            message = "The request body is not valid JSON."
+        else:
+            message = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details) or "Invalid request."
+        return JSONResponse(
+            {"error": {"code": "invalid_request", "message": message, "details": details}}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return JSONResponse(
+            {"error": {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(duckdb.IOException)
+    async def disk_error(_: Request, exc: duckdb.IOException) -> JSONResponse:
+        log.error("database write failed: %s", exc)
+        return JSONResponse(
+            {"error": {"code": "storage_error", "message": "Atelier could not write to its library on disk "
+                       "(the disk may be full or read-only). Nothing already saved was lost; free some space "
+                       "and try again."}},
+            status_code=507,
+        )
+
+    @app.exception_handler(OSError)
+    async def os_error(_: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            log.error("file write failed: %s", exc.strerror)
+            return JSONResponse(
+                {"error": {"code": "storage_error", "message": "Atelier could not write a file (disk full or "
+                           "no permission). Nothing already saved was lost; free some space and try again."}},
+                status_code=507,
+            )
+        log.exception("unexpected OS error")
+        return JSONResponse({"error": {"code": "internal_error", "message": "Unexpected error."}}, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(
+            {"error": {"code": "internal_error", "message": "Something went wrong inside Atelier. Details are in "
+                       "the log file; nothing you saved was lost."}},
+            status_code=500,
+        )

@@ -1,0 +1,99 @@
+"""Named, append-only schema migrations.
+
+Each entry is applied once, inside a transaction, and recorded in ``schema_migrations``. Never edit an entry
+that has shipped: append a new one. ``tests/test_migrations.py`` migrates a blank database and checks the
+exact resulting schema.
+
+JSON values are stored as VARCHAR holding JSON text: DuckDB's json extension may need a download, and a
+packaged offline app must work with the core alone.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE preferences (
+            key VARCHAR PRIMARY KEY,
+            value VARCHAR NOT NULL,            -- JSON text
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+
+        CREATE TABLE generations (
+            id VARCHAR PRIMARY KEY,            -- our id (uuid4 hex)
+            kind VARCHAR NOT NULL,             -- text | image | video
+            status VARCHAR NOT NULL,           -- queued | running | succeeded | failed | interrupted | cancelled
+            model VARCHAR NOT NULL,
+            prompt VARCHAR NOT NULL,
+            system VARCHAR,
+            params VARCHAR NOT NULL DEFAULT '{}',          -- JSON object
+            input_asset_ids VARCHAR NOT NULL DEFAULT '[]', -- JSON array
+            stream BOOLEAN NOT NULL DEFAULT false,
+            title VARCHAR,
+            tags VARCHAR[] NOT NULL DEFAULT [],
+            favorite BOOLEAN NOT NULL DEFAULT false,
+            output_text VARCHAR,
+            reasoning_text VARCHAR,
+            prompt_tokens BIGINT,
+            completion_tokens BIGINT,
+            cost_usd DOUBLE,
+            upstream_id VARCHAR,               -- OpenRouter generation id (gen-…)
+            upstream_model VARCHAR,            -- the model that actually answered
+            job_id VARCHAR,                    -- OpenRouter video job id
+            polling_url VARCHAR,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error VARCHAR,                     -- JSON {"code","message","upstream_status"?}
+            next_attempt_at TIMESTAMPTZ,
+            created_at TIMESTAMPTZ NOT NULL,
+            started_at TIMESTAMPTZ,
+            finished_at TIMESTAMPTZ,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX generations_created ON generations (created_at);
+
+        CREATE TABLE attempts (
+            generation_id VARCHAR NOT NULL,
+            number INTEGER NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            outcome VARCHAR,                   -- succeeded | retry | rejected | unknown | interrupted | cancelled
+            http_status INTEGER,
+            error_code VARCHAR,
+            error_message VARCHAR,
+            PRIMARY KEY (generation_id, number)
+        );
+
+        CREATE TABLE assets (
+            id VARCHAR PRIMARY KEY,            -- our id (uuid4 hex); the only handle the API exposes
+            generation_id VARCHAR,             -- NULL for uploaded reference images
+            role VARCHAR NOT NULL,             -- output | input
+            kind VARCHAR NOT NULL,             -- image | video | audio | file
+            mime VARCHAR NOT NULL,
+            bytes BIGINT NOT NULL,
+            sha256 VARCHAR NOT NULL,           -- file name under media/ (content addressed)
+            width INTEGER,
+            height INTEGER,
+            duration_s DOUBLE,
+            thumb_sha256 VARCHAR,              -- thumbnail file (images), NULL when none
+            position INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX assets_generation ON assets (generation_id);
+        CREATE INDEX assets_sha ON assets (sha256);
+
+        CREATE TABLE model_cache (
+            output VARCHAR NOT NULL,           -- text | image | video
+            id VARCHAR NOT NULL,
+            data VARCHAR NOT NULL,             -- JSON object as OpenRouter returned it
+            fetched_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (output, id)
+        );
+
+        CREATE TABLE meta (
+            key VARCHAR PRIMARY KEY,
+            value VARCHAR NOT NULL
+        );
+        """,
+    ),
+]

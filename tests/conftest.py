@@ -1,0 +1,50 @@
+"""Shared fixtures. Every test gets its own data directory; nothing touches the user's real files or keychain."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data_dir = tmp_path_factory.mktemp("atelier-data")
+    monkeypatch.setenv("ATELIER_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("ATELIER_KEYRING_BACKEND", "file")
+    monkeypatch.setenv("ATELIER_POLICY_FILE", str(data_dir / "no-policy.json"))
+    monkeypatch.setenv("ATELIER_NO_BROWSER", "1")
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    return data_dir
+
+
+@pytest.fixture
+def data_dir(_hermetic_env: Path) -> Path:
+    return _hermetic_env
+
+
+def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for running ``python -m desktop`` from the repo root."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "ATELIER_DATA_DIR": str(data_dir),
+            "PYTHONPATH": str(ROOT),
+            "ATELIER_KEYRING_BACKEND": "file",
+            "ATELIER_NO_BROWSER": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable
