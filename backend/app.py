@@ -71,25 +71,35 @@ class _Guard:
                 await _deny(send, 413, "payload_too_large",
                             f"The request body is larger than {self.max_body // 2**20} MiB.")
                 return
-        received = 0
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A chunked body: read it here, within the cap, then hand it to the app in one piece.
+            chunks: list[bytes] = []
+            size = 0
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    await _deny(send, 413, "payload_too_large", "The request body is too large.")
+                    return
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+            body = b"".join(chunks)
+            sent = False
 
-        async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise _BodyTooLarge()
-            return message
+            async def replay() -> dict:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _deny(send, 413, "payload_too_large", "The request body is too large.")
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
 
 
 async def _deny(send: Callable, status: int, code: str, message: str, extra_headers: list | None = None) -> None:

@@ -48,3 +48,47 @@ def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+class RunningApi:
+    """A real backend served by uvicorn on 127.0.0.1 in a thread (see the ``api`` fixture)."""
+
+    def __init__(self, settings, token: str, **app_kwargs):
+        from backend.app import create_app
+        from desktop.servers import ApiServer
+
+        self.token = token
+        self.settings = settings
+        self.app = create_app(settings, token=token, **app_kwargs)
+        self.server = ApiServer(self.app)
+        self.server.start()
+        self.url = self.server.url
+        self.port = self.server.port
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, **kwargs):
+        import httpx
+
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=30, **kwargs)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_api(data_dir: Path, token: str = "test-launch-token-0123456789abcdef", **overrides) -> RunningApi:
+    """Start a real backend on loopback with its own data dir. Settings overrides go in ``overrides``."""
+    from backend.settings import Settings
+
+    app_kwargs = {k: overrides.pop(k) for k in ("policy", "shell") if k in overrides}
+    settings = Settings.load(data_dir=data_dir, **overrides)
+    return RunningApi(settings, token, **app_kwargs)
+
+
+@pytest.fixture
+def api(data_dir: Path):
+    running = start_api(data_dir)
+    yield running
+    running.stop()

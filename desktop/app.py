@@ -1,0 +1,240 @@
+"""Start-up and shut-down of the whole app in one process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import webbrowser
+from datetime import UTC, datetime
+from pathlib import Path
+
+from backend import __version__
+from backend.settings import Settings
+
+from . import instance
+from .logs import REDACTOR, setup_logging
+
+log = logging.getLogger("atelier")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atelier", description="Atelier: a desktop studio for text, images and video through OpenRouter."
+    )
+    parser.add_argument("--version", action="version", version=f"Atelier {__version__}")
+    parser.add_argument("--no-window", action="store_true", help="serve headless and print the UI login URL")
+    parser.add_argument("--data-dir", type=Path, help="data directory (default: ATELIER_DATA_DIR or the platform one)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    parser.add_argument("--debug-window", action="store_true", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command")
+    doctor = sub.add_parser("doctor", help="check the installation, network and key; exit 1 when broken")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.load(data_dir=args.data_dir, log_level=args.log_level)
+    except (ValueError, OSError) as exc:
+        print(f"atelier: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "doctor":
+        from .doctor import run_doctor
+
+        return run_doctor(settings, json_output=args.json)
+    return App(settings, window=not args.no_window, debug_window=args.debug_window).run()
+
+
+class App:
+    """One running Atelier: both servers, runtime.json, the window or the headless wait."""
+
+    def __init__(self, settings: Settings, *, window: bool = True, debug_window: bool = False):
+        self.settings = settings
+        self.want_window = window
+        self.debug_window = debug_window
+        self.stop_event = threading.Event()
+        self.window = None
+        self.api = None
+        self.ui = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        settings = self.settings
+        try:
+            settings.ensure_dirs()
+        except OSError as exc:
+            print(f"atelier: cannot create the data directory {settings.data_dir}: {exc.strerror}", file=sys.stderr)
+            return 2
+        setup_logging(settings.logs_dir, settings.log_level)
+
+        running = instance.find_live_instance(settings.runtime_path)
+        if running:
+            return self._hand_off(running)
+
+        token = secrets.token_urlsafe(32)  # 256 bits, new every launch
+        REDACTOR.add(token)
+        self._block_signals()
+        try:
+            started = self._start_servers(token)
+        except _AlreadyRunning as exc:
+            return self._hand_off(exc.info)
+        except _StartupFailed as exc:
+            print(f"atelier: {exc}", file=sys.stderr)
+            log.error("start-up failed: %s", exc)
+            return 1
+        if not started:
+            return 1
+        info = {
+            "pid": os.getpid(),
+            "api_url": self.api.url,
+            "ui_url": self.ui.url,
+            "token": token,
+            "version": __version__,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        instance.write_runtime(settings.runtime_path, info)
+        login_url = f"{self.ui.url}/login?token={token}"
+        log.info("Atelier %s serving the UI on %s (API on %s)", __version__, self.ui.url, self.api.url)
+        try:
+            reason = None
+            if self.want_window:
+                from .window import gui_unavailable_reason
+
+                reason = gui_unavailable_reason()
+            if self.want_window and reason is None:
+                self._run_window(login_url)
+            else:
+                if self.want_window:
+                    print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
+                    self._open_browser(login_url)
+                print(f"Atelier is running. Open this address in your browser:\n{login_url}", flush=True)
+                self.stop_event.wait()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _hand_off(self, info: dict) -> int:
+        if instance.ask_to_show(info):
+            print("Atelier is already running; its window was brought to the front.")
+        else:
+            print(f"Atelier is already running. Open it here:\n{info['ui_url']}/login?token={info['token']}")
+        return 0
+
+    def _start_servers(self, token: str) -> bool:
+        from backend.app import Shell, create_app
+        from backend.store import StoreOpenError
+        from frontend import create_app as create_ui
+
+        from .servers import ApiServer, UiServer
+
+        shell = Shell(show_window=self._show_window)
+        try:
+            api_app = create_app(self.settings, token=token, shell=shell, policy=_load_policy(self.settings))
+        except StoreOpenError as exc:
+            if exc.reason == "locked":
+                # Another instance is starting right now and holds the database: hand off to it.
+                info = instance.wait_for_instance(self.settings.runtime_path, 15.0)
+                if info:
+                    raise _AlreadyRunning(info) from None
+            raise _StartupFailed(str(exc)) from None
+        except _PolicyInvalid as exc:
+            raise _StartupFailed(str(exc)) from None
+        self.api = ApiServer(api_app, log_level="warning")
+        self.api.start()
+        self.ui = UiServer(None)
+        ui_app = create_ui(api_url=self.api.url, token=token, port_getter=lambda: self.ui.port)
+        self.ui.server.app = ui_app
+        self.ui.start()
+        return True
+
+    def _run_window(self, login_url: str) -> None:
+        from .window import Window
+
+        self.window = Window(login_url)
+
+        def closed() -> None:
+            self.stop_event.set()
+
+        threading.Thread(target=self._close_window_on_stop, name="atelier-stop", daemon=True).start()
+        self.window.run(closed, debug=self.debug_window)
+
+    def _close_window_on_stop(self) -> None:
+        self.stop_event.wait()
+        if self.window is not None:
+            self.window.close()
+
+    def _show_window(self) -> bool:
+        return self.window.show() if self.window is not None else False
+
+    def _open_browser(self, url: str) -> None:
+        if os.environ.get("ATELIER_NO_BROWSER") == "1":
+            return
+        try:
+            browser = webbrowser.get()
+        except webbrowser.Error:
+            return
+        if type(browser).__name__ in ("GenericBrowser", "BackgroundBrowser") and not os.environ.get("DISPLAY"):
+            return  # a terminal browser would take over the console
+        browser.open(url)
+
+    def _shutdown(self) -> None:
+        log.info("shutting down")
+        if self.ui is not None:
+            self.ui.stop()
+        if self.api is not None:
+            self.api.stop()  # the app's lifespan checkpoints and closes DuckDB
+        instance.remove_runtime(self.settings.runtime_path, os.getpid())
+        log.info("stopped cleanly")
+
+    # -- signals -----------------------------------------------------------------------------------------------
+    def _block_signals(self) -> None:
+        """Route SIGINT/SIGTERM to a watcher thread.
+
+        The GUI loop owns the main thread and may not give Python a chance to run a handler, so on POSIX the
+        signals are blocked everywhere and one thread waits for them with ``sigwait``.
+        """
+        wanted = {signal.SIGINT, signal.SIGTERM}
+        if hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+
+            def watch() -> None:
+                signum = signal.sigwait(wanted)
+                log.info("received %s", signal.Signals(signum).name)
+                self.stop_event.set()
+
+            threading.Thread(target=watch, name="atelier-signals", daemon=True).start()
+        else:
+            for signum in wanted:
+                signal.signal(signum, lambda *_: self.stop_event.set())
+
+
+class _AlreadyRunning(Exception):
+    def __init__(self, info: dict):
+        super().__init__("already running")
+        self.info = info
+
+
+class _StartupFailed(Exception):
+    pass
+
+
+class _PolicyInvalid(Exception):
+    pass
+
+
+def _load_policy(settings: Settings):
+    """The machine policy in force, or None. An invalid policy file stops start-up with a clear message."""
+    try:
+        from backend.policy import PolicyError, load_policy
+    except ImportError:
+        return None
+    try:
+        return load_policy(settings.policy_file)
+    except PolicyError as exc:
+        raise _PolicyInvalid(str(exc)) from None

@@ -1,0 +1,91 @@
+"""The pywebview window (main thread) and the checks made before opening it.
+
+With no display, Qt aborts the process without a Python exception, so the display is checked first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def gui_unavailable_reason(env: dict[str, str] | None = None) -> str | None:
+    """Why a window cannot be opened here, or None when it can."""
+    env = dict(os.environ) if env is None else env
+    if env.get("ATELIER_NO_WINDOW") == "1":
+        return "ATELIER_NO_WINDOW=1 is set"
+    if sys.platform.startswith("linux"):
+        if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or env.get("QT_QPA_PLATFORM") == "offscreen"):
+            return "no display was found (DISPLAY and WAYLAND_DISPLAY are not set)"
+        if importlib.util.find_spec("webview") is None:
+            return "pywebview is not installed"
+        if importlib.util.find_spec("PySide6") is None and importlib.util.find_spec("gi") is None:
+            return "no GUI toolkit is installed (install the 'gui' extra: pip install 'atelier[gui]')"
+    elif importlib.util.find_spec("webview") is None:
+        return "pywebview is not installed"
+    return None
+
+
+class Window:
+    """Owns the pywebview window; everything here except :meth:`run` is safe to call from any thread."""
+
+    def __init__(self, url: str, *, title: str = "Atelier"):
+        self.url = url
+        self.title = title
+        self._window = None
+        self._ready = threading.Event()
+
+    def run(self, on_closed: Callable[[], None], *, debug: bool = False) -> None:
+        """Open the window and run the GUI loop on the calling (main) thread until it closes."""
+        if sys.platform.startswith("linux"):
+            os.environ.setdefault("PYWEBVIEW_GUI", "qt")
+            os.environ.setdefault("QT_API", "pyside6")
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                # Qt WebEngine's sandbox refuses to run as root.
+                flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
+                if "--no-sandbox" not in flags:
+                    os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
+        import webview
+
+        self._window = webview.create_window(
+            self.title, self.url, width=1280, height=840, min_size=(880, 600), background_color="#14161a"
+        )
+        self._window.events.closed += on_closed
+        self._window.events.loaded += self._ready.set
+        gui = "qt" if sys.platform.startswith("linux") else None
+        webview.start(gui=gui, debug=debug, private_mode=True)
+
+    def show(self) -> bool:
+        """Bring the window forward (second launch)."""
+        window = self._window
+        if window is None:
+            return False
+        try:
+            window.restore()
+            window.show()
+            window.on_top = True
+            window.on_top = False
+        except Exception:  # the GUI backend may refuse while closing
+            log.exception("could not bring the window forward")
+            return False
+        return True
+
+    def close(self) -> None:
+        window = self._window
+        if window is not None:
+            try:
+                window.destroy()
+            except Exception:
+                log.debug("window already closed", exc_info=True)
+
+    def title_now(self) -> str | None:
+        """The page title as the web view sees it (used by the window test)."""
+        if self._window is None or not self._ready.wait(30):
+            return None
+        return self._window.evaluate_js("document.title")
