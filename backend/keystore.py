@@ -355,6 +355,8 @@ class KeyStore:
                 if target is None:
                     self._fallback_reason = f"no keychain support for platform {sys.platform}"
                     return
+                with contextlib.suppress(Exception):  # a failure is reported by _load_backend below
+                    _import_os_backend(target[0])
             else:
                 module_name, _, class_name = spec.partition(":")
                 target = (module_name, class_name)
@@ -470,6 +472,17 @@ class KeyStore:
         except OSError as exc:
             raise _os_error(exc, self.key_path, "delete the API key file") from exc
         _fsync_dir(self.key_path.parent)
+
+
+def _import_os_backend(module_name: str) -> None:
+    """Import the OS keychain module with literal import statements, so that PyInstaller's import
+    analysis bundles it (keyring's own discovery uses entry points, which frozen apps lack)."""
+    if module_name == "keyring.backends.Windows":
+        import keyring.backends.Windows  # noqa: F401
+    elif module_name == "keyring.backends.macOS":
+        import keyring.backends.macOS  # noqa: F401
+    elif module_name == "keyring.backends.SecretService":
+        import keyring.backends.SecretService  # noqa: F401
 
 
 def _load_backend(module_name: str, class_name: str) -> tuple[Any, str | None]:
