@@ -1,0 +1,51 @@
+"""Request checks shared by every UI route: Host (DNS rebinding), Origin / Sec-Fetch-Site (CSRF)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+# One Host check for both servers (ipaddress-based, exact port): see backend/security.py.
+from backend.security import is_allowed_host, tokens_equal
+
+__all__ = ["CONTENT_SECURITY_POLICY", "is_allowed_host", "is_allowed_origin", "is_cross_site_write",
+           "secrets_equal"]
+
+#: The Content-Security-Policy every HTML response carries (SECURITY.md item 8). No inline code anywhere.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; frame-ancestors 'none'; connect-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+
+#: Methods that change state and therefore get the Origin / Sec-Fetch-Site checks.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def is_allowed_origin(origin: str, port: int) -> bool:
+    """Whether an ``Origin`` header is this server's own origin (``http://<allowed host>``)."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    if parts.scheme != "http" or parts.path or parts.query or parts.fragment or parts.username:
+        return False
+    return is_allowed_host(parts.netloc, port)
+
+
+def is_cross_site_write(method: str, origin: str | None, fetch_site: str | None, port: int) -> bool:
+    """True when a state-changing request comes from another site (SECURITY.md item 5).
+
+    ``Sec-Fetch-Site`` of ``cross-site`` or ``same-site`` is refused (another port on localhost is
+    "same-site"); a present ``Origin`` must be our own (``null`` is foreign). Requests without either
+    header come from non-browser clients, which cannot carry the user's cookie by accident.
+    """
+    if method.upper() not in UNSAFE_METHODS:
+        return False
+    if fetch_site and fetch_site.strip().lower() in {"cross-site", "same-site"}:
+        return True
+    return origin is not None and not is_allowed_origin(origin, port)
+
+
+def secrets_equal(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a presented secret (login token, session cookie) with ours."""
+    return tokens_equal(given, expected)

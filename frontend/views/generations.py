@@ -1,0 +1,167 @@
+"""One generation: its page, actions on it (retry, cancel, delete, favourite, tags), live events, assets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+
+from frontend.backend_client import BackendError
+from frontend.templating import backend, safe_next, wants_json
+
+bp = Blueprint("generations", __name__)
+
+#: Response headers of an asset worth passing on to the browser (Range support included).
+_ASSET_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified")
+#: Asset types the browser may render inline; anything else is offered as a download.
+_INLINE_PREFIXES = ("image/", "video/", "audio/")
+
+
+def _parse_tags(text: str) -> list[str]:
+    """``"cats, Sketches , cats"`` → ``["cats", "Sketches"]`` (trimmed, de-duplicated, order kept)."""
+    seen: dict[str, None] = {}
+    for part in text.replace("\n", ",").split(","):
+        tag = part.strip()[:64]
+        if tag and tag.lower() not in {t.lower() for t in seen}:
+            seen[tag] = None
+    return list(seen)[:32]
+
+
+def _done(generation_id: str, message: str | None = None, record: dict[str, Any] | None = None):
+    """Answer an action: JSON for our scripts, else a flash message and a redirect."""
+    if wants_json():
+        return jsonify({"ok": True, "generation": record})
+    if message:
+        flash(message, "success")
+    return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))
+
+
+@bp.get("/g/<rid:generation_id>")
+def detail(generation_id: str) -> str:
+    """Everything about one generation."""
+    record = backend().generation(generation_id)
+    return render_template("generations/detail.html", gen=record)
+
+
+@bp.get("/g/<rid:generation_id>/result")
+def result(generation_id: str) -> str:
+    """The result panel alone (the Studio swaps it in when a stream ends)."""
+    record = backend().generation(generation_id)
+    return render_template("generations/_result.html", gen=record, compact=True)
+
+
+@bp.post("/g/<rid:generation_id>/retry")
+def retry(generation_id: str):
+    """Send a failed, interrupted or queued generation again now."""
+    try:
+        record = backend().retry_generation(generation_id)
+    except BackendError as exc:
+        if wants_json():
+            raise
+        flash(exc.message, "error")
+        return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))
+    return _done(generation_id, "Sent again.", record)
+
+
+@bp.post("/g/<rid:generation_id>/cancel")
+def cancel(generation_id: str):
+    """Stop a queued or running generation (partial output is kept)."""
+    try:
+        record = backend().cancel_generation(generation_id)
+    except BackendError as exc:
+        if wants_json():
+            raise
+        flash(exc.message, "error")
+        return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))
+    return _done(generation_id, "Cancelled.", record)
+
+
+@bp.post("/g/<rid:generation_id>/delete")
+def delete(generation_id: str):
+    """Delete a generation and its files."""
+    backend().delete_generation(generation_id)
+    if wants_json():
+        return jsonify({"ok": True})
+    flash("Deleted.", "success")
+    target = safe_next(url_for("library.index"))
+    if target.startswith(f"/g/{generation_id}"):
+        target = url_for("library.index")
+    return redirect(target)
+
+
+@bp.post("/g/<rid:generation_id>/favorite")
+def favorite(generation_id: str):
+    """Mark or unmark as a favourite (``favorite=1|0``)."""
+    value = request.form.get("favorite", "1") in {"1", "true", "on"}
+    record = backend().update_generation(generation_id, {"favorite": value})
+    return _done(generation_id, None, record)
+
+
+@bp.post("/g/<rid:generation_id>/tags")
+def tags(generation_id: str):
+    """Replace the tags (comma-separated)."""
+    record = backend().update_generation(generation_id, {"tags": _parse_tags(request.form.get("tags", ""))})
+    return _done(generation_id, "Tags saved.", record)
+
+
+@bp.get("/g/<rid:generation_id>/events")
+def events(generation_id: str) -> Response:
+    """Relay the backend's live event stream for one generation (EventSource on the detail page)."""
+    stack = ExitStack()
+    upstream = stack.enter_context(backend().generation_events(generation_id))
+
+    def relay() -> Iterator[bytes]:
+        try:
+            yield from upstream.iter_raw()
+        finally:
+            stack.close()
+
+    response = Response(stream_with_context(relay()), mimetype="text/event-stream")
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+@bp.get("/assets/<rid:asset_id>")
+def asset(asset_id: str) -> Response:
+    """Stream an asset's bytes from the backend, by id only, with Range passthrough (video seeking)."""
+    stack = ExitStack()
+    try:
+        upstream = stack.enter_context(backend().asset(asset_id, range_header=request.headers.get("Range")))
+    except BackendError as exc:
+        stack.close()
+        if exc.status in {404, 416}:
+            abort(exc.status)
+        raise
+
+    def relay() -> Iterator[bytes]:
+        try:
+            yield from upstream.iter_raw()
+        finally:
+            stack.close()
+
+    content_type = upstream.headers.get("Content-Type", "application/octet-stream")
+    response = Response(stream_with_context(relay()), status=upstream.status_code, content_type=content_type)
+    for name in _ASSET_HEADERS:
+        if name in upstream.headers:
+            response.headers[name] = upstream.headers[name]
+    if content_type.split(";")[0].strip().lower().startswith(_INLINE_PREFIXES) and "svg" not in content_type:
+        response.headers["Content-Disposition"] = "inline"
+    else:
+        # Never let a stored file render as a page in our origin.
+        response.headers["Content-Type"] = "application/octet-stream"
+        response.headers["Content-Disposition"] = f'attachment; filename="{asset_id}"'
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,47 @@
+"""The Library: everything ever made, searchable, newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, render_template, request
+
+from frontend.templating import backend
+
+bp = Blueprint("library", __name__)
+
+PAGE_SIZE = 30
+FILTERS = ("q", "kind", "status", "model", "tag", "favorite")
+KINDS = ("text", "image", "video")
+STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "cancelled")
+
+
+def current_filters() -> dict[str, str]:
+    """The filters in the query string, validated (unknown values dropped)."""
+    filters = {name: request.args.get(name, "").strip() for name in FILTERS}
+    if filters["kind"] not in KINDS:
+        filters["kind"] = ""
+    if filters["status"] not in STATUSES:
+        filters["status"] = ""
+    filters["favorite"] = "true" if filters["favorite"] in {"1", "true", "on"} else ""
+    return {name: value for name, value in filters.items() if value}
+
+
+@bp.get("/library")
+def index() -> str:
+    """A page of the library; ``?partial=1`` answers only the rows (the Load more button appends them)."""
+    filters = current_filters()
+    cursor = request.args.get("cursor") or None
+    page: dict[str, Any] = backend().generations(limit=PAGE_SIZE, cursor=cursor, **filters)
+    items = page.get("items", [])
+    next_cursor = page.get("next_cursor")
+    template = "library/_page.html" if request.args.get("partial") == "1" else "library/index.html"
+    return render_template(
+        template,
+        items=items,
+        next_cursor=next_cursor,
+        filters=filters,
+        cursor=cursor,
+        kinds=KINDS,
+        statuses=STATUSES,
+    )

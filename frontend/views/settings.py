@@ -1,0 +1,124 @@
+"""Settings: the OpenRouter key, preferences (theme, default models), and what generations cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from frontend.backend_client import BackendError
+from frontend.templating import backend, current_settings
+from frontend.views.studio import load_models
+
+bp = Blueprint("settings", __name__)
+
+THEMES = ("system", "light", "dark")
+#: The preferences this page edits, with their kind; other settings are listed read-only.
+EDITABLE: dict[str, str] = {
+    "theme": "choice",
+    "default_model_text": "model",
+    "default_model_image": "model",
+    "default_model_video": "model",
+    "retry_unknown_text": "bool",
+}
+KEY_SOURCES = {
+    "keyring": "your system keychain",
+    "file": "a private file in Atelier's data folder",
+    "env": "the OPENROUTER_API_KEY environment variable",
+    "policy": "your organisation's policy",
+}
+
+
+def _usage(group_by: str) -> dict[str, Any] | None:
+    try:
+        return backend().usage(group_by)
+    except BackendError:
+        return None
+
+
+@bp.get("/settings")
+def index() -> str:
+    """The settings page."""
+    settings = current_settings() or {"values": {}, "locked": [], "policy_file": None}
+    credentials = backend().credentials()
+    models = {kind: load_models(kind)[0] for kind in ("text", "image", "video")}
+    by_model = _usage("model")
+    by_day = _usage("day")
+    if by_day:
+        by_day = {**by_day, "rows": sorted(by_day.get("rows", []), key=lambda r: str(r.get("key")),
+                                           reverse=True)[:30]}
+    others = {k: v for k, v in settings.get("values", {}).items() if k not in EDITABLE}
+    return render_template(
+        "settings/index.html",
+        values=settings.get("values", {}),
+        locked=set(settings.get("locked", [])),
+        policy_file=settings.get("policy_file"),
+        others=others,
+        credentials=credentials,
+        key_sources=KEY_SOURCES,
+        models=models,
+        themes=THEMES,
+        by_model=by_model,
+        by_day=by_day,
+    )
+
+
+@bp.post("/settings/key")
+def save_key():
+    """Store a pasted OpenRouter key (validated by the backend when online)."""
+    api_key = request.form.get("api_key", "").strip()
+    if not api_key:
+        flash("Paste your OpenRouter API key first.", "error")
+        return redirect(url_for("settings.index") + "#key")
+    try:
+        answer = backend().set_api_key(api_key)
+    except BackendError as exc:
+        message = exc.message
+        if exc.code == "invalid_key":
+            message = "OpenRouter did not accept this key. Copy it again from openrouter.ai/keys."
+        flash(message, "error")
+        return redirect(url_for("settings.index") + "#key")
+    if answer.get("verified"):
+        flash("Key saved and verified with OpenRouter.", "success")
+    else:
+        flash("Key saved. It will be checked with OpenRouter once you are online.", "success")
+    return redirect(url_for("settings.index") + "#key")
+
+
+@bp.post("/settings/key/delete")
+def delete_key():
+    """Forget the stored key."""
+    backend().delete_api_key()
+    flash("Key removed from this computer.", "success")
+    return redirect(url_for("settings.index") + "#key")
+
+
+@bp.post("/settings/preferences")
+def save_preferences():
+    """Save the preferences that changed; locked ones are never sent."""
+    settings = current_settings() or {"values": {}, "locked": []}
+    values, locked = settings.get("values", {}), set(settings.get("locked", []))
+    changes: dict[str, Any] = {}
+    for name, kind in EDITABLE.items():
+        if name in locked or name not in values:
+            continue
+        if kind == "bool":
+            new: Any = request.form.get(name) in {"1", "on", "true"}
+        else:
+            new = request.form.get(name, "").strip()
+            if kind == "choice" and new not in THEMES:
+                continue
+            if kind == "model" and not new:
+                new = None
+        if new != values.get(name):
+            changes[name] = new
+    if changes:
+        try:
+            backend().update_settings(changes)
+        except BackendError as exc:
+            flash(exc.message, "error")
+            return redirect(url_for("settings.index") + "#preferences")
+        flash("Preferences saved.", "success")
+    else:
+        flash("Nothing to change.", "info")
+    return redirect(url_for("settings.index") + "#preferences")
