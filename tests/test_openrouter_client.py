@@ -1309,6 +1309,278 @@ def test_custom_transport_is_used() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Integration with the shared fake OpenRouter (tests/fakes/openrouter.py)
+
+from tests.fakes.behaviours import (  # noqa: E402 - the fake is only needed from here on
+    Body200Error,
+    ChoiceError,
+    EmptyChoices,
+    HttpError,
+    Stall,
+    StreamError,
+    StreamStyle,
+    Truncate,
+    VideoJob,
+    capacity_exhausted,
+    html_not_found,
+    insufficient_credits,
+    model_not_found,
+    moderation,
+    provider_error,
+    rate_limited,
+    unavailable,
+)
+from tests.fakes.openrouter import FakeOpenRouter  # noqa: E402
+
+FAKE_KEY = "sk-or-v1-" + "5e" * 32
+TEXT_MODEL = "openai/gpt-4o-mini"
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenRouter(
+        keys={FAKE_KEY: {}}, token_delay=0.0, reply_text="Grüße aus 世界 🎨, line two"
+    ) as server:
+        yield server
+
+
+def fake_body(**extra: Any) -> dict:
+    return {
+        "model": TEXT_MODEL,
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 64,
+        **extra,
+    }
+
+
+async def fake_stream_events(client: OpenRouterClient) -> list:
+    return await collect(client, fake_body(), key=FAKE_KEY)
+
+
+def fake_stream_error(fake: FakeOpenRouter, **kwargs) -> tuple[UpstreamError, list]:
+    received: list = []
+
+    async def go(client):
+        with pytest.raises(UpstreamError) as info:
+            async with contextlib.aclosing(client.chat_stream(FAKE_KEY, fake_body())) as s:
+                async for event in s:
+                    received.append(event)
+        return info.value
+
+    err = run(with_client(fake.base_url, go, **kwargs))
+    ALL_ERRORS.append(err)
+    return err, received
+
+
+def fake_chat_error(fake: FakeOpenRouter, **kwargs) -> UpstreamError:
+    err = capture_error(fake.base_url, lambda c: c.chat(FAKE_KEY, fake_body(**kwargs)))
+    return err
+
+
+def test_fake_chat_and_attribution(fake) -> None:
+    result = run(with_client(fake.base_url, lambda c: c.chat(FAKE_KEY, fake_body())))
+    assert result.text == "Grüße aus 世界 🎨, line two"
+    assert result.usage is not None and result.usage.cost_usd is not None and result.usage.cost_usd > 0
+    assert result.upstream_id and result.upstream_id.startswith("gen-")
+    (req,) = fake.requests
+    assert req.referer == "https://github.com/atelier-studio/atelier"
+    assert req.header("x-openrouter-title") == req.header("x-title") == "Atelier"
+    assert req.categories == ["creative-writing", "image-gen"]
+    assert [c.id for c in fake.completions] == [result.upstream_id]
+
+
+@pytest.mark.parametrize(
+    "style",
+    [
+        StreamStyle(split="odd", keepalives_before=2, keepalive_every=2),
+        StreamStyle(split="byte", crlf=True),
+        StreamStyle(split="random", seed=7, framing="close"),
+    ],
+)
+def test_fake_stream_with_odd_splits(fake, style) -> None:
+    fake.stream_style = style
+    events = run(with_client(fake.base_url, fake_stream_events))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Grüße aus 世界 🎨, line two"
+    assert sum(isinstance(e, StreamStarted) for e in events) == 1
+    assert any(isinstance(e, KeepAlive) for e in events)
+    final = events[-1]
+    assert isinstance(final, StreamFinished) and final.usage is not None and final.usage.cost_usd is not None
+    started = next(e for e in events if isinstance(e, StreamStarted))
+    assert started.upstream_id == fake.completions[0].id
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "code", "disposition"),
+    [
+        (model_not_found(TEXT_MODEL), "model_not_found", "reject"),
+        (model_not_found(TEXT_MODEL, availability=False), "model_not_found", "reject"),
+        (insufficient_credits(), "insufficient_credits", "reject"),
+        (moderation(), "content_blocked", "reject"),
+        (rate_limited(retry_after=3), "rate_limited", "retry"),
+        (rate_limited(retry_after=30, http_date=True), "rate_limited", "retry"),
+        (capacity_exhausted(), "rate_limited", "retry"),
+        (unavailable(), "upstream_unavailable", "retry"),
+        (provider_error(), "upstream_unavailable", "retry"),
+        (provider_error(raw={"message": "upstream exploded"}), "upstream_unavailable", "retry"),
+        (html_not_found(), "bad_request", "reject"),
+        (Body200Error(), "upstream_unavailable", "retry"),
+        (EmptyChoices(), "empty_response", "retry"),
+    ],
+)
+def test_fake_error_forms(fake, behaviour, code, disposition) -> None:
+    fake.enqueue("/chat/completions", behaviour)
+    err = fake_chat_error(fake)
+    assert (err.code, err.disposition) == (code, disposition)
+    if code == "rate_limited":
+        assert err.retry_after is not None and 0 < err.retry_after <= 30
+    if isinstance(behaviour, HttpError) and behaviour.status == 502:
+        assert "upstream exploded" in err.message
+
+
+def test_fake_choice_error_keeps_partial(fake) -> None:
+    fake.enqueue("/chat/completions", ChoiceError(partial="Half"))
+    err = fake_chat_error(fake)
+    assert (err.code, err.output_started, err.partial_text) == ("stream_broken", True, "Half")
+
+
+def test_fake_revoked_key(fake) -> None:
+    fake.revoke_key(FAKE_KEY)
+    err = capture_error(fake.base_url, lambda c: c.get_key_info(FAKE_KEY))
+    assert (err.code, err.disposition) == ("invalid_key", "reject")
+
+
+def test_fake_in_band_error_before_and_after_tokens(fake) -> None:
+    fake.enqueue("/chat/completions", StreamError(after_tokens=0, code="server_error"))
+    err, received = fake_stream_error(fake)
+    assert (err.disposition, err.output_started) == ("retry", False)
+    assert not any(isinstance(e, TextDelta) for e in received)
+
+    fake.enqueue("/chat/completions", StreamError(after_tokens=3, code=429, done=True, empty_choices=True))
+    err, received = fake_stream_error(fake)
+    assert (err.code, err.disposition, err.output_started) == ("stream_broken", "reject", True)
+    assert len([e for e in received if isinstance(e, TextDelta)]) == 3
+
+
+@pytest.mark.parametrize("mid_event", [False, True])
+def test_fake_truncated_stream(fake, mid_event) -> None:
+    fake.enqueue("/chat/completions", Truncate(after_tokens=2, mid_event=mid_event))
+    err, received = fake_stream_error(fake)
+    assert (err.code, err.output_started) == ("stream_broken", True)
+    assert len([e for e in received if isinstance(e, TextDelta)]) == 2
+
+
+def test_fake_stall_hits_the_idle_timeout_and_aborts(fake) -> None:
+    fake.enqueue("/chat/completions", Stall(seconds=30, after_tokens=1))
+    err, _ = fake_stream_error(fake, stream_idle_timeout=0.3)
+    assert (err.code, err.output_started) == ("timeout", True)
+    deadline = time.monotonic() + 10
+    while not fake.aborted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(fake.aborted) == 1
+
+
+def test_fake_keepalives_during_a_stall(fake) -> None:
+    fake.enqueue("/chat/completions", Stall(seconds=1.2, keepalive_interval=0.1, after_tokens=0))
+    events = run(with_client(fake.base_url, fake_stream_events, stream_idle_timeout=0.8))
+    assert sum(isinstance(e, KeepAlive) for e in events) >= 5
+    assert isinstance(events[-1], StreamFinished)
+
+
+def test_fake_records_the_abort_when_the_generator_closes(fake) -> None:
+    fake.token_delay = 0.05
+
+    async def go(client: OpenRouterClient) -> None:
+        stream = client.chat_stream(FAKE_KEY, fake_body())
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                break
+        await stream.aclose()
+
+    run(with_client(fake.base_url, go))
+    deadline = time.monotonic() + 10
+    while not fake.aborted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(fake.aborted) == 1 and fake.completions == []
+
+
+def test_fake_offline_then_online(fake) -> None:
+    fake.go_offline()
+
+    async def go(client: OpenRouterClient):
+        offline_probe = await client.probe()
+        with pytest.raises(UpstreamError) as info:
+            await client.chat(FAKE_KEY, fake_body())
+        fake.go_online()
+        return offline_probe, info.value, await client.probe(), await client.chat(FAKE_KEY, fake_body())
+
+    offline_probe, err, online_probe, result = run(with_client(fake.base_url, go))
+    assert offline_probe is False and online_probe is True
+    assert (err.code, err.disposition) == ("network", "retry")
+    assert result.text
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_fake_video_job_to_download(fake, relative) -> None:
+    fake.enqueue("/videos", VideoJob(polls_per_stage=1, relative_polling_url=relative))
+
+    async def go(client: OpenRouterClient):
+        job = await client.submit_video(FAKE_KEY, {"model": "google/veo-3.1", "prompt": "a dog on a beach"})
+        statuses = []
+        for _ in range(10):
+            state = await client.get_video(FAKE_KEY, job["id"], job["polling_url"])
+            statuses.append(state["status"])
+            if state["status"] == "completed":
+                break
+        data = b""
+        async for piece in client.download(FAKE_KEY, state["unsigned_urls"][0], max_bytes=10_000_000):
+            data += piece
+        with pytest.raises(UpstreamError) as too_big:
+            async for _ in client.download(FAKE_KEY, state["unsigned_urls"][0], max_bytes=100):
+                pass
+        return job, statuses, state, data, too_big.value
+
+    job, statuses, state, data, too_big = run(with_client(fake.base_url, go))
+    assert job["polling_url"].startswith("/api/v1/videos/") == relative
+    assert statuses[-1] == "completed" and "in_progress" in statuses
+    assert state["usage"]["cost"] == 0.25
+    assert data[4:8] == b"ftyp"
+    assert too_big.metadata["max_bytes"] == 100
+
+
+def test_fake_images_and_models(fake) -> None:
+    async def go(client: OpenRouterClient):
+        image = await client.create_image(
+            FAKE_KEY, {"model": "black-forest-labs/flux.2-pro", "prompt": "a fox"}
+        )
+        return image, await client.list_models("image", FAKE_KEY), await client.video_models(FAKE_KEY)
+
+    image, image_models, video_models = run(with_client(fake.base_url, go))
+    assert (
+        image.images and image.images[0].data.startswith(b"\x89PNG") and image.images[0].mime == "image/png"
+    )
+    assert image.usage is not None and image.usage.cost_usd is not None
+    assert any(m["id"] == "black-forest-labs/flux.2-pro" for m in image_models)
+    assert {m["id"] for m in video_models} >= {"google/veo-3.1"}
+
+
+def test_fake_chat_images_as_data_urls(fake) -> None:
+    body = {
+        "model": "google/gemini-2.5-flash-image",
+        "messages": [{"role": "user", "content": "a cat"}],
+        "modalities": ["image", "text"],
+    }
+    result = run(with_client(fake.base_url, lambda c: c.chat(FAKE_KEY, body)))
+    assert result.images and all(u.startswith("data:image/png;base64,") for u in result.images)
+    events = run(with_client(fake.base_url, lambda c: collect(c, body, key=FAKE_KEY)))
+    assert any(isinstance(e, ImageDelta) for e in events)
+
+
+def test_fake_key_info(fake) -> None:
+    info = run(with_client(fake.base_url, lambda c: c.get_key_info(FAKE_KEY)))
+    assert "limit" in info and "usage" in info
+
+
+# ------------------------------------------------------------------------------------------------------------
 # The key never leaks
 
 
@@ -1344,10 +1616,10 @@ def test_key_never_appears_in_errors_or_logs(wire, caplog) -> None:
             error.partial_text,
             str(error.args),
         ):
-            assert OTHER_KEY_FRAGMENT not in text, text
+            assert OTHER_KEY_FRAGMENT not in text and FAKE_KEY not in text, text
         assert error.__cause__ is None
         context = error.__context__
         while context is not None:
             assert OTHER_KEY_FRAGMENT not in str(context) and OTHER_KEY_FRAGMENT not in repr(context)
             context = context.__context__
-    assert OTHER_KEY_FRAGMENT not in caplog.text
+    assert OTHER_KEY_FRAGMENT not in caplog.text and FAKE_KEY not in caplog.text
