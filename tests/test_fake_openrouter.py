@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.fakes import (
+    PRESETS,
     Body200Error,
     ChoiceError,
     EmptyChoices,
@@ -796,3 +797,127 @@ def test_standalone_process_with_control_api() -> None:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+# -- more wire details ----------------------------------------------------------------------------------
+
+PRESET_STATUS = {
+    "model_not_found": 400,
+    "context_length_exceeded": 400,
+    "unauthorized": 401,
+    "insufficient_credits": 402,
+    "moderation": 403,
+    "guardrail": 403,
+    "no_endpoints": 404,
+    "request_timeout": 408,
+    "rate_limited": 429,
+    "capacity_exhausted": 429,
+    "internal_error": 500,
+    "provider_error": 502,
+    "unavailable": 503,
+    "edge_timeout": 524,
+    "overloaded": 529,
+    "html_not_found": 404,
+    "image_generation_failed": 502,
+}
+
+
+def test_every_preset_is_covered() -> None:
+    assert set(PRESET_STATUS) == set(PRESETS)
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_STATUS))
+def test_presets_through_the_control_api(fake: FakeOpenRouter, client: httpx.Client, name: str) -> None:
+    enqueue = {"path": "/chat/completions", "behaviour": {"kind": "preset", "name": name}}
+    assert httpx.post(fake.control_url + "/enqueue", json=enqueue).json() == {"pending": 1}
+    response = client.post("/chat/completions", json=chat_body())
+    assert response.status_code == PRESET_STATUS[name]
+    if name == "html_not_found":
+        assert response.headers["content-type"].startswith("text/html")
+    else:
+        error = response.json()["error"]
+        assert error["code"] == PRESET_STATUS[name] and error["message"]
+    if name in {"rate_limited", "capacity_exhausted", "unavailable"}:
+        assert int(response.headers["retry-after"]) > 0
+
+
+def test_stream_empty_choices_and_empty_content(client: httpx.Client, fake: FakeOpenRouter) -> None:
+    fake.enqueue("/chat/completions", EmptyChoices())
+    _, pieces = stream(client, chat_body())
+    _, events = parse_sse(b"".join(pieces))
+    assert len(events) == 2 and events[0]["choices"] == [] and "usage" in events[0] and events[1] == "[DONE]"
+    fake.enqueue("/chat/completions", EmptyContent())
+    _, pieces = stream(client, chat_body())
+    _, events = parse_sse(b"".join(pieces))
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"]) == ""
+    assert events[-1] == "[DONE]" and events[-3]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_non_stream_truncated_body(client: httpx.Client, fake: FakeOpenRouter) -> None:
+    fake.enqueue("/chat/completions", Truncate())
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/chat/completions", json=chat_body())
+    assert fake.completions == []
+
+
+def test_audio_output_streams_base64_fragments(client: httpx.Client) -> None:
+    body = {
+        **chat_body("say hi"),
+        "model": "openai/gpt-4o-audio-preview",
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "wav"},
+    }
+    assert client.post("/chat/completions", json=body).status_code == 400  # streaming is required
+    _, pieces = stream(client, body)
+    _, events = parse_sse(b"".join(pieces))
+    audio = [
+        e["choices"][0]["delta"]["audio"]
+        for e in events[:-1]
+        if e["choices"] and "audio" in e["choices"][0]["delta"]
+    ]
+    transcript = "".join(a.get("transcript", "") for a in audio)
+    wav = base64.b64decode("".join(a.get("data", "") for a in audio))
+    assert transcript == "Echo: say hi" and wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+
+
+def test_aborted_generation_is_marked_cancelled(
+    fake: FakeOpenRouter, client: httpx.Client, clock: Clock
+) -> None:
+    fake.enqueue("/chat/completions", Stall(seconds=5, after_tokens=1))
+    with client.stream("POST", "/chat/completions", json=chat_body("a b c", stream=True)) as r:
+        gen_id = r.headers["x-generation-id"]
+        next(r.iter_raw())
+    for _ in range(200):
+        if fake.aborted:
+            break
+        threading.Event().wait(0.02)
+    assert fake.aborted == [gen_id]
+    clock.now += 2
+    data = client.get("/generation", params={"id": gen_id}).json()["data"]
+    assert data["cancelled"] is True and data["streamed"] is True
+
+
+def test_offline_for_some_seconds_through_the_control_api(fake: FakeOpenRouter) -> None:
+    control = fake.control_url
+    assert httpx.post(control + "/offline", json={"seconds": 0.3}).json() == {"online": False}
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(fake.base_url + "/models")
+    for _ in range(200):
+        if fake.online:
+            break
+        threading.Event().wait(0.02)
+    assert httpx.get(fake.base_url + "/models").status_code == 200
+
+
+def test_wrong_behaviour_for_a_path_fails_loudly(client: httpx.Client, fake: FakeOpenRouter) -> None:
+    fake.enqueue("/chat/completions", VideoJob())
+    response = client.post("/chat/completions", json=chat_body())
+    assert response.status_code == 500 and "does not apply" in response.json()["error"]["message"]
+
+
+def test_glob_paths_and_per_job_errors(client: httpx.Client, fake: FakeOpenRouter) -> None:
+    job = client.post("/videos", json={"model": "google/veo-3.1", "prompt": "x"}).json()
+    fake.enqueue("/videos/*", HttpError(500, "Internal Server Error"))
+    assert client.get(f"/videos/{job['id']}").status_code == 500
+    assert client.get(f"/videos/{job['id']}").status_code == 200
+    assert client.get("/videos/job-unknown").status_code == 404

@@ -330,6 +330,7 @@ class FakeOpenRouter:
         self._connections: dict[socket.socket, _Server] = {}
         self._dropped: set[int] = set()
         self._online_timer: threading.Timer | None = None
+        self._started = False
         self._init_state()
 
     def _init_state(self) -> None:
@@ -353,8 +354,9 @@ class FakeOpenRouter:
     def start(self) -> FakeOpenRouter:
         """Bind 127.0.0.1 (port 0 picks a free one) and serve in background threads."""
         with self._lifecycle:
-            if self._api is not None:
+            if self._started:
                 return self
+            self._started = True
             self._api = self._serve(self.port, control_only=False)
             self.port = self._api.server_address[1]
             if self._control_port is not None and self._control is None:
@@ -366,6 +368,7 @@ class FakeOpenRouter:
         """Stop serving and close every socket (idempotent)."""
         self._cancel_timer()
         with self._lifecycle:
+            self._started = False
             for attr in ("_api", "_control"):
                 server = getattr(self, attr)
                 if server is not None:
@@ -393,17 +396,23 @@ class FakeOpenRouter:
         """Re-bind the same port and serve again."""
         self._cancel_timer()
         with self._lifecycle:
+            if not self._started:
+                raise RuntimeError("start() the fake before bringing it online")
             if self._api is None:
                 self._api = self._serve(self.port, control_only=False)
 
     def offline_for(self, seconds: float, *, keep: socket.socket | None = None) -> None:
         """Go offline now and back online after ``seconds`` (real time)."""
         self.go_offline(keep=keep)
-        timer = threading.Timer(seconds, self.go_online)
+        timer = threading.Timer(seconds, self._timed_online)
         timer.daemon = True
         with self._lock:
             self._online_timer = timer
         timer.start()
+
+    def _timed_online(self) -> None:
+        if self._started:  # stop() may have raced with the timer
+            self.go_online()
 
     @property
     def online(self) -> bool:
@@ -616,7 +625,7 @@ class FakeOpenRouter:
         """Forget recordings, queues, jobs and codes, restore the initial keys and go back online."""
         self.unavailable_models.clear()
         self._init_state()
-        if self._api is None and self._control is not None or (self._api is None and self._threads):
+        if self._started and self._api is None:
             self.go_online()
 
     def stats(self) -> dict[str, Any]:
@@ -1028,6 +1037,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         chat = self._build_chat(req, key, chosen, entry, behaviour)
+        if chat.audio is not None and not chat.stream:
+            self._error(400, "Audio output requires streaming: set stream to true")
+            return
         if chat.prompt_tokens > entry["context_length"]:
             self._send_behaviour_error(context_length_exceeded(entry["context_length"], chat.prompt_tokens))
             return
@@ -1253,11 +1265,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data[: len(data) // 2])
             self._hard_close()
             return
-        self._send(200, data, "application/json", headers)
+        # Booked before the bytes go out, so a client that has the answer also finds it in the recordings.
         text = None if outcome == "empty" else message["content"]
         self.fake._finish_chat(
             chat, text=text, usage=body["usage"], outcome=outcome, headers=self._rec.headers
         )
+        self._send(200, data, "application/json", headers)
 
     def _wait_or_abort(self, chat: _Chat, seconds: float) -> None:
         try:
@@ -1307,6 +1320,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         writer = _SseWriter(self, style)
         sent: list[str] = []
+        self._booked = False  # whether the outcome is already recorded
         try:
             writer.begin({"X-Generation-Id": chat.id})
             keepalives = (
@@ -1317,9 +1331,7 @@ class _Handler(BaseHTTPRequestHandler):
             if chat.debug_echo is not None:
                 writer.event(self._chunk(chat, [], debug={"echo_upstream_body": chat.debug_echo}))
             if isinstance(behaviour, EmptyChoices):
-                writer.event(self._chunk(chat, [], usage=chat.usage(completion_text="", images=0)))
-                writer.done()
-                writer.finish()
+                self._booked = True
                 self.fake._finish_chat(
                     chat,
                     text=None,
@@ -1327,6 +1339,9 @@ class _Handler(BaseHTTPRequestHandler):
                     outcome="empty",
                     headers=self._rec.headers,
                 )
+                writer.event(self._chunk(chat, [], usage=chat.usage(completion_text="", images=0)))
+                writer.done()
+                writer.finish()
                 return
             tokens = chat.tokens(style.tokens_per_chunk)
             if isinstance(behaviour, EmptyContent):
@@ -1334,6 +1349,7 @@ class _Handler(BaseHTTPRequestHandler):
             trigger = min(getattr(behaviour, "after_tokens", 0), len(tokens))
             stop_at = trigger if isinstance(behaviour, StreamError | Truncate | Stall) else None
             if stop_at == 0 and self._interrupt(chat, behaviour, writer, sent, tokens):
+                self._booked = True
                 return
             writer.event(
                 self._chunk(chat, [self._delta({"role": "assistant", "content": ""})], x_fake_unknown_field=1)
@@ -1399,15 +1415,17 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(behaviour, EmptyContent)
                 else chat.usage(completion_text="", images=0)
             )
-            writer.event(self._chunk(chat, [], usage=usage))
-            writer.done()
-            writer.finish()
+            # Booked before the usage chunk and [DONE] go out: a client that saw [DONE] finds it recorded.
+            self._booked = True
             self.fake._finish_chat(
                 chat, text="".join(sent), usage=usage, outcome="ok", headers=self._rec.headers
             )
+            writer.event(self._chunk(chat, [], usage=usage))
+            writer.done()
+            writer.finish()
         except _ClientGone:
             self.close_connection = True
-            if not self.fake._was_dropped(self.connection):
+            if not self._booked and not self.fake._was_dropped(self.connection):
                 self.fake._finish_chat(
                     chat,
                     text="".join(sent),
@@ -1468,6 +1486,17 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             )
 
+    def _book_error(self, chat: _Chat, sent: list[str]) -> None:
+        """Record a stream that ends in an error (before its last bytes are written)."""
+        self._booked = True
+        self.fake._finish_chat(
+            chat,
+            text="".join(sent),
+            usage=chat.usage(completion_text="".join(sent)),
+            outcome="error",
+            headers=self._rec.headers,
+        )
+
     def _interrupt(
         self, chat: _Chat, behaviour: Behaviour | None, writer: _SseWriter, sent: list[str], tokens: list[str]
     ) -> bool:
@@ -1483,18 +1512,13 @@ class _Handler(BaseHTTPRequestHandler):
                     writer.comment()
                     writer.flush()
             if behaviour.then == "close":
+                self._book_error(chat, sent)
                 writer.flush()
                 self._hard_close()
-                self.fake._finish_chat(
-                    chat,
-                    text="".join(sent),
-                    usage=chat.usage(completion_text="".join(sent)),
-                    outcome="error",
-                    headers=self._rec.headers,
-                )
                 return True
             return False
         if isinstance(behaviour, Truncate):
+            self._book_error(chat, sent)
             if behaviour.mid_event and len(sent) < len(tokens):
                 event = _SseWriter.encode_event(
                     self._chunk(chat, [self._delta({"content": tokens[len(sent)]})]), writer.newline
@@ -1502,13 +1526,6 @@ class _Handler(BaseHTTPRequestHandler):
                 writer.raw(event[: len(event) // 2])
             writer.flush()
             self._hard_close()
-            self.fake._finish_chat(
-                chat,
-                text="".join(sent),
-                usage=chat.usage(completion_text="".join(sent)),
-                outcome="error",
-                headers=self._rec.headers,
-            )
             return True
         if isinstance(behaviour, StreamError):
             error: dict[str, Any] = {"code": behaviour.code, "message": behaviour.message}
@@ -1520,17 +1537,11 @@ class _Handler(BaseHTTPRequestHandler):
             if metadata:
                 error["metadata"] = metadata
             choices = [] if behaviour.empty_choices else [self._delta({"content": ""}, "error", "error")]
+            self._book_error(chat, sent)
             writer.event(self._chunk(chat, choices, error=error))
             if behaviour.done:
                 writer.done()
             writer.finish()
-            self.fake._finish_chat(
-                chat,
-                text="".join(sent),
-                usage=chat.usage(completion_text="".join(sent)),
-                outcome="error",
-                headers=self._rec.headers,
-            )
             return True
         return False
 
@@ -1653,10 +1664,10 @@ class _Handler(BaseHTTPRequestHandler):
             data = [
                 {"b64_json": base64.b64encode(png).decode("ascii"), "media_type": "image/png"} for png in pngs
             ]
+            deliver(n)
             self._json(
                 200, {"created": created, "data": data, "usage": usage(n)}, {"X-Generation-Id": gen_id}
             )
-            deliver(n)
             return
         writer = _SseWriter(self, self.fake.stream_style)
         try:
@@ -1694,10 +1705,10 @@ class _Handler(BaseHTTPRequestHandler):
                 writer.event(
                     {"type": "error", "error": {"message": behaviour.message, "code": behaviour.code}}
                 )
-            writer.done()
-            writer.finish()
             if not isinstance(behaviour, StreamError):
                 deliver(n)
+            writer.done()
+            writer.finish()
         except _ClientGone:
             self.close_connection = True
             if not self.fake._was_dropped(self.connection):
