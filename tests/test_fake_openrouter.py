@@ -46,6 +46,8 @@ from tests.fakes.behaviours import (
     unavailable,
 )
 from tests.fakes.media import png_size
+from tests.fakes.process import FakeOpenRouterProcess
+from tests.fakes.pytest_plugin import fake_openrouter_process  # noqa: F401 - used as a fixture below
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "openai/gpt-4o-mini"
@@ -921,3 +923,50 @@ def test_glob_paths_and_per_job_errors(client: httpx.Client, fake: FakeOpenRoute
     assert client.get(f"/videos/{job['id']}").status_code == 500
     assert client.get(f"/videos/{job['id']}").status_code == 200
     assert client.get("/videos/job-unknown").status_code == 404
+
+
+def test_process_handle_drives_the_control_api(fake_openrouter_process: FakeOpenRouterProcess) -> None:  # noqa: F811
+    fake = fake_openrouter_process
+    auth = {"Authorization": "Bearer sk-or-v1-" + "0" * 64}
+    fake.enqueue("/chat/completions", StreamError(after_tokens=1, code="server_error"))
+    fake.enqueue("/videos", VideoJob(outcome="failed"))
+    with httpx.Client(base_url=fake.base_url, headers=auth) as c:
+        with c.stream("POST", "/chat/completions", json=chat_body(stream=True)) as r:
+            _, events = parse_sse(r.read())
+        assert events[-1]["error"]["code"] == "server_error"
+        job = c.post("/videos", json={"model": "google/veo-3.1", "prompt": "x"}).json()
+        assert [c.get(job["polling_url"]).json()["status"] for _ in range(3)][-1] == "failed"
+        fake.add_key("sk-or-v1-extra", limit=5)
+        assert c.get("/key", headers={"Authorization": "Bearer sk-or-v1-extra"}).json()["data"]["limit"] == 5
+        fake.revoke_key("sk-or-v1-extra")
+        assert c.get("/key", headers={"Authorization": "Bearer sk-or-v1-extra"}).status_code == 401
+        fake.go_offline()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(fake.base_url + "/models")
+        fake.go_online()
+        assert c.get("/models").status_code == 200
+    assert fake.stats()["by_path"]["/videos/" + job["id"]] == {"200": 3}
+    assert fake.completions() == [] and len(fake.requests()) == 8
+    fake.reset()
+    assert fake.requests() == []
+
+
+def test_misc_endpoints(fake: FakeOpenRouter, client: httpx.Client) -> None:
+    assert httpx.get(fake.base_url + "/models/user").status_code == 401
+    assert client.get("/models/user").status_code == 200
+    fake.add_key("sk-or-v1-mgmt", is_management_key=True, total_credits=50.0)
+    credits = httpx.get(fake.base_url + "/credits", headers={"Authorization": "Bearer sk-or-v1-mgmt"}).json()
+    assert credits == {"data": {"total_credits": 50.0, "total_usage": 0.0}}
+    assert {m["id"] for m in client.get("/images/models").json()["data"]} >= {"google/gemini-2.5-flash-image"}
+    fake.enqueue("/auth", HttpError(500, "Internal Server Error"))
+    assert (
+        httpx.get(fake.site_url + "/auth", params={"callback_url": "http://localhost:1/cb"}).status_code
+        == 500
+    )
+    assert client.get("/generation").status_code == 400
+    fake.enqueue("/chat/completions", Stall(seconds=0.05, then="close"))
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/chat/completions", json=chat_body())
+    video_chat = client.post("/chat/completions", json={**chat_body(), "model": "google/veo-3.1"})
+    assert video_chat.status_code == 400
+    assert video_chat.json()["error"]["availability"]["code"] == "wrong_endpoint"

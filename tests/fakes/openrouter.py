@@ -1839,6 +1839,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- OAuth PKCE ------------------------------------------------------------------------------------
 
     def _oauth_authorize(self) -> None:
+        if self._simple_behaviour("/auth"):  # e.g. the site failing while the user is mid-login
+            return
         query = self._query
         callback = query.get("callback_url")
         challenge = query.get("code_challenge") or None
