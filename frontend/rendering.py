@@ -133,9 +133,9 @@ def format_price_per_million(per_token: Any) -> str:
     elif per_million >= 1:
         text = f"{per_million:.2f}"
     else:
-        text = f"{per_million:.3f}".rstrip("0")
-        if text.endswith("."):
-            text += "0"
+        text = f"{per_million:.3f}"
+        if text.endswith("0"):
+            text = text[:-1]  # $0.60/M, but $0.075/M keeps its third digit
     return f"${text}/M"
 
 
