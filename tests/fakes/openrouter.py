@@ -225,7 +225,6 @@ class _Chat:
     prompt_tokens: int
     pricing: dict[str, str]
     debug_echo: dict[str, Any] | None
-    request: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def tokens(self, per_chunk: int = 1) -> list[str]:
         pieces = _TOKEN_RE.findall(self.text or "")
@@ -296,7 +295,9 @@ class FakeOpenRouter:
     ``keys`` maps valid API keys to ``/key`` fields (``label``, ``limit``, ``limit_remaining``, ``usage``,
     ``is_free_tier``, ``is_management_key``); by default one key, :data:`DEFAULT_KEY`. ``token_delay`` is
     the pause before each streamed content chunk. ``clock`` drives OAuth expiry, ``/generation``
-    visibility and time-based video jobs, so tests can move time without sleeping.
+    visibility and time-based video jobs, so tests can move time without sleeping. ``stream_style`` is the
+    default SSE wire style, ``reply_text`` a fixed answer instead of the echo, ``generation_delay`` how long
+    ``/generation`` answers 404 after a completion, ``control_port`` opens the control API on a second port.
     """
 
     def __init__(
@@ -310,7 +311,7 @@ class FakeOpenRouter:
         clock: Callable[[], float] = time.time,
         generation_delay: float = 1.0,
         control_port: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         self.port = port
         self.token_delay = token_delay
@@ -321,7 +322,6 @@ class FakeOpenRouter:
         self.unavailable_models: set[str] = set()
         self._initial_keys = copy.deepcopy(keys if keys is not None else {DEFAULT_KEY: {}})
         self._control_port = control_port
-        self._seed = seed
         self._lock = threading.RLock()
         self._lifecycle = threading.Lock()
         self._api: _Server | None = None
@@ -331,11 +331,13 @@ class FakeOpenRouter:
         self._dropped: set[int] = set()
         self._online_timer: threading.Timer | None = None
         self._started = False
+        # Ids are never reused, not even across reset(): a client that stored an old id must not find it
+        # pointing at a new generation or job. Pass ``seed`` for a reproducible sequence.
+        self._rng = random.Random(seed)
         self._init_state()
 
     def _init_state(self) -> None:
         with self._lock:
-            self._rng = random.Random(self._seed)
             self._keys: dict[str, dict[str, Any]] = {}
             for key, info in copy.deepcopy(self._initial_keys).items():
                 self._keys[key] = self._key_defaults(key, info)
@@ -655,9 +657,14 @@ class FakeOpenRouter:
         with self._lock:
             self._received_media.append(ReceivedMedia(path, kind, url))
 
-    def _new_id(self, prefix: str, length: int = 20) -> str:
+    def _random(self, length: int, alphabet: str = _ALNUM) -> str:
+        """Seeded random characters: ids differ per request but a run is reproducible."""
         with self._lock:
-            rand = "".join(self._rng.choice(_ALNUM) for _ in range(length))
+            return "".join(self._rng.choice(alphabet) for _ in range(length))
+
+    def _new_id(self, prefix: str, length: int = 20) -> str:
+        """``gen-<unix>-<rand>`` for generations (the real format), ``<prefix>-<rand>`` otherwise."""
+        rand = self._random(length)
         return f"{prefix}-{int(self.clock())}-{rand}" if prefix == "gen" else f"{prefix}-{rand}"
 
     def _store_generation(self, gen_id: str, data: dict[str, Any]) -> None:
@@ -1113,7 +1120,7 @@ class _Handler(BaseHTTPRequestHandler):
             audio = fake_wav(f"{model}|{prompt}")
         tool_calls = [
             {
-                "id": f"call_{i}_{self.fake._new_id('x', 8)[2:]}",
+                "id": f"call_{i}_{self.fake._random(8)}",
                 "type": "function",
                 "function": {"name": call["name"], "arguments": call.get("arguments", "{}")},
             }
@@ -1143,7 +1150,6 @@ class _Handler(BaseHTTPRequestHandler):
             debug_echo={k: v for k, v in req.items() if k != "messages"}
             if debug.get("echo_upstream_body")
             else None,
-            request=req,
         )
 
     def _message_text(self, message: Any) -> str:
@@ -1857,7 +1863,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif not challenge:
             self._html(400, "<h1>code_challenge is required when no callback_url is given</h1>")
             return
-        code = self.fake._new_id("code", 24)[len("code-") :]
+        code = self.fake._random(24)
         with self.fake._lock:
             self.fake._oauth_codes[code] = _OAuthCode(
                 challenge, method, self.fake.clock(), query.get("key_label")
@@ -1916,8 +1922,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(403, "Authorization code already used")
                 return
             code.used = True
-            new_key = "sk-or-v1-" + "".join(self.fake._rng.choice("0123456789abcdef") for _ in range(64))
-            user_id = "user_" + "".join(self.fake._rng.choice(_ALNUM) for _ in range(27))
+            new_key = "sk-or-v1-" + self.fake._random(64, "0123456789abcdef")
+            user_id = "user_" + self.fake._random(27)
         self.fake.add_key(new_key, label=code.label or f"localhost:{self.fake.port}", creator_user_id=user_id)
         self._json(200, {"key": new_key, "user_id": user_id})
 
