@@ -35,9 +35,24 @@ def make_ca_pem(tmp_path: Path) -> Path:
     pem = tmp_path / "corp-ca.pem"
     try:
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=Corp Test CA", "-keyout", str(tmp_path / "ca.key"), "-out", str(pem)],
-            check=True, capture_output=True,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Corp Test CA",
+                "-keyout",
+                str(tmp_path / "ca.key"),
+                "-out",
+                str(pem),
+            ],
+            check=True,
+            capture_output=True,
         )
     except (FileNotFoundError, subprocess.CalledProcessError):
         pytest.skip("openssl CLI not available")
@@ -74,13 +89,16 @@ def test_default_path_is_in_the_site_config_dir():
 
 
 def test_bare_values_are_defaults_and_wrapped_values_can_be_locked(tmp_path):
-    path = write_policy(tmp_path, {
-        "$schema": "https://atelier.invalid/policy.schema.json",
-        "openrouter_base_url": {"value": "https://gateway.corp.example/api/v1/", "locked": True},
-        "default_model_text": "openai/gpt-4o-mini",
-        "budget_monthly_usd": {"value": 25, "locked": False},
-        "outbox_concurrency": {"value": 4},
-    })
+    path = write_policy(
+        tmp_path,
+        {
+            "$schema": "https://atelier.invalid/policy.schema.json",
+            "openrouter_base_url": {"value": "https://gateway.corp.example/api/v1/", "locked": True},
+            "default_model_text": "openai/gpt-4o-mini",
+            "budget_monthly_usd": {"value": 25, "locked": False},
+            "outbox_concurrency": {"value": 4},
+        },
+    )
     policy = load_policy(path, env={})
     assert policy.get("openrouter_base_url") == PolicyValue("https://gateway.corp.example/api/v1", True)
     assert policy.is_locked("openrouter_base_url")
@@ -105,10 +123,18 @@ def test_the_shipped_example_is_valid(tmp_path):
 
 
 def test_model_allowed_uses_case_insensitive_globs(tmp_path):
-    policy = load_policy(write_policy(tmp_path, {
-        "allowed_models": {"value": ["openai/gpt-4o*", "Anthropic/*", "google/gemini-2.5-flash-image"],
-                           "locked": True},
-    }), env={})
+    policy = load_policy(
+        write_policy(
+            tmp_path,
+            {
+                "allowed_models": {
+                    "value": ["openai/gpt-4o*", "Anthropic/*", "google/gemini-2.5-flash-image"],
+                    "locked": True,
+                },
+            },
+        ),
+        env={},
+    )
     assert policy.model_allowed("openai/gpt-4o-mini")
     assert policy.model_allowed("OPENAI/GPT-4O")
     assert policy.model_allowed("anthropic/claude-sonnet-4")
@@ -141,7 +167,7 @@ def test_model_allowed_uses_case_insensitive_globs(tmp_path):
         ({"outbox_max_queued": "100"}, "'outbox_max_queued' must be a whole number ≥ 1"),
         ({"proxy": "socks5://proxy:1080"}, "'proxy' must be an http:// or https:// proxy URL"),
         ({"proxy": 3128}, "'proxy' must be an http:// or https:// proxy URL"),
-        ({"theme": "neon"}, "'theme' must be one of \"system\", \"light\", \"dark\""),
+        ({"theme": "neon"}, '\'theme\' must be one of "system", "light", "dark"'),
         ({"default_model_text": ""}, "'default_model_text' must be a model id"),
         ({"default_model_image": ["a/b"]}, "'default_model_image' must be a model id"),
         ({"ca_bundle": "does-not-exist.pem"}, "'ca_bundle' must name an existing PEM file"),
@@ -149,8 +175,10 @@ def test_model_allowed_uses_case_insensitive_globs(tmp_path):
         ({"theme": {"locked": True}}, "'theme' is missing \"value\""),
         ({"theme": {"value": "dark", "lock": True}}, "'theme' has unknown field(s) 'lock'"),
         (["theme", "dark"], "the top level must be a JSON object (got a list)"),
-        ({"allowed_models": ["openai/*"], "default_model_video": "google/veo-3"},
-         "'default_model_video' 'google/veo-3' is not matched by 'allowed_models'"),
+        (
+            {"allowed_models": ["openai/*"], "default_model_video": "google/veo-3"},
+            "'default_model_video' 'google/veo-3' is not matched by 'allowed_models'",
+        ),
     ],
 )
 def test_invalid_policies_name_the_file_and_the_field(tmp_path, document, fragment):
@@ -217,9 +245,16 @@ def test_ca_bundle_must_hold_certificates(tmp_path):
 def test_read_policy_key(tmp_path):
     sentinel = "sk-or-v1-SENTINEL-policy-key-0000"
     key_file = tmp_path / "openrouter.key"
-    policy = load_policy(write_policy(tmp_path, {
-        "allow_user_key": {"value": False, "locked": True}, "api_key_file": str(key_file),
-    }), env={})
+    policy = load_policy(
+        write_policy(
+            tmp_path,
+            {
+                "allow_user_key": {"value": False, "locked": True},
+                "api_key_file": str(key_file),
+            },
+        ),
+        env={},
+    )
     assert not policy.user_key_allowed
     with pytest.raises(PolicyError, match="does not exist") as caught:
         read_policy_key(policy)
