@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import nh3
+from jinja2 import Undefined
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
@@ -95,8 +96,13 @@ def render_markdown(text: str | None) -> Markup:
 # -- numbers and times ---------------------------------------------------------------------------------
 
 
+def _missing(value: Any) -> bool:
+    """None, empty, or a field the backend did not send (Jinja's Undefined)."""
+    return value is None or isinstance(value, Undefined) or value == ""
+
+
 def _decimal(value: Any) -> Decimal | None:
-    if value is None or value == "":
+    if _missing(value):
         return None
     try:
         return Decimal(str(value))
@@ -141,7 +147,7 @@ def format_price_per_million(per_token: Any) -> str:
 
 def format_tokens(value: Any) -> str:
     """A token count with thousands separators, or ``—``."""
-    if value is None:
+    if _missing(value):
         return "—"
     try:
         return f"{int(value):,}"
@@ -151,6 +157,8 @@ def format_tokens(value: Any) -> str:
 
 def format_context(value: Any) -> str:
     """A context length as ``128k`` / ``1M`` tokens."""
+    if _missing(value):
+        return "—"
     try:
         tokens = int(value)
     except (TypeError, ValueError):
@@ -164,7 +172,7 @@ def format_context(value: Any) -> str:
 
 def parse_time(value: Any) -> datetime | None:
     """Parse the backend's ISO-8601 timestamps (or epoch seconds); naive values are taken as UTC."""
-    if value is None or value == "":
+    if _missing(value):
         return None
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, UTC)

@@ -155,3 +155,15 @@ def test_relative_and_elapsed_times() -> None:
     assert format_duration("2026-01-01T12:00:00Z", "2026-01-01T12:00:01.4Z") == "1.4 s"
     assert format_duration("2026-01-01T12:00:00", "2026-01-01T12:02:05") == "2 min 5 s"
     assert format_duration(None, "2026-01-01T12:00:00Z") == "—"
+
+
+def test_fields_missing_from_a_record_render_as_dashes() -> None:
+    """A queued or cancelled record may have an empty ``usage``: templates must not fail on it."""
+    from jinja2 import Environment
+
+    from frontend.rendering import format_tokens
+
+    env = Environment(autoescape=True)
+    env.filters.update(tokens=format_tokens, cost=format_cost, context=format_context)
+    template = env.from_string("{{ u.prompt_tokens | tokens }} {{ u.cost_usd | cost }} {{ u.x | context }}")
+    assert template.render(u={}) == "— — —"

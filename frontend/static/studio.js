@@ -153,7 +153,11 @@
       // Swap the plain streamed text for the server-rendered (sanitized markdown) record.
       try {
         const response = await fetch(urlFor("data-result-url", id), { credentials: "same-origin" });
-        if (!response.ok) return;
+        if (!response.ok) {
+          liveStatus.textContent = stopping ? "Stopped" : "Finished";
+          liveStatus.className = "badge";
+          return;
+        }
         liveResult.innerHTML = await response.text();
         liveText.textContent = "";
         head.classList.add("hidden");
