@@ -855,6 +855,11 @@ class OpenRouterClient:
 
     def _url(self, path_or_url: str) -> httpx.URL:
         """Resolve an API path ("key", "/api/v1/videos/x") or an absolute URL; refuse anything but http(s)."""
+        prefix = "/api/v1/"
+        if path_or_url.startswith(prefix) and self._base.path.endswith(prefix):
+            # OpenRouter's root-relative links ("/api/v1/videos/…") keep a gateway's path prefix when the
+            # base URL is not OpenRouter's own (e.g. https://gateway.example/openrouter/api/v1).
+            path_or_url = path_or_url[len(prefix) :]
         url = self._base.join(path_or_url)  # absolute URLs replace the base, as in a browser
         if url.scheme not in ("http", "https") or not url.host:
             raise UpstreamError(

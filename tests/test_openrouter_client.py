@@ -1036,17 +1036,17 @@ def test_idle_timeout_on_a_stalled_stream(wire) -> None:
 
 
 def test_keepalives_reset_the_idle_timeout(wire) -> None:
-    # 0.1 s between keep-alives against a 1 s idle timeout: the stream survives well past 1 s in total.
+    # 0.05 s between keep-alives against a 1 s idle timeout: the stream survives past 1 s in total.
     def handler(req: Recorded, conn: Conn) -> None:
         conn.start_sse()
-        for _ in range(15):
+        for _ in range(30):
             conn.send(KEEPALIVE)
-            time.sleep(0.1)
+            time.sleep(0.05)
         conn.send(sse(chunk("ok", finish="stop")) + sse("[DONE]"))
 
     server = wire(handler)
     events = run(with_client(server.base_url, collect, stream_idle_timeout=1.0))
-    assert sum(isinstance(e, KeepAlive) for e in events) == 15
+    assert sum(isinstance(e, KeepAlive) for e in events) == 30
     assert isinstance(events[-1], StreamFinished)
 
 
@@ -1480,8 +1480,8 @@ def test_fake_stall_hits_the_idle_timeout_and_aborts(fake) -> None:
 
 
 def test_fake_keepalives_during_a_stall(fake) -> None:
-    fake.enqueue("/chat/completions", Stall(seconds=1.2, keepalive_interval=0.1, after_tokens=0))
-    events = run(with_client(fake.base_url, fake_stream_events, stream_idle_timeout=0.8))
+    fake.enqueue("/chat/completions", Stall(seconds=1.5, keepalive_interval=0.1, after_tokens=0))
+    events = run(with_client(fake.base_url, fake_stream_events, stream_idle_timeout=1.2))
     assert sum(isinstance(e, KeepAlive) for e in events) >= 5
     assert isinstance(events[-1], StreamFinished)
 
@@ -1623,3 +1623,18 @@ def test_key_never_appears_in_errors_or_logs(wire, caplog) -> None:
             assert OTHER_KEY_FRAGMENT not in str(context) and OTHER_KEY_FRAGMENT not in repr(context)
             context = context.__context__
     assert OTHER_KEY_FRAGMENT not in caplog.text and FAKE_KEY not in caplog.text
+
+
+def test_root_relative_polling_url_keeps_a_gateway_prefix() -> None:
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"id": "job-1", "status": "pending"})
+
+    async def go(client: OpenRouterClient) -> None:
+        await client.get_video(SENTINEL_KEY, "job-1", "/api/v1/videos/job-1")
+        await client.get_video(SENTINEL_KEY, "job-1", "/other/job-1")
+
+    run(with_client("https://gw.example/openrouter/api/v1", go, transport=httpx.MockTransport(handle)))
+    assert seen == ["https://gw.example/openrouter/api/v1/videos/job-1", "https://gw.example/other/job-1"]
