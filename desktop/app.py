@@ -108,7 +108,14 @@ class App:
 
                 reason = gui_unavailable_reason()
             if self.want_window and reason is None:
-                self._run_window(login_url)
+                try:
+                    self._run_window(login_url)
+                except Exception as exc:  # a GUI backend that fails to load: keep serving headless
+                    log.error("the window could not be opened: %s", exc)
+                    print(f"Atelier cannot open its window ({exc}). Serving headless instead.\n"
+                          f"Open this address in your browser:\n{login_url}", flush=True)
+                    self._open_browser(login_url)
+                    self.stop_event.wait()
             else:
                 if self.want_window:
                     print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)

@@ -25,7 +25,8 @@ def gui_unavailable_reason(env: dict[str, str] | None = None) -> str | None:
             return "no display was found (DISPLAY and WAYLAND_DISPLAY are not set)"
         if importlib.util.find_spec("webview") is None:
             return "pywebview is not installed"
-        if importlib.util.find_spec("PySide6") is None and importlib.util.find_spec("gi") is None:
+        has_qt = importlib.util.find_spec("PySide6") is not None and importlib.util.find_spec("qtpy") is not None
+        if not has_qt and importlib.util.find_spec("gi") is None:
             return "no GUI toolkit is installed (install the 'gui' extra: pip install 'atelier[gui]')"
     elif importlib.util.find_spec("webview") is None:
         return "pywebview is not installed"
@@ -88,4 +89,10 @@ class Window:
         """The page title as the web view sees it (used by the window test)."""
         if self._window is None or not self._ready.wait(30):
             return None
-        return self._window.evaluate_js("document.title")
+        # evaluate_js wraps scripts in eval(), which our CSP forbids; ask the web view directly.
+        try:
+            from webview.platforms.qt import BrowserView
+
+            return BrowserView.instances[self._window.uid].webview.title()
+        except (ImportError, KeyError, AttributeError):
+            return None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.fakes.pytest_plugin"]
 
 
 @pytest.fixture(autouse=True)

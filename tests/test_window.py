@@ -1,0 +1,52 @@
+"""A real Qt window (offscreen) opens the UI, logs in and shows the Studio page."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, ROOT, subprocess_env
+
+pytestmark = [
+    pytest.mark.window,
+    pytest.mark.skipif(importlib.util.find_spec("PySide6") is None, reason="the 'gui' extra is not installed"),
+]
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, threading, time
+    from backend.settings import Settings
+    from desktop.app import App
+
+    app = App(Settings.load(), window=True)
+
+    def probe():
+        deadline = time.monotonic() + 60
+        while app.window is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        title = None
+        while time.monotonic() < deadline:
+            title = app.window.title_now()
+            if title and title != "Atelier login":
+                break
+            time.sleep(0.2)
+        print("TITLE:", title, flush=True)
+        app.stop_event.set()
+
+    threading.Thread(target=probe, daemon=True).start()
+    sys.exit(app.run())
+    """
+)
+
+
+def test_window_opens_the_studio(data_dir: Path) -> None:
+    env = subprocess_env(data_dir, QT_QPA_PLATFORM="offscreen", QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox --disable-gpu")
+    out = subprocess.run([PYTHON, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    titles = [line for line in out.stdout.splitlines() if line.startswith("TITLE:")]
+    assert titles and "Studio" in titles[0], out.stdout + out.stderr[-2000:]
+    assert not (data_dir / "runtime.json").exists()
