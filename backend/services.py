@@ -2,15 +2,90 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
+from .catalogue import Catalogue
+from .credentials import Credentials
+from .keystore import KeyStore
+from .media_store import MediaStore
+from .netconfig import build_ssl_context, effective_network, resolve_proxy
+from .openrouter import OpenRouterClient
+from .outbox import Connectivity, Outbox
+
+log = logging.getLogger(__name__)
+
+
+def _policy_value(policy, name: str, default):
+    if policy is None:
+        return default
+    entry = policy.get(name)
+    return default if entry is None else entry.value
+
 
 async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     """Start the services; return the coroutine function that stops them."""
+    state = app.state
+    settings = state.settings
+    policy = state.policy
+    net = effective_network(settings, policy)
+    client = state.client_factory(net) if getattr(state, "client_factory", None) else OpenRouterClient(
+        net.base_url,
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.request_timeout_seconds,
+        stream_idle_timeout=settings.stream_idle_timeout_seconds,
+        proxy=resolve_proxy(net.base_url, policy_proxy=net.proxy, env=os.environ),
+        ssl_context=build_ssl_context(net.ca_bundles),
+    )
+    policy_key = None
+    if policy is not None:
+        from .policy import read_policy_key
+
+        policy_key = read_policy_key(policy)
+    keystore = KeyStore(settings.data_dir, backend=settings.keyring_backend, policy_key=policy_key)
+    user_key_allowed = policy.user_key_allowed if policy is not None else True
+    state.client = client
+    state.keys = Credentials(keystore, state.store, client, user_key_allowed=user_key_allowed)
+    state.media = MediaStore(settings.media_dir, max_bytes=settings.max_media_bytes)
+    await asyncio.to_thread(state.media.cleanup_temp)
+    state.catalogue = Catalogue(state.store, client, refresh_hours=settings.models_refresh_hours, policy=policy)
+    state.connectivity = Connectivity()
+    state.outbox = Outbox(
+        store=state.store, settings=settings, client=client, keys=state.keys, media=state.media,
+        preferences=state.preferences, catalogue=state.catalogue, connectivity=state.connectivity,
+        concurrency=_policy_value(policy, "outbox_concurrency", settings.outbox_concurrency),
+    )
+    await state.outbox.start()
+    background = asyncio.create_task(_refresh_loop(app), name="catalogue-refresh")
 
     async def shutdown() -> None:
-        return None
+        background.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await background
+        await state.outbox.stop()
+        await client.aclose()
 
     return shutdown
+
+
+async def _refresh_loop(app: FastAPI) -> None:
+    """Refresh the model catalogue and the key's details at start and daily, whenever OpenRouter answers."""
+    state = app.state
+    while True:
+        try:
+            if state.connectivity.online or await state.client.probe():
+                if await state.catalogue.needs_refresh():
+                    await state.catalogue.refresh_all(await state.keys.get())
+                await state.keys.refresh_info()
+                await asyncio.sleep(state.settings.models_refresh_hours * 3600 / 24)
+                continue
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("catalogue refresh failed")
+        await asyncio.sleep(state.settings.probe_seconds)

@@ -5,6 +5,7 @@ Every field is documented in ``SETTINGS_DOCS``; a test fails when one is not.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -105,10 +106,8 @@ class Settings:
         """Create the data directory tree (private to the user where the OS supports modes)."""
         for path in (self.data_dir, self.media_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             os.chmod(self.data_dir, 0o700)
-        except OSError:
-            pass
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

@@ -7,6 +7,7 @@ hitting DuckDB's file lock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -44,10 +45,8 @@ def remove_runtime(path: Path, pid: int) -> None:
     info = read_runtime(path)
     if info is not None and info.get("pid") != pid:
         return
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def pid_alive(pid: int) -> bool:

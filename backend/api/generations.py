@@ -1,0 +1,329 @@
+"""``/generations``: create (persisted before sending), read, list, stream events, retry, cancel, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import generations as gens
+from ..errors import AtelierError, Conflict, NotFound
+from ..outbox import REJECT_CODES
+from .deps import StateDep, StoreDep
+
+router = APIRouter(tags=["generations"])
+
+MAX_PROMPT = 200_000
+
+
+class GenerationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["text", "image", "video"]
+    model: str = Field(min_length=1, max_length=200)
+    prompt: str = Field(max_length=MAX_PROMPT)
+    system: str | None = Field(default=None, max_length=MAX_PROMPT)
+    params: dict[str, Any] = Field(default_factory=dict)
+    input_asset_ids: list[str] = Field(default_factory=list, max_length=16)
+    stream: bool = False
+    defer: bool = False
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=32)
+    title: str | None = Field(default=None, max_length=300)
+
+    @field_validator("model")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("a model id has no spaces, e.g. openai/gpt-4o-mini")
+        return value
+
+
+class GenerationPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=32)
+    favorite: bool | None = None
+    title: str | None = Field(default=None, max_length=300)
+
+
+_PARAM_RULES: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] = {
+    "temperature": ((int, float), 0, 2),
+    "top_p": ((int, float), 0, 1),
+    "max_tokens": (int, 1, 1_000_000),
+    "seed": (int, None, None),
+    "frequency_penalty": ((int, float), -2, 2),
+    "presence_penalty": ((int, float), -2, 2),
+    "duration": ((int, float), 1, 600),
+}
+_PARAM_TEXT = {"aspect_ratio", "image_size", "resolution", "size"}
+_PARAM_OTHER = {"generate_audio": bool, "stop": (str, list), "reasoning": dict}
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    for name, value in params.items():
+        if name in _PARAM_RULES:
+            kind, low, high = _PARAM_RULES[name]
+            ok = isinstance(value, kind) and not isinstance(value, bool)
+            if ok and low is not None and high is not None:
+                ok = low <= value <= high
+            if not ok:
+                bounds = f" from {low} to {high}" if low is not None else ""
+                raise AtelierError(f"params.{name} must be a number{bounds}.", code="invalid_request", status=422)
+        elif name in _PARAM_TEXT:
+            if not isinstance(value, str) or not 0 < len(value) <= 20:
+                raise AtelierError(f"params.{name} must be a short text such as '16:9'.", code="invalid_request",
+                                   status=422)
+        elif name in _PARAM_OTHER:
+            if not isinstance(value, _PARAM_OTHER[name]):
+                raise AtelierError(f"params.{name} has the wrong type.", code="invalid_request", status=422)
+        else:
+            known = ", ".join(sorted([*_PARAM_RULES, *_PARAM_TEXT, *_PARAM_OTHER]))
+            raise AtelierError(f"Unknown parameter '{name}'. Known parameters: {known}.", code="invalid_request",
+                               status=422)
+
+
+async def _month_spend(store: Any) -> float:
+    row = await store.fetchone(
+        "SELECT coalesce(sum(cost_usd), 0) AS s FROM generations WHERE created_at >= date_trunc('month', now())"
+    )
+    return float(row["s"]) if row else 0.0
+
+
+def _response_for(record: dict[str, Any], *, created: int = 201) -> JSONResponse:
+    """The HTTP answer for a generation after its first attempt (DESIGN.md's status rules)."""
+    status = record["status"]
+    error = record.get("error") or {}
+    if status in ("succeeded", "running"):
+        return JSONResponse(record, status_code=created)
+    if status == "cancelled":
+        return JSONResponse(record, status_code=200)
+    if status == "failed" and error.get("code") not in (None, "internal_error") and (
+            error.get("code") in REJECT_CODES or error.get("upstream_status") in (400, 401, 402, 403, 404, 413, 422)):
+        code = error["code"] if error["code"] in REJECT_CODES else "bad_request"
+        body = {"error": {**error, "code": code, "upstream_status": error.get("upstream_status")}, "generation": record}
+        return JSONResponse(body, status_code=400)
+    if status == "failed":
+        return JSONResponse({"error": error, "generation": record}, status_code=422 if error.get("code") in (
+            "no_image_output", "media_too_large", "bad_media") else 500)
+    # queued again (retryable) or interrupted: OpenRouter could not give an answer now.
+    return JSONResponse({"error": error or {"code": "upstream_unavailable", "message": "OpenRouter did not answer."},
+                         "generation": record}, status_code=502)
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+@router.post("/generations", status_code=201)
+async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep) -> Response:
+    """Create a generation. It is written to the database before anything is sent."""
+    _check_params(body.params)
+    if body.kind != "video" and not body.prompt.strip() and not body.input_asset_ids:
+        raise AtelierError("Write a prompt first.", code="invalid_request", status=422)
+    if body.stream and body.kind != "text":
+        raise AtelierError("Only text can be streamed; images and video arrive when finished.",
+                           code="invalid_request", status=422)
+    policy = state.policy
+    if policy is not None and not policy.model_allowed(body.model):
+        raise AtelierError(f"Your organisation's policy does not allow the model '{body.model}'.",
+                           code="model_not_allowed", status=403)
+    if body.input_asset_ids:
+        placeholders = ", ".join("?" for _ in body.input_asset_ids)
+        rows = await store.fetchall(
+            f"SELECT id, kind FROM assets WHERE id IN ({placeholders})", body.input_asset_ids  # noqa: S608
+        )
+        found = {r["id"]: r["kind"] for r in rows}
+        missing = [a for a in body.input_asset_ids if a not in found]
+        if missing:
+            raise NotFound(f"No asset with id '{missing[0]}'.")
+        if any(kind != "image" for kind in found.values()):
+            raise AtelierError("Only images can be used as references.", code="invalid_request", status=422)
+    budget = await state.preferences.get("budget_monthly_usd")
+    if budget is not None and await _month_spend(store) >= budget:
+        raise AtelierError(
+            f"This month's spending has reached the budget of ${budget:.2f}. Raise the budget in Settings "
+            "(or ask IT if it is set by policy).", code="budget_exceeded", status=402)
+    queued = await store.fetchone("SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')")
+    limit = state.settings.outbox_max_queued
+    if policy is not None and policy.get("outbox_max_queued") is not None:
+        limit = policy.get("outbox_max_queued").value
+    if queued and queued["n"] >= limit:
+        raise AtelierError(f"The outbox already holds {queued['n']} requests (the limit is {limit}). Wait for some "
+                           "to go out or cancel a few.", code="outbox_full", status=429)
+    has_key = await state.keys.get() is not None
+    if not has_key and not body.defer:
+        raise AtelierError("No OpenRouter key is set. Paste your key in Settings (or send with defer to queue "
+                           "it until a key is set).", code="no_api_key")
+
+    row = await gens.insert(
+        store, kind=body.kind, model=body.model, prompt=body.prompt, system=body.system, params=body.params,
+        input_asset_ids=body.input_asset_ids, stream=body.stream, tags=body.tags, title=body.title,
+    )
+    outbox = state.outbox
+    if body.defer or outbox.paused:
+        outbox.wake()
+        return JSONResponse(await gens.record(store, row["id"]), status_code=202)
+
+    running = await outbox.start_now(row["id"])
+    queue = running.subscribe()
+    outbox.launch(running)
+    if body.stream:
+        return await _stream_response(state, running, queue)
+    try:
+        if body.kind == "video":
+            await asyncio.shield(running.started.wait())  # 202 once OpenRouter accepted the job
+        else:
+            await asyncio.shield(running.task)
+    finally:
+        running.unsubscribe(queue)
+    record = await gens.record(store, row["id"])
+    return _response_for(record, created=202 if body.kind == "video" else 201)
+
+
+async def _stream_response(state: Any, running: Any, queue: asyncio.Queue) -> Response:
+    """Wait until OpenRouter starts answering; failures before that get a plain JSON answer (502/400)."""
+    waiter = asyncio.ensure_future(running.started.wait())
+    try:
+        await asyncio.shield(waiter)
+    finally:
+        waiter.cancel()
+    pending: list[tuple[str, Any]] = []
+    while not queue.empty():
+        pending.append(queue.get_nowait())
+    terminal = [e for e in pending if e[0] in ("error", "queued", "done")]
+    if terminal and not any(e[0] in ("started", "delta") for e in pending) and terminal[0][0] != "done":
+        running.unsubscribe(queue)
+        record = await gens.record(state.store, running.gen_id)
+        return _response_for(record)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield _sse("generation", await gens.record(state.store, running.gen_id, with_attempts=False))
+            backlog = list(pending)
+            while True:
+                if backlog:
+                    event, data = backlog.pop(0)
+                else:
+                    try:
+                        event, data = await asyncio.wait_for(queue.get(), timeout=15)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                if event in ("generation", "started", "keepalive"):
+                    continue
+                if event == "queued":
+                    yield _sse("error", data)
+                    return
+                yield _sse(event, data)
+                if event in ("done", "error"):
+                    return
+        finally:
+            running.unsubscribe(queue)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/generations")
+async def list_generations(
+    store: StoreDep,
+    q: Annotated[str | None, Query(max_length=500)] = None,
+    kind: Literal["text", "image", "video"] | None = None,
+    status: Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"] | None = None,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    favorite: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """Newest first; ``q`` searches prompt, output and title."""
+    items, next_cursor = await gens.search(store, q=q, kind=kind, status=status, model=model, tag=tag,
+                                           favorite=favorite, limit=limit, cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/generations/{gen_id}")
+async def get_generation(gen_id: str, store: StoreDep) -> dict[str, Any]:
+    return await gens.record(store, _checked(gen_id))
+
+
+@router.get("/generations/{gen_id}/events")
+async def generation_events(gen_id: str, state: StateDep, store: StoreDep, request: Request) -> StreamingResponse:
+    """SSE: the current record, then progress, until a terminal status."""
+    await gens.get_row(store, _checked(gen_id))
+
+    async def events() -> AsyncIterator[bytes]:
+        async for event, data in state.outbox.events(gen_id):
+            if event == "ping":
+                yield b": keep-alive\n\n"
+                continue
+            yield _sse(event, data)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.patch("/generations/{gen_id}")
+async def patch_generation(gen_id: str, body: GenerationPatch, store: StoreDep) -> dict[str, Any]:
+    await gens.get_row(store, _checked(gen_id))
+    changes: dict[str, Any] = {}
+    if body.tags is not None:
+        changes["tags"] = list(dict.fromkeys(t.strip() for t in body.tags if t.strip()))
+    if body.favorite is not None:
+        changes["favorite"] = body.favorite
+    if "title" in body.model_fields_set:
+        changes["title"] = body.title
+    await gens.update(store, gen_id, **changes)
+    return await gens.record(store, gen_id)
+
+
+@router.delete("/generations/{gen_id}", status_code=204)
+async def delete_generation(gen_id: str, state: StateDep, store: StoreDep) -> Response:
+    """Delete a generation and its files (files still used by another generation are kept)."""
+    await gens.get_row(store, _checked(gen_id))
+    await state.outbox.cancel(gen_id)
+    assets = await store.fetchall("SELECT sha256, thumb_sha256 FROM assets WHERE generation_id = ?", [gen_id])
+
+    def run(cur: Any) -> None:
+        cur.execute("DELETE FROM assets WHERE generation_id = ?", [gen_id])
+        cur.execute("DELETE FROM attempts WHERE generation_id = ?", [gen_id])
+        cur.execute("DELETE FROM generations WHERE id = ?", [gen_id])
+
+    await store.transaction(run)
+    for asset in assets:
+        for sha in (asset["sha256"], asset["thumb_sha256"]):
+            if not sha:
+                continue
+            row = await store.fetchone(
+                "SELECT count(*) AS n FROM assets WHERE sha256 = ? OR thumb_sha256 = ?", [sha, sha]
+            )
+            await asyncio.to_thread(state.media.delete_if_unreferenced, sha, bool(row and row["n"]))
+    return Response(status_code=204)
+
+
+@router.post("/generations/{gen_id}/retry", status_code=202)
+async def retry_generation(gen_id: str, state: StateDep, store: StoreDep) -> dict[str, Any]:
+    row = await gens.get_row(store, _checked(gen_id))
+    if not await state.outbox.retry(gen_id):
+        raise Conflict(f"This generation is {row['status']}; only queued, failed, interrupted or cancelled ones can "
+                       "be retried.")
+    return await gens.record(store, gen_id)
+
+
+@router.post("/generations/{gen_id}/cancel")
+async def cancel_generation(gen_id: str, state: StateDep, store: StoreDep) -> dict[str, Any]:
+    row = await gens.get_row(store, _checked(gen_id))
+    if not await state.outbox.cancel(gen_id):
+        raise Conflict(f"This generation is already {row['status']}.")
+    return await gens.record(store, gen_id)
+
+
+def _checked(gen_id: str) -> str:
+    if not (0 < len(gen_id) <= 64 and gen_id.isalnum()):
+        raise NotFound(f"No generation with id '{gen_id[:64]}'.")
+    return gen_id

@@ -1,0 +1,30 @@
+"""``/models``: the catalogue, served from the DuckDB cache so it works offline."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+
+from ..openrouter import UpstreamError
+from .deps import StateDep
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/models")
+async def list_models(state: StateDep, output: Literal["text", "image", "video"] = "text",
+                      refresh: bool = False) -> dict[str, Any]:
+    """Models whose output includes ``output``. The first call (or ``refresh=true``) fetches from OpenRouter
+    when it answers; otherwise the cache is served, with ``stale`` telling how fresh it is."""
+    catalogue = state.catalogue
+    listing = await catalogue.list(output)
+    if refresh or not listing["items"]:
+        try:
+            await catalogue.refresh(output, await state.keys.get())
+            state.connectivity.mark(True)
+            listing = await catalogue.list(output)
+        except UpstreamError as exc:
+            if exc.code == "network":
+                state.connectivity.mark(False)
+    return listing

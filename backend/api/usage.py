@@ -1,0 +1,45 @@
+"""``/usage``: what was spent, from OpenRouter's own ``usage.cost`` (never estimates)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from .deps import StoreDep
+
+router = APIRouter(tags=["usage"])
+
+_KEYS = {"day": "strftime(created_at, '%Y-%m-%d')", "model": "coalesce(upstream_model, model)", "kind": "kind"}
+
+
+@router.get("/usage")
+async def usage(store: StoreDep, group_by: Literal["day", "model", "kind"] = "day",
+                from_: Annotated[date | None, Query(alias="from")] = None, to: date | None = None) -> dict[str, Any]:
+    """Totals per day, model or kind for finished generations, optionally between ``from`` and ``to``
+    (inclusive dates)."""
+    return await _usage(store, group_by, from_, to)
+
+
+async def _usage(store: Any, group_by: str, start: date | None, end: date | None) -> dict[str, Any]:
+    where = ["status IN ('succeeded', 'interrupted', 'failed', 'cancelled')"]
+    params: list[Any] = []
+    if start:
+        where.append("created_at >= ?")
+        params.append(datetime.combine(start, time.min))
+    if end:
+        where.append("created_at < ?")
+        params.append(datetime.combine(end + timedelta(days=1), time.min))
+    key = _KEYS[group_by]
+    rows = await store.fetchall(
+        f"SELECT {key} AS key, count(*) AS count, coalesce(sum(cost_usd), 0) AS cost_usd, "  # noqa: S608
+        f"coalesce(sum(prompt_tokens), 0) AS prompt_tokens, coalesce(sum(completion_tokens), 0) AS completion_tokens "
+        f"FROM generations WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1 {'DESC' if group_by == 'day' else ''}",
+        params,
+    )
+    for row in rows:
+        row["cost_usd"] = round(float(row["cost_usd"]), 10)
+        row["prompt_tokens"] = int(row["prompt_tokens"])
+        row["completion_tokens"] = int(row["completion_tokens"])
+    return {"rows": rows, "total_cost_usd": round(sum(r["cost_usd"] for r in rows), 10)}
