@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from backend.policy import parse_policy
 from backend.preferences import PREFERENCES
 from backend.security import is_allowed_host
 from backend.settings import SETTINGS_DOCS, Settings
@@ -114,24 +114,9 @@ def test_settings_survive_a_restart(data_dir: Path) -> None:
     second.stop()
 
 
-@dataclass(frozen=True)
-class _Value:
-    value: object
-    locked: bool
-
-
-class _Policy:
-    path = Path("/etc/atelier/policy.json")
-
-    def __init__(self, values: dict[str, _Value]):
-        self.values = values
-
-    def get(self, name: str):
-        return self.values.get(name)
-
-
 def test_locked_policy_values_are_refused(data_dir: Path) -> None:
-    policy = _Policy({"default_model_text": _Value("openai/gpt-4o", True), "theme": _Value("dark", False)})
+    policy = parse_policy({"default_model_text": {"value": "openai/gpt-4o", "locked": True}, "theme": "dark"},
+                          path=Path("/etc/atelier/policy.json"))
     running = start_api(data_dir, policy=policy)
     try:
         with running.client() as c:
