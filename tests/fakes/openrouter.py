@@ -1739,6 +1739,10 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(behaviour, HttpError):
             self._send_behaviour_error(behaviour)
             return
+        if isinstance(behaviour, Truncate):
+            # The request arrived but the answer is lost: the client cannot know whether a job exists.
+            self._hard_close()
+            return
         if behaviour is not None and not isinstance(behaviour, VideoJob):
             self._not_applicable(behaviour, "/videos")
             return
