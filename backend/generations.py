@@ -60,7 +60,7 @@ async def insert(
 
 
 async def get_row(store: Store, gen_id: str) -> dict[str, Any]:
-    row = await store.fetchone(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", [gen_id])
+    row = await store.fetchone(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
     if row is None:
         raise NotFound(f"No generation with id '{gen_id}'.")
     return row

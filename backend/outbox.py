@@ -609,8 +609,9 @@ class Outbox:
             for position, info in enumerate(infos):
                 asset_id = gens.new_id()
                 cur.execute(
-                    "INSERT INTO assets (id, generation_id, role, kind, mime, bytes, sha256, width, height, duration_s, "
-                    "thumb_sha256, position, created_at) VALUES (?, ?, 'output', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO assets (id, generation_id, role, kind, mime, bytes, sha256, width, height, "
+                    "duration_s, thumb_sha256, position, created_at) "
+                    "VALUES (?, ?, 'output', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [asset_id, gen_id, info.kind, info.mime, info.bytes, info.sha256, info.width, info.height,
                      info.duration_s, info.thumb_sha256, position, ts],
                 )

@@ -248,7 +248,7 @@ _EVENT_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
 def _assert_strict_headers(response: httpx.Response) -> None:
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "same-origin"
     assert not [name for name in response.headers if name.lower().startswith("access-control-")]
 
 

@@ -16,7 +16,6 @@ from tests.fakes.behaviours import (
     Body200Error,
     ChoiceError,
     EmptyChoices,
-    Reply,
     StreamError,
     Truncate,
     insufficient_credits,

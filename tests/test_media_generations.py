@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.conftest import PYTHON, ROOT, start_api, subprocess_env
 from tests.fakes.behaviours import VideoJob
-from tests.fakes.media import fake_mp4, fake_png
+from tests.fakes.media import fake_mp4
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.test_generations import FAST, get, wait_for
 

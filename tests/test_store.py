@@ -25,7 +25,9 @@ def test_concurrent_writes_all_succeed(tmp_path: Path) -> None:
         await store.execute("INSERT INTO meta VALUES ('counter', '0')")
 
         async def bump(i: int) -> None:
-            await store.execute("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR) WHERE key = 'counter'")
+            await store.execute(
+                "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR) WHERE key = 'counter'"
+            )
             await store.execute("INSERT INTO meta VALUES (?, ?)", [f"k{i}", str(i)])
 
         await asyncio.gather(*(bump(i) for i in range(200)))
