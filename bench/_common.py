@@ -254,8 +254,11 @@ class App:
         return client
 
     def session_cookies(self) -> httpx.Cookies:
-        with self.ui_client() as client:
-            return client.cookies
+        client = self.ui_client()
+        try:
+            return httpx.Cookies(client.cookies)
+        finally:
+            client.close()
 
 
 def start_app(data_dir: Path, env: dict[str, str], *, timeout: float = 60.0) -> App:

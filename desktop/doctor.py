@@ -3,9 +3,13 @@
 Every check prints one ``OK``/``WARN``/``FAIL`` line with a fix hint. The exit status is 1 when any check
 fails, 0 otherwise, so deployment tooling can run ``atelier doctor --json`` and act on it.
 
-It runs safely next to a running app: it never opens the DuckDB file (the app holds its lock), it only
-reads the file header. The API key is used for one ``GET /key`` request and never printed: the output only
-ever shows the last four characters, and every string is scrubbed of the key before it is written.
+The checks are data: :func:`diagnose` returns a :class:`Report` that the CLI prints (:func:`run_doctor`) and
+the running app serves as ``GET /api/v1/diagnostics`` (``backend/api/diagnostics.py``, with
+``in_process=True`` and the policy the app started with).
+
+It runs safely next to (or inside) a running app: it never opens the DuckDB file (the app holds its lock),
+it only reads the file header. The API key is used for one ``GET /key`` request and never printed: the
+output only ever shows the last four characters, and every string is scrubbed of the key before it leaves.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,7 +45,7 @@ from backend.policy import (
     read_policy_key,
 )
 
-__all__ = ["Check", "collect_checks", "run_doctor"]
+__all__ = ["FAIL", "OK", "WARN", "Check", "Report", "collect_checks", "diagnose", "run_doctor"]
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 _MIB = 1024 * 1024
@@ -62,16 +66,83 @@ class Check:
 
 
 @dataclass
+class Report:
+    """Every check, in order, already scrubbed of secrets."""
+
+    checks: list[Check]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any check failed, else 0 (the CLI's exit status)."""
+        return 1 if any(check.status == FAIL for check in self.checks) else 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed (warnings allowed)."""
+        return self.exit_code == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``atelier doctor --json`` document."""
+        return {
+            "atelier_version": __version__,
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "checks": [asdict(check) for check in self.checks],
+        }
+
+    def format_text(self) -> str:
+        """The human-readable report the CLI prints."""
+        return _format_text(self.checks, self.exit_code)
+
+
+class _FromFile:
+    """Marker: read the policy from its file (the CLI), as opposed to a policy already in force."""
+
+
+FROM_FILE: Any = _FromFile()
+
+
+@dataclass
 class _Context:
     settings: Any
     env: Mapping[str, str]
     timeout: float
+    in_force: Any = FROM_FILE
+    in_process: bool = False
     policy: Policy | None = None
     policy_error: str | None = None
     network: NetworkSettings | None = None
     key: str | None = None
     reachable: bool = False
     secrets: list[str] = field(default_factory=list)
+
+
+def diagnose(
+    settings: Any,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+    policy: Any = FROM_FILE,
+    in_process: bool = False,
+    secrets: Iterable[str] = (),
+) -> Report:
+    """Run every check and return the report, scrubbed of the key and of any of ``secrets``.
+
+    ``policy`` is the policy in force in a running app (a :class:`Policy` or None); by default the policy
+    file is read, as the CLI does. ``in_process`` says the checks run inside the app that serves the
+    API, so the running-instance check describes this process. Blocking (network, files): call it from a
+    worker thread in async code.
+    """
+    context = _Context(
+        settings=settings,
+        env=os.environ if env is None else env,
+        timeout=timeout,
+        in_force=policy,
+        in_process=in_process,
+    )
+    context.secrets.extend(secret for secret in secrets if secret)
+    checks = collect_checks(context)
+    return Report([Check(**_scrub(asdict(check), context.secrets)) for check in checks])
 
 
 def run_doctor(
@@ -84,22 +155,14 @@ def run_doctor(
 ) -> int:
     """Run every check, print the report (text or JSON) to ``out`` and return the exit status (0 or 1)."""
     out = sys.stdout if out is None else out
-    context = _Context(settings=settings, env=os.environ if env is None else env, timeout=timeout)
-    checks = collect_checks(context)
-    exit_code = 1 if any(check.status == FAIL for check in checks) else 0
+    report = diagnose(settings, env=env, timeout=timeout)
     if json_output:
-        report = {
-            "atelier_version": __version__,
-            "ok": exit_code == 0,
-            "exit_code": exit_code,
-            "checks": [asdict(check) for check in checks],
-        }
-        text = json.dumps(_scrub(report, context.secrets), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     else:
-        text = _scrub(_format_text(checks, exit_code), context.secrets)
+        text = report.format_text()
     out.write(text)
     out.flush()
-    return exit_code
+    return report.exit_code
 
 
 def collect_checks(context: _Context) -> list[Check]:
