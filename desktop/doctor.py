@@ -156,10 +156,9 @@ def run_doctor(
     """Run every check, print the report (text or JSON) to ``out`` and return the exit status (0 or 1)."""
     out = sys.stdout if out is None else out
     report = diagnose(settings, env=env, timeout=timeout)
+    text = report.format_text()
     if json_output:
         text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    else:
-        text = report.format_text()
     out.write(text)
     out.flush()
     return report.exit_code
@@ -344,6 +343,10 @@ def _check_instance(ctx: _Context) -> Check:
     from .instance import pid_alive, read_runtime
 
     runtime_path = Path(ctx.settings.runtime_path)
+    if ctx.in_process:
+        # Asked through the API: this process is the running app, whatever runtime.json says.
+        details = {"running": True, "pid": os.getpid(), "version": __version__, "in_process": True}
+        return Check("", "", OK, f"this app (pid {os.getpid()}, version {__version__})", details=details)
     info = read_runtime(runtime_path)
     if info is None:
         wal = Path(ctx.settings.db_path).with_name(Path(ctx.settings.db_path).name + ".wal")
@@ -387,6 +390,8 @@ def _check_instance(ctx: _Context) -> Check:
 
 def _check_policy(ctx: _Context) -> Check:
     configured = getattr(ctx.settings, "policy_file", None)
+    if not isinstance(ctx.in_force, _FromFile):
+        return _check_policy_in_force(ctx, configured)
     try:
         policy = load_policy(Path(configured) if configured else None, env=ctx.env)
     except PolicyError as exc:
@@ -403,6 +408,41 @@ def _check_policy(ctx: _Context) -> Check:
         )
     ctx.policy = policy
     ctx.network = effective_network(ctx.settings, policy)
+    return _describe_policy(ctx, policy, configured)
+
+
+def _check_policy_in_force(ctx: _Context, configured: Path | str | None) -> Check:
+    """Inside the app: report the policy it started with, and whether the file has changed since."""
+    policy = ctx.in_force if ctx.in_force is not None else Policy(path=None)
+    ctx.policy = policy
+    ctx.network = effective_network(ctx.settings, policy)
+    check = _describe_policy(ctx, policy, configured)
+    try:
+        on_disk = load_policy(Path(configured) if configured else None, env=ctx.env)
+    except PolicyError as exc:
+        check.details["file_error"] = str(exc)
+        return Check(
+            "",
+            "",
+            WARN,
+            f"{check.message}; the file has changed since start and is now invalid: {exc}",
+            "Fix the file before the next start: Atelier refuses to start with an invalid policy.",
+            check.details,
+        )
+    if on_disk.path != policy.path or dict(on_disk.values) != dict(policy.values):
+        check.details["changed_on_disk"] = True
+        return Check(
+            "",
+            "",
+            WARN,
+            f"{check.message}; the policy file has changed since Atelier started",
+            "Restart Atelier to apply the new policy.",
+            check.details,
+        )
+    return check
+
+
+def _describe_policy(ctx: _Context, policy: Policy, configured: Path | str | None) -> Check:
     if policy.path is None:
         looked_at = (
             Path(configured)

@@ -35,6 +35,11 @@ SCRIPT = textwrap.dedent(
                 break
             time.sleep(0.2)
         print("TITLE:", title, flush=True)
+        # A second launch must hand off to this window instead of opening the database.
+        import os, subprocess
+        second = subprocess.run([sys.executable, "-m", "desktop"], capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ))
+        print("SECOND:", second.returncode, second.stdout.strip(), flush=True)
         app.stop_event.set()
 
     threading.Thread(target=probe, daemon=True).start()
@@ -49,4 +54,6 @@ def test_window_opens_the_studio(data_dir: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     titles = [line for line in out.stdout.splitlines() if line.startswith("TITLE:")]
     assert titles and "Studio" in titles[0], out.stdout + out.stderr[-2000:]
+    second = [line for line in out.stdout.splitlines() if line.startswith("SECOND:")]
+    assert second and second[0].startswith("SECOND: 0 ") and "brought to the front" in second[0], out.stdout
     assert not (data_dir / "runtime.json").exists()
