@@ -995,6 +995,17 @@ class OpenRouterClient:
             raise _unexpected_answer(200, "no key data").scrubbed(api_key)
         return data
 
+    async def exchange_oauth_code(self, code: str, verifier: str) -> str:
+        """``POST /auth/keys`` (PKCE, no Authorization header): the user-controlled key for ``code``."""
+        _, payload = await self._json_call(
+            "POST", "auth/keys", None, context="oauth",
+            json_body={"code": code, "code_verifier": verifier, "code_challenge_method": "S256"},
+        )
+        key = payload.get("key") if isinstance(payload, dict) else None
+        if not isinstance(key, str) or not key:
+            raise _unexpected_answer(200, "no key in the sign-in answer")
+        return key
+
     async def list_models(self, output: str = "text", api_key: str | None = None) -> list[dict]:
         """``GET /models?output_modalities=<output>``: the model catalogue entries."""
         _, payload = await self._json_call(

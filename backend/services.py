@@ -15,6 +15,7 @@ from .credentials import Credentials
 from .keystore import KeyStore
 from .media_store import MediaStore
 from .netconfig import build_ssl_context, effective_network, resolve_proxy
+from .oauth import OAuthFlows
 from .openrouter import OpenRouterClient
 from .outbox import Connectivity, Outbox
 
@@ -51,6 +52,7 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     user_key_allowed = policy.user_key_allowed if policy is not None else True
     state.client = client
     state.keys = Credentials(keystore, state.store, client, user_key_allowed=user_key_allowed)
+    state.oauth = OAuthFlows()
     state.media = MediaStore(settings.media_dir, max_bytes=settings.max_media_bytes)
     await asyncio.to_thread(state.media.cleanup_temp)
     state.catalogue = Catalogue(state.store, client, refresh_hours=settings.models_refresh_hours, policy=policy)

@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import AtelierError, LockedByPolicy
+from ..openrouter import UpstreamError
 from .deps import StateDep
 
 router = APIRouter(tags=["credentials"])
@@ -28,6 +30,48 @@ async def put_credentials(body: KeyIn, state: StateDep) -> dict[str, Any]:
     """Validate the key with OpenRouter (when reachable) and store it in the OS keychain or a private file."""
     described = await state.keys.set(body.api_key)
     state.outbox.wake()  # deferred requests waiting for a key can go now
+    return described
+
+
+class OAuthStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    callback_base: str = Field(min_length=1, max_length=300)
+
+
+class OAuthFinish(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: str = Field(min_length=1, max_length=100)
+    code: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/credentials/oauth/start")
+async def oauth_start(body: OAuthStart, state: StateDep) -> dict[str, Any]:
+    """Begin "Sign in with OpenRouter": returns the consent URL to open in the system browser. After consent
+    the browser returns to ``<callback_base>/<state>?code=…``, whose handler calls ``/credentials/oauth/finish``."""
+    if not state.keys.user_key_allowed:
+        raise LockedByPolicy("Your organisation provides the OpenRouter key; signing in is turned off.",
+                             setting="api_key")
+    flow_state, url = state.oauth.start(state.client.base_url, body.callback_base)
+    return {"state": flow_state, "auth_url": url}
+
+
+@router.post("/credentials/oauth/finish")
+async def oauth_finish(body: OAuthFinish, state: StateDep) -> dict[str, Any]:
+    """Exchange the code for a key (PKCE) and store it like a pasted key."""
+    verifier = state.oauth.take(body.state)
+    try:
+        key = await state.client.exchange_oauth_code(body.code, verifier)
+    except UpstreamError as exc:
+        if exc.disposition == "reject":
+            raise AtelierError("OpenRouter did not accept the sign-in (the code expired or was already used). "
+                               "Start again from Settings.", code="oauth_failed",
+                               upstream_status=exc.upstream_status) from None
+        raise AtelierError("OpenRouter cannot be reached to finish signing in. Try again when you are online.",
+                           code="upstream_unavailable", status=502) from None
+    described = await state.keys.set(key)
+    state.outbox.wake()
     return described
 
 
