@@ -246,7 +246,10 @@ class App:
                             timeout=60, trust_env=False, **kwargs)
 
     def ui_client(self, **kwargs: Any) -> httpx.Client:
-        """An httpx client for the Flask UI, logged in (the session cookie set by ``/login``)."""
+        """An httpx client for the Flask UI, logged in (the session cookie set by ``/login``).
+
+        The client has already made a request, so close it with ``contextlib.closing`` (not ``with``).
+        """
         client = httpx.Client(base_url=self.ui_url, timeout=60, trust_env=False, **kwargs)
         response = client.get("/login", params={"token": self.token})
         if response.status_code != 302:
