@@ -214,9 +214,7 @@ def _check_version(ctx: _Context) -> Check:
 
 def _check_os(ctx: _Context) -> Check:
     details = {"platform": platform.platform(), "machine": platform.machine(), "system": platform.system()}
-    return Check(
-        "", "", OK, f"{platform.system()} {platform.release()} ({platform.machine()})", details=details
-    )
+    return Check("", "", OK, f"{platform.system()} {platform.release()} ({platform.machine()})", details=details)
 
 
 def _check_data_dir(ctx: _Context) -> Check:
@@ -274,9 +272,7 @@ def _check_data_dir(ctx: _Context) -> Check:
         )
     summary = f"{data_dir}, {_size(free)} free"
     if free < _FREE_FAIL_BYTES:
-        return Check(
-            "", "", FAIL, summary, "Free disk space: generations and media cannot be saved.", details
-        )
+        return Check("", "", FAIL, summary, "Free disk space: generations and media cannot be saved.", details)
     if free < _FREE_WARN_BYTES:
         return Check("", "", WARN, summary, "Disk space is low; images and videos need room.", details)
     return Check("", "", OK, summary, details=details)
@@ -292,9 +288,7 @@ def _check_database(ctx: _Context) -> Check:
     try:
         size = db_path.stat().st_size
     except OSError as exc:
-        return Check(
-            "", "", FAIL, f"{db_path}: {exc.strerror or exc}", "Check the file's permissions.", details
-        )
+        return Check("", "", FAIL, f"{db_path}: {exc.strerror or exc}", "Check the file's permissions.", details)
     details["bytes"] = size
     wal = db_path.with_name(db_path.name + ".wal")
     details["wal_bytes"] = wal.stat().st_size if wal.exists() else None
@@ -323,8 +317,7 @@ def _check_database(ctx: _Context) -> Check:
             "",
             FAIL,
             summary + f"; this Atelier only reads storage version {own} and older",
-            "The library was written by a newer Atelier: install that version again. "
-            "The file is left untouched.",
+            "The library was written by a newer Atelier: install that version again. The file is left untouched.",
             details,
         )
     if header.storage_version < own:
@@ -476,9 +469,7 @@ def _check_key_storage(ctx: _Context) -> Check:
         try:
             policy_key = read_policy_key(policy)
         except PolicyError as exc:
-            return Check(
-                "", "", FAIL, str(exc), "Provision the key file named by the policy, readable by the user."
-            )
+            return Check("", "", FAIL, str(exc), "Provision the key file named by the policy, readable by the user.")
     if policy_key:
         ctx.secrets.append(policy_key)
     store = KeyStore(
@@ -577,8 +568,7 @@ def _check_proxy(ctx: _Context) -> Check:
     except NetworkConfigError as exc:
         return Check("", "", FAIL, str(exc), "Fix the 'proxy' policy value or ATELIER_PROXY.")
     details = {
-        key: info[key]
-        for key in ("proxy", "proxy_source", "no_proxy", "ignored_proxy_settings", "direct_reason")
+        key: info[key] for key in ("proxy", "proxy_source", "no_proxy", "ignored_proxy_settings", "direct_reason")
     }
     if info["proxy"]:
         summary = f"{info['proxy']} (from {info['proxy_source']})"
@@ -590,8 +580,7 @@ def _check_proxy(ctx: _Context) -> Check:
             "",
             WARN,
             summary + "; ignored: " + ", ".join(info["ignored_proxy_settings"]),
-            "Only http:// and https:// proxies are supported; set HTTPS_PROXY or the policy 'proxy' "
-            "to an HTTP proxy.",
+            "Only http:// and https:// proxies are supported; set HTTPS_PROXY or the policy 'proxy' to an HTTP proxy.",
             details,
         )
     return Check("", "", OK, summary, details=details)
@@ -632,8 +621,7 @@ def _check_openrouter(ctx: _Context) -> Check:
             "",
             FAIL,
             f"{network.base_url} answered with a redirect ({response.status_code})",
-            "A captive portal or proxy is intercepting requests; sign in to the network or check "
-            "the base URL.",
+            "A captive portal or proxy is intercepting requests; sign in to the network or check the base URL.",
             details,
         )
     if response.status_code != 200:
@@ -672,9 +660,7 @@ def _check_key(ctx: _Context) -> Check:
     if not ctx.key:
         return Check("", "", WARN, "not checked: no key configured", "Add a key in Settings.")
     if not ctx.reachable:
-        return Check(
-            "", "", WARN, "not checked: OpenRouter is unreachable", "Fix the connection above first."
-        )
+        return Check("", "", WARN, "not checked: OpenRouter is unreachable", "Fix the connection above first.")
     try:
         with _client(ctx) as client:
             response = client.get(network.base_url + "/key", headers={"Authorization": f"Bearer {ctx.key}"})
