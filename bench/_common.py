@@ -4,6 +4,9 @@ Every benchmark runs the real app (``python -m desktop --no-window``) and the fa
 (``python -m tests.fakes.openrouter``) as child processes bound to 127.0.0.1, each in its own session so
 that only those processes are ever signalled. :class:`Processes` stops all of them on exit, on Ctrl-C and
 on SIGTERM. Nothing here talks to anything but loopback.
+
+``BENCH_APP_PYTHONPATH`` (optional) is put in front of the children's ``PYTHONPATH``: a way to measure a
+candidate fix (say, a ``sitecustomize.py`` that patches a module) before it is made in the tree.
 """
 
 from __future__ import annotations
@@ -199,7 +202,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     for name in (*_PROXY_VARS, "DISPLAY", "WAYLAND_DISPLAY", "OPENROUTER_API_KEY"):
         env.pop(name, None)
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("BENCH_APP_PYTHONPATH"), str(ROOT)]))
     env["PYTHONUNBUFFERED"] = "1"
     env["NO_PROXY"] = "127.0.0.1,localhost"
     env.update(extra)
