@@ -268,9 +268,42 @@ class BackendClient:
             "GET", f"/generations/{_segment(generation_id)}/events", headers={"Accept": "text/event-stream"}
         )
 
-    def asset(self, asset_id: str, *, range_header: str | None = None):
-        """``GET /assets/{id}`` streamed, forwarding a ``Range`` header (context manager)."""
+    def asset(
+        self,
+        asset_id: str,
+        *,
+        range_header: str | None = None,
+        if_none_match: str | None = None,
+        thumb: bool = False,
+        download: bool = False,
+    ):
+        """``GET /assets/{id}`` streamed (context manager), forwarding ``Range`` and ``If-None-Match``.
+
+        ``thumb`` asks for the thumbnail, ``download`` for a ``Content-Disposition: attachment`` answer.
+        """
         headers = {"Accept": "*/*"}
         if range_header:
             headers["Range"] = range_header
-        return self.open_stream("GET", f"/assets/{_segment(asset_id)}", headers=headers)
+        if if_none_match:
+            headers["If-None-Match"] = if_none_match
+        params = {name: "1" for name, wanted in (("thumb", thumb), ("download", download)) if wanted}
+        return self.open_stream("GET", f"/assets/{_segment(asset_id)}", headers=headers, params=params or None)
+
+    def upload_asset(self, data: bytes, mime: str) -> dict[str, Any]:
+        """``POST /assets`` with raw image bytes → the asset record of a reference image."""
+        try:
+            response = self._client.post(
+                "/assets", content=data, headers={"Content-Type": mime},
+                timeout=httpx.Timeout(GENERATION_TIMEOUT, connect=CONNECT_TIMEOUT),
+            )
+        except httpx.TimeoutException as exc:
+            raise BackendUnavailable("The Atelier engine did not answer in time. Try again.") from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailable("The Atelier engine is not running. Restart Atelier to reconnect.") from exc
+        if response.status_code >= 400:
+            raise _error_from_response(response)
+        return response.json()
+
+    def diagnostics(self) -> dict[str, Any]:
+        """``GET /diagnostics``: ``{"ok", "version", "checks": [{"name", "status", "detail", "fix"}]}``."""
+        return self.request("GET", "/diagnostics", timeout=60.0)

@@ -85,7 +85,139 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  /* ---- elapsed-time counters ("Rendering… 01:23"), from a server timestamp so reloads keep counting -- */
+  const pad = (n) => String(n).padStart(2, "0");
+  Atelier.formatElapsed = function (seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const mmss = pad(Math.floor((s % 3600) / 60)) + ":" + pad(s % 60);
+    return h ? h + ":" + mmss : mmss;
+  };
+  let ticker = null;
+  Atelier.tickElapsed = function () {
+    const counters = document.querySelectorAll("[data-elapsed-since]");
+    counters.forEach((el) => {
+      const since = Date.parse(el.dataset.elapsedSince);
+      if (!Number.isNaN(since)) el.textContent = Atelier.formatElapsed((Date.now() - since) / 1000);
+    });
+    if (counters.length && !ticker) ticker = window.setInterval(Atelier.tickElapsed, 1000);
+    if (!counters.length && ticker) { window.clearInterval(ticker); ticker = null; }
+  };
+
+  /* ---- follow an unfinished result (image/video in the Studio) until it is done ------------------- */
+  const TERMINAL = ["succeeded", "failed", "interrupted", "cancelled"];
+  const PROGRESS = { pending: "Waiting for the provider…", queued: "Waiting for the provider…", in_progress: "Rendering…", processing: "Rendering…" };
+
+  function follow(result) {
+    const eventsUrl = result.dataset.followEvents;
+    const resultUrl = result.dataset.followResult;
+    if (!eventsUrl || !resultUrl || !window.EventSource || result.atelierFollowing) return;
+    result.atelierFollowing = true;
+    const source = new EventSource(eventsUrl);
+    let settled = false;
+    const settle = async () => {
+      if (settled) return;
+      settled = true;
+      source.close();
+      try {
+        const response = await fetch(resultUrl, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const template = document.createElement("template");
+        template.innerHTML = await response.text(); // server-rendered, escaped, our own origin
+        const fresh = template.content.firstElementChild;
+        if (!fresh) return;
+        result.replaceWith(fresh);
+        Atelier.enhance(fresh.parentElement || document);
+        document.dispatchEvent(new CustomEvent("atelier:generated"));
+      } catch (e) { /* keep what is shown; the Library has the result */ }
+    };
+    const onRecord = (event) => {
+      let record;
+      try { record = JSON.parse(event.data); } catch (e) { return; }
+      if (record && record.generation) record = record.generation;
+      if (record && TERMINAL.includes(record.status)) settle();
+      else if (record && record.status === "queued" && result.dataset.resultStatus !== "queued") settle();
+    };
+    source.addEventListener("generation", onRecord);
+    source.addEventListener("message", onRecord);
+    source.addEventListener("done", settle);
+    source.addEventListener("error", (event) => {
+      if (event.data) settle(); // an "error" event from the engine: show the record's final state
+    });
+    source.addEventListener("progress", (event) => {
+      let data;
+      try { data = JSON.parse(event.data); } catch (e) { return; }
+      const label = result.querySelector("[data-running-label]");
+      if (label && data && PROGRESS[data.status]) label.textContent = PROGRESS[data.status];
+      if (data && data.status === "running" && result.dataset.resultStatus === "queued") settle();
+    });
+  }
+
+  /* ---- full-size image view ---------------------------------------------------------------------- */
+  let lightbox = null;
+  function openLightbox(src, alt) {
+    if (!lightbox) {
+      lightbox = document.createElement("dialog");
+      lightbox.className = "lightbox";
+      const img = document.createElement("img");
+      const close = document.createElement("button");
+      close.type = "button";
+      close.className = "lightbox-close";
+      close.setAttribute("aria-label", "Close");
+      close.textContent = "×";
+      lightbox.append(img, close);
+      lightbox.addEventListener("click", (event) => { if (event.target !== img) lightbox.close(); });
+      document.body.append(lightbox);
+    }
+    const img = lightbox.querySelector("img");
+    img.src = src;
+    img.alt = alt || "";
+    lightbox.showModal();
+  }
+
+  /* ---- copy to the clipboard --------------------------------------------------------------------- */
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch (e) {
+      const area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "offscreen";
+      document.body.append(area);
+      area.select();
+      const ok = document.execCommand("copy");
+      area.remove();
+      return ok;
+    }
+  }
+
+  document.addEventListener("click", async (event) => {
+    const view = event.target.closest("[data-lightbox]");
+    if (view && !event.ctrlKey && !event.metaKey && !event.shiftKey) {
+      event.preventDefault();
+      const img = view.querySelector("img");
+      openLightbox(view.dataset.full || view.href, img ? img.alt : "");
+      return;
+    }
+    const copy = event.target.closest("[data-copy]");
+    if (copy) {
+      const label = copy.dataset.label || copy.textContent;
+      copy.dataset.label = label;
+      copy.textContent = (await copyText(copy.dataset.copy)) ? "Copied ✓" : "Copy failed";
+      window.setTimeout(() => { copy.textContent = label; }, 1600);
+    }
+  });
+
+  /** Wire up dynamic pieces inside ``root`` (after a server-rendered fragment is inserted). */
+  Atelier.enhance = function (root) {
+    (root || document).querySelectorAll("[data-follow-events]").forEach(follow);
+    Atelier.tickElapsed();
+  };
+
   document.addEventListener("DOMContentLoaded", () => {
+    Atelier.enhance(document);
     window.setTimeout(pollStatus, 5000);
   });
 })();

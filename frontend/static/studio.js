@@ -36,9 +36,10 @@
     panel.append(search, list);
     root.append(button, panel);
 
+    const textModels = root.closest("[data-composer]")?.dataset.mode === "text";
     const describe = (o) => {
       const d = o.dataset;
-      if (!d.prompt) return "";
+      if (!d.prompt || !textModels) return "";
       return "in " + d.prompt + " · out " + d.completion + " · " + d.context;
     };
     const showSelected = () => {
@@ -99,6 +100,7 @@
     const close = () => panel.classList.add("hidden");
     const choose = (o) => {
       select.value = o.value;
+      select.dispatchEvent(new Event("change", { bubbles: true }));
       showSelected();
       close();
       button.focus();
@@ -126,7 +128,6 @@
 
   /* ---- streamed generation --------------------------------------------------------------------- */
   function setupComposer(form) {
-    if (form.dataset.mode !== "text") return; // image and video use the plain form post
     const output = document.querySelector("[data-output]");
     const liveText = output.querySelector("[data-live-text]");
     const liveStatus = output.querySelector("[data-live-status]");
@@ -161,6 +162,7 @@
         liveResult.innerHTML = await response.text();
         liveText.textContent = "";
         head.classList.add("hidden");
+        Atelier.enhance(liveResult); // a queued result keeps following until it is answered
       } catch (e) { /* keep the streamed text */ }
     };
 
@@ -267,9 +269,249 @@
     });
   }
 
+  /* ---- reference images: upload on pick / drop / paste, chips with Remove ----------------------- */
+  function setupRefs(root) {
+    const list = root.querySelector("[data-ref-list]");
+    const add = root.querySelector("[data-ref-add]");
+    const input = root.querySelector("[data-ref-input]");
+    const error = root.querySelector("[data-ref-error]");
+    const name = root.dataset.name;
+    const max = Number(root.dataset.max || 1);
+    const count = () => list.querySelectorAll("[data-ref]").length;
+    const refresh = () => add.classList.toggle("hidden", count() >= max);
+    const fail = (message) => {
+      error.textContent = message;
+      error.classList.remove("hidden");
+    };
+    const chip = (id, thumb) => {
+      const li = document.createElement("li");
+      li.className = "ref";
+      li.dataset.ref = "";
+      const img = document.createElement("img");
+      img.src = thumb;
+      img.alt = "Reference image";
+      const hidden = document.createElement("input");
+      hidden.type = "hidden";
+      hidden.name = name;
+      hidden.value = id;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "ref-remove";
+      remove.dataset.refRemove = "";
+      remove.setAttribute("aria-label", "Remove this image");
+      remove.title = "Remove";
+      remove.textContent = "×";
+      li.append(img, hidden, remove);
+      return li;
+    };
+    const upload = async (files) => {
+      error.classList.add("hidden");
+      for (const file of Array.from(files)) {
+        if (count() >= max) { fail(max === 1 ? "Only one image fits here." : "At most " + max + " images."); break; }
+        const pending = document.createElement("li");
+        pending.className = "ref ref-pending";
+        pending.innerHTML = '<span class="spinner" aria-hidden="true"></span>';
+        list.insertBefore(pending, add);
+        try {
+          const response = await fetch(root.dataset.uploadUrl, {
+            method: "POST",
+            headers: { "Content-Type": file.type || "application/octet-stream", "X-Requested-With": "fetch", Accept: "application/json" },
+            body: file,
+            credentials: "same-origin",
+          });
+          const answer = await response.json().catch(() => ({}));
+          if (!response.ok) {
+            fail((answer.error && answer.error.message) || (response.status === 413 ? "This image is too large." : "The image could not be added."));
+            pending.remove();
+            continue;
+          }
+          pending.replaceWith(chip(answer.id, answer.thumb));
+        } catch (e) {
+          pending.remove();
+          fail("The image could not be added: Atelier did not answer.");
+        }
+        refresh();
+      }
+      refresh();
+    };
+    input.addEventListener("change", () => {
+      const files = input.files;
+      if (files && files.length) upload(files).finally(() => { input.value = ""; });
+    });
+    list.addEventListener("click", (event) => {
+      const remove = event.target.closest("[data-ref-remove]");
+      if (!remove) return;
+      remove.closest("[data-ref]").remove();
+      error.classList.add("hidden");
+      refresh();
+    });
+    root.addEventListener("dragover", (event) => { event.preventDefault(); root.classList.add("dragging"); });
+    root.addEventListener("dragleave", () => root.classList.remove("dragging"));
+    root.addEventListener("drop", (event) => {
+      event.preventDefault();
+      root.classList.remove("dragging");
+      if (event.dataTransfer && event.dataTransfer.files.length) upload(event.dataTransfer.files);
+    });
+    root.atelierUpload = upload;
+  }
+
+  /* ---- video options follow the chosen model ---------------------------------------------------- */
+  function setupVideoOptions(form) {
+    const select = form.querySelector("[data-model-select]");
+    if (!select) return;
+    const fill = (id, values, format, keepBlank) => {
+      const el = form.querySelector("#" + id);
+      if (!el) return;
+      const previous = el.value;
+      const blank = keepBlank ? el.querySelector('option[value=""]') : null;
+      el.replaceChildren();
+      if (blank) el.append(blank);
+      values.forEach((v) => {
+        const o = document.createElement("option");
+        o.value = String(v);
+        o.textContent = format ? format(v) : String(v);
+        el.append(o);
+      });
+      if (values.map(String).includes(previous)) el.value = previous;
+    };
+    const show = (key, visible) => {
+      form.querySelectorAll('[data-video-field="' + key + '"]').forEach((field) => {
+        field.classList.toggle("hidden", !visible);
+        // Hidden choices must not be sent: a disabled control is left out of the form data.
+        field.querySelectorAll("input, select").forEach((el) => { el.disabled = !visible; });
+      });
+    };
+    const apply = () => {
+      const option = select.selectedOptions[0];
+      let video = {};
+      try { video = JSON.parse((option && option.dataset.video) || "{}") || {}; } catch (e) { video = {}; }
+      const durations = video.supported_durations || [];
+      const resolutions = video.supported_resolutions || [];
+      const ratios = video.supported_aspect_ratios || [];
+      const sizes = video.supported_sizes || [];
+      const frames = video.supported_frame_images || [];
+      fill("duration", durations, (d) => d + " s");
+      fill("resolution", resolutions);
+      fill("video_aspect_ratio", ratios);
+      fill("size", sizes, null, true);
+      show("durations", durations.length > 0);
+      show("resolutions", resolutions.length > 0);
+      show("aspect_ratios", ratios.length > 0);
+      show("sizes", sizes.length > 0);
+      show("seed", !!video.seed);
+      show("audio", !!video.generate_audio);
+      show("frames", frames.length > 0);
+      show("last_frame", frames.includes("last_frame"));
+    };
+    select.addEventListener("change", apply);
+  }
+
+  /* ---- image and video: post the form, show the result card, follow it until it is done ---------- */
+  function setupMediaComposer(form) {
+    const results = document.querySelector("[data-results]");
+    const generateButton = form.querySelector("[data-generate]");
+    const kind = form.dataset.mode;
+    let busy = false;
+
+    const placeholder = () => {
+      const card = document.createElement("section");
+      card.className = "card output";
+      const box = document.createElement("div");
+      box.className = "result";
+      const callout = document.createElement("div");
+      callout.className = "callout callout-running";
+      const spinner = document.createElement("span");
+      spinner.className = "spinner";
+      const label = document.createElement("span");
+      label.textContent = kind === "video" ? "Sending the video job…" : "Generating image…";
+      const elapsed = document.createElement("span");
+      elapsed.className = "elapsed mono";
+      elapsed.dataset.elapsedSince = new Date().toISOString();
+      elapsed.textContent = "00:00";
+      callout.append(spinner, label, elapsed);
+      box.append(callout);
+      card.append(box);
+      return card;
+    };
+
+    const fail = (card, message) => {
+      const box = document.createElement("div");
+      box.className = "callout callout-error";
+      const title = document.createElement("strong");
+      title.className = "callout-title";
+      title.textContent = message;
+      box.append(title);
+      card.replaceChildren(box);
+    };
+
+    const run = async () => {
+      if (busy) return;
+      const data = new FormData(form);
+      data.delete("reference_files"); // already uploaded by the reference slots
+      if (!data.get("model")) { form.reportValidity(); return; }
+      const hasRefs = data.getAll("input_asset_ids").length || data.get("first_frame_id");
+      if (!String(data.get("prompt") || "").trim() && !hasRefs) {
+        form.querySelector("#prompt").focus();
+        return;
+      }
+      busy = true;
+      generateButton.disabled = true;
+      generateButton.textContent = kind === "video" ? "Sending…" : "Generating…";
+      const card = placeholder();
+      results.prepend(card);
+      Atelier.tickElapsed();
+      try {
+        const response = await fetch(form.action, {
+          method: "POST",
+          headers: { "X-Requested-With": "fetch", Accept: "application/json" },
+          body: data,
+          credentials: "same-origin",
+        });
+        const answer = await response.json().catch(() => ({}));
+        if (response.status === 401) fail(card, "Atelier was restarted. Reopen it from the app to continue.");
+        else if (answer.html) {
+          card.innerHTML = answer.html; // server-rendered and escaped, from our own origin
+          Atelier.enhance(card);
+        } else {
+          fail(card, (answer.error && answer.error.message) || "The generation failed.");
+          if (answer.error && (answer.error.code === "no_api_key" || answer.error.code === "invalid_key")) {
+            const p = document.createElement("p");
+            const a = document.createElement("a");
+            a.href = "/settings#key";
+            a.textContent = "Open Settings to add your OpenRouter key →";
+            p.append(a);
+            card.querySelector(".callout").append(p);
+          }
+        }
+      } catch (e) {
+        fail(card, "Atelier did not answer. If the request reached the engine it is in the Library.");
+      } finally {
+        busy = false;
+        generateButton.disabled = false;
+        generateButton.textContent = "Generate";
+        document.dispatchEvent(new CustomEvent("atelier:generated"));
+      }
+    };
+
+    form.addEventListener("submit", (event) => { event.preventDefault(); run(); });
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); run(); }
+    });
+    // Paste an image anywhere in the form: it becomes a reference (image) or the first frame (video).
+    form.addEventListener("paste", (event) => {
+      const files = Array.from((event.clipboardData && event.clipboardData.files) || []).filter((f) => f.type.startsWith("image/"));
+      const slot = form.querySelector("[data-refs]");
+      if (files.length && slot && slot.atelierUpload) { event.preventDefault(); slot.atelierUpload(files); }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("[data-model-picker]").forEach(buildPicker);
+    document.querySelectorAll("[data-refs]").forEach(setupRefs);
     const form = document.querySelector("[data-composer]");
-    if (form) setupComposer(form);
+    if (!form) return;
+    if (form.dataset.mode === "text") setupComposer(form);
+    else setupMediaComposer(form);
+    if (form.dataset.mode === "video") setupVideoOptions(form);
   });
 })();

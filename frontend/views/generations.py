@@ -60,7 +60,7 @@ def detail(generation_id: str) -> str:
 def result(generation_id: str) -> str:
     """The result panel alone (the Studio swaps it in when a stream ends)."""
     record = backend().generation(generation_id)
-    return render_template("generations/_result.html", gen=record, compact=True)
+    return render_template("generations/_result.html", gen=record, compact=True, follow=True)
 
 
 @bp.post("/g/<rid:generation_id>/retry")
@@ -136,10 +136,22 @@ def events(generation_id: str) -> Response:
 
 @bp.get("/assets/<rid:asset_id>")
 def asset(asset_id: str) -> Response:
-    """Stream an asset's bytes from the backend, by id only, with Range passthrough (video seeking)."""
+    """Stream an asset's bytes from the backend, by id only.
+
+    ``Range`` passes through (video seeking gets 206), so do ``If-None-Match`` (304) and the backend's
+    ``ETag``; ``?thumb=1`` asks for the thumbnail, ``?download=1`` for an attachment.
+    """
+    thumb = request.args.get("thumb") == "1"
+    download = request.args.get("download") == "1"
     stack = ExitStack()
     try:
-        upstream = stack.enter_context(backend().asset(asset_id, range_header=request.headers.get("Range")))
+        upstream = stack.enter_context(backend().asset(
+            asset_id,
+            range_header=None if thumb else request.headers.get("Range"),
+            if_none_match=request.headers.get("If-None-Match"),
+            thumb=thumb,
+            download=download,
+        ))
     except BackendError as exc:
         stack.close()
         if exc.status in {404, 416}:
@@ -157,11 +169,17 @@ def asset(asset_id: str) -> Response:
     for name in _ASSET_HEADERS:
         if name in upstream.headers:
             response.headers[name] = upstream.headers[name]
-    if content_type.split(";")[0].strip().lower().startswith(_INLINE_PREFIXES) and "svg" not in content_type:
-        response.headers["Content-Disposition"] = "inline"
-    else:
+    inline = content_type.split(";")[0].strip().lower().startswith(_INLINE_PREFIXES) and "svg" not in content_type
+    if not inline:
         # Never let a stored file render as a page in our origin.
         response.headers["Content-Type"] = "application/octet-stream"
-        response.headers["Content-Disposition"] = f'attachment; filename="{asset_id}"'
-    response.headers["Cache-Control"] = "private, max-age=3600"
+    disposition = upstream.headers.get("Content-Disposition", "")
+    if download and disposition.startswith("attachment"):
+        response.headers["Content-Disposition"] = disposition
+    elif inline and not download:
+        response.headers["Content-Disposition"] = "inline"
+    else:
+        response.headers["Content-Disposition"] = f'attachment; filename="atelier-{asset_id[:8]}"'
+    # Assets are content-addressed and never change under an id; the ETag revalidates cheaply anyway.
+    response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     return response

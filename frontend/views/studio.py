@@ -7,15 +7,33 @@ from collections.abc import Iterator
 from contextlib import ExitStack, suppress
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 from frontend.backend_client import BackendError
-from frontend.templating import backend, current_settings, current_status
+from frontend.templating import backend, current_settings, current_status, wants_json
 
 bp = Blueprint("studio", __name__)
 
 MODES = ("text", "image", "video")
 MAX_PROMPT_CHARS = 200_000
+#: Aspect ratios and sizes OpenRouter's image models accept (``image_config``); the model ignores what it lacks.
+IMAGE_ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+IMAGE_SIZES = ("1K", "2K", "4K")
+#: Reference images the backend accepts per generation.
+MAX_REFERENCES = 16
+#: Largest reference image the UI forwards (the backend applies its own, possibly lower, limit).
+MAX_REFERENCE_BYTES = 25 * 1024 * 1024
+REFERENCE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 def load_models(output: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None, BackendError | None]:
@@ -65,50 +83,153 @@ def _int(value: Any, low: int, high: int) -> int | None:
     return min(max(number, low), high)
 
 
+def _choice(value: Any, allowed: tuple[str, ...] | list[Any] | None = None) -> str | None:
+    text = str(value or "").strip()
+    if not text or len(text) > 20:
+        return None
+    if allowed is not None and text not in {str(a) for a in allowed}:
+        return None
+    return text
+
+
+def _asset_ids(values: Any) -> list[str]:
+    """Reference asset ids from the form (a list, or one comma-separated string), de-duplicated."""
+    if isinstance(values, str):
+        values = values.split(",")
+    ids: list[str] = []
+    for value in values or []:
+        ident = str(value or "").strip()
+        if ident and ident.isalnum() and len(ident) <= 64 and ident not in ids:
+            ids.append(ident)
+    return ids
+
+
+def _text_params(form: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    temperature = _float(form.get("temperature"), 0.0, 2.0)
+    if temperature is not None:
+        params["temperature"] = temperature
+    max_tokens = _int(form.get("max_tokens"), 1, 1_000_000)
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    return params
+
+
+def _image_params(form: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    aspect_ratio = _choice(form.get("aspect_ratio"), IMAGE_ASPECT_RATIOS)
+    if aspect_ratio:
+        params["aspect_ratio"] = aspect_ratio
+    image_size = _choice(form.get("image_size"), IMAGE_SIZES)
+    if image_size:
+        params["image_size"] = image_size
+    return params
+
+
+def _video_params(form: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    duration = _int(form.get("duration"), 1, 600)
+    if duration is not None:
+        params["duration"] = duration
+    for name in ("resolution", "aspect_ratio", "size"):
+        value = _choice(form.get(name))
+        if value:
+            params[name] = value
+    # A checkbox sends nothing when unticked: ``audio_offered`` says the model offered the choice at all.
+    if form.get("audio_offered") or "generate_audio" in form:
+        params["generate_audio"] = str(form.get("generate_audio") or "").lower() in {"1", "on", "true"}
+    seed = _int(form.get("seed"), 0, 2**31 - 1)
+    if seed is not None:
+        params["seed"] = seed
+    return params
+
+
 def build_request(form: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """Turn the Studio form (or its JSON twin) into a ``POST /generations`` body, or an error message."""
+    """Turn the Studio form (or its JSON twin) into a ``POST /generations`` body, or an error message.
+
+    Image forms carry ``input_asset_ids`` (reference images); video forms ``first_frame_id`` and
+    ``last_frame_id``, sent as the first two ``input_asset_ids`` as the backend expects.
+    """
     kind = str(form.get("kind") or "text")
     if kind not in MODES:
         return None, "Unknown generation kind."
     prompt = str(form.get("prompt") or "").strip()
     model = str(form.get("model") or "").strip()
-    if not prompt:
+    references: list[str] = []
+    if kind == "image":
+        references = _asset_ids(form.get("input_asset_ids"))
+    elif kind == "video":
+        first, last = _asset_ids(form.get("first_frame_id")), _asset_ids(form.get("last_frame_id"))
+        if last and not first:
+            return None, "Add a first frame too: a last frame is only used together with a first frame."
+        references = (first[:1] + last[:1]) if first else []
+    if not prompt and not (kind != "text" and references):
         return None, "Write a prompt first."
     if len(prompt) > MAX_PROMPT_CHARS:
         return None, f"The prompt is too long (over {MAX_PROMPT_CHARS:,} characters)."
     if not model:
         return None, "Pick a model first."
+    if len(references) > MAX_REFERENCES:
+        return None, f"Use at most {MAX_REFERENCES} reference images."
     body: dict[str, Any] = {"kind": kind, "model": model, "prompt": prompt}
     if kind == "text":
         system = str(form.get("system") or "").strip()
         if system:
             body["system"] = system
-        params: dict[str, Any] = {}
-        temperature = _float(form.get("temperature"), 0.0, 2.0)
-        if temperature is not None:
-            params["temperature"] = temperature
-        max_tokens = _int(form.get("max_tokens"), 1, 1_000_000)
-        if max_tokens is not None:
-            params["max_tokens"] = max_tokens
-        if params:
-            body["params"] = params
+        params = _text_params(form)
+    elif kind == "image":
+        params = _image_params(form)
+    else:
+        params = _video_params(form)
+    if params:
+        body["params"] = params
+    if references:
+        body["input_asset_ids"] = references
     return body, None
 
 
-@bp.get("/")
-def index() -> str:
-    """The Studio page for one mode (text, image, video), with the recent history."""
-    mode = request.args.get("mode", "text")
-    if mode not in MODES:
-        mode = "text"
+def video_options(model: dict[str, Any] | None) -> dict[str, Any]:
+    """The choices a video model offers (``video`` block of ``GET /models``), with safe defaults."""
+    video = (model or {}).get("video") or {}
+    return {
+        "durations": [d for d in video.get("supported_durations") or [] if isinstance(d, int | float)],
+        "resolutions": [str(r) for r in video.get("supported_resolutions") or []],
+        "aspect_ratios": [str(r) for r in video.get("supported_aspect_ratios") or []],
+        "sizes": [str(s) for s in video.get("supported_sizes") or []],
+        "frames": [str(f) for f in video.get("supported_frame_images") or []],
+        "audio": bool(video.get("generate_audio")),
+        "seed": bool(video.get("seed")),
+    }
+
+
+def reference_records(ids: list[str]) -> list[dict[str, Any]]:
+    """Minimal records for reference images chosen elsewhere (``?ref=<asset id>``): id and thumbnail URL."""
+    return [{"id": ident, "thumb": url_for("generations.asset", asset_id=ident, thumb=1)} for ident in ids]
+
+
+def active_generations(mode: str) -> list[dict[str, Any]]:
+    """Image or video generations still on their way (so a reload shows them rendering)."""
+    if mode == "text":
+        return []
+    items: list[dict[str, Any]] = []
+    for status in ("running", "queued"):
+        with suppress(BackendError):
+            items.extend(backend().generations(kind=mode, status=status, limit=10).get("items", []))
+    items.sort(key=lambda g: str(g.get("created_at") or ""), reverse=True)
+    return items
+
+
+def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: str | None, recent: list) -> str:
     models, models_answer, models_error = load_models(mode)
-    try:
-        recent = backend().generations(limit=20).get("items", [])
-    except BackendError:
-        recent = []
-    selected = request.args.get("model") or default_model(mode)
     if models and selected not in {m["id"] for m in models}:
         selected = selected if mode == "text" and selected else None
+    if mode != "text" and not selected and models:
+        selected = models[0]["id"]
+    chosen = next((m for m in models if m["id"] == selected), None)
+    def ids(name: str) -> list[str]:
+        return _asset_ids(form.getlist(name) if hasattr(form, "getlist") else form.get(name))
+
+    refs = ids("ref") + ids("input_asset_ids")
     return render_template(
         "studio/index.html",
         mode=mode,
@@ -118,39 +239,130 @@ def index() -> str:
         selected_model=selected,
         recent=recent,
         status=current_status(),
-        form=request.args,
-        form_error=None,
+        form=form,
+        form_error=form_error,
+        aspect_ratios=IMAGE_ASPECT_RATIOS,
+        image_sizes=IMAGE_SIZES,
+        video=video_options(chosen),
+        references=reference_records(refs[:MAX_REFERENCES]),
+        first_frame=reference_records((ids("first") + ids("first_frame_id"))[:1]),
+        last_frame=reference_records((ids("last") + ids("last_frame_id"))[:1]),
+        active=active_generations(mode),
+        max_references=MAX_REFERENCES,
+        reference_types=REFERENCE_TYPES,
     )
 
 
+@bp.get("/")
+def index() -> str:
+    """The Studio page for one mode (text, image, video), with the recent history."""
+    mode = request.args.get("mode", "text")
+    if mode not in MODES:
+        mode = "text"
+    try:
+        recent = backend().generations(limit=20).get("items", [])
+    except BackendError:
+        recent = []
+    selected = request.args.get("model") or default_model(mode)
+    return _render_studio(mode, form=request.args, selected=selected, form_error=None, recent=recent)
+
+
+def _upload_files(files: list[Any]) -> list[str]:
+    """Forward reference images picked in a plain (no-JavaScript) form to the backend; their ids."""
+    ids = []
+    for storage in files:
+        if not storage or not storage.filename:
+            continue
+        mime = (storage.mimetype or "").lower()
+        if mime not in REFERENCE_TYPES:
+            raise BackendError(415, "unsupported_type", "Reference images must be PNG, JPEG, WebP or GIF.")
+        ids.append(backend().upload_asset(storage.read(), mime)["id"])
+    return ids
+
+
+def _form_dict() -> dict[str, Any]:
+    form: dict[str, Any] = request.form.to_dict()
+    form["input_asset_ids"] = request.form.getlist("input_asset_ids")
+    return form
+
+
+def _json_answer(record: dict[str, Any], status: int = 200) -> tuple[Response, int]:
+    html = render_template("generations/_result.html", gen=record, compact=True, follow=True)
+    return jsonify({"generation": record, "html": html}), status
+
+
 @bp.post("/studio/generate")
-def generate() -> Response | tuple[str, int]:
-    """Plain-form generation (works without JavaScript): run it, then show its page."""
-    body, problem = build_request(request.form.to_dict())
-    mode = request.form.get("kind", "text") if request.form.get("kind") in MODES else "text"
-    if body is None:
-        models, models_answer, models_error = load_models(mode)
-        return render_template(
-            "studio/index.html",
-            mode=mode,
-            models=models,
-            models_answer=models_answer,
-            models_error=models_error,
-            selected_model=request.form.get("model"),
-            recent=[],
-            status=current_status(),
-            form=request.form,
-            form_error=problem,
-        ), 400
+def generate() -> Response | tuple[Any, int]:
+    """Run a generation from the Studio form.
+
+    Our script posts with ``X-Requested-With: fetch`` and gets ``{"generation", "html"}`` (the result
+    panel); a plain form post (no JavaScript) is redirected to the generation's page.
+    """
+    request.max_content_length = MAX_REFERENCE_BYTES * 4  # reference images may come with a plain form
+    as_json = wants_json()
+    form = _form_dict()
+    mode = form.get("kind") if form.get("kind") in MODES else "text"
+    try:
+        uploaded = _upload_files(request.files.getlist("reference_files"))
+    except BackendError as exc:
+        if as_json:
+            return jsonify(exc.payload or {"error": {"code": exc.code, "message": exc.message}}), exc.status
+        uploaded, form_problem = [], exc.message
+    else:
+        form_problem = None
+    if uploaded:
+        if mode == "video":
+            frames = _asset_ids(form.get("first_frame_id")) + uploaded
+            form["first_frame_id"], form["last_frame_id"] = frames[0], (frames[1] if len(frames) > 1 else "")
+        else:
+            form["input_asset_ids"] = list(form["input_asset_ids"]) + uploaded
+    body, problem = build_request(form)
+    problem = form_problem or problem
+    if body is None or problem:
+        if as_json:
+            return jsonify({"error": {"code": "bad_request", "message": problem}}), 400
+        return _render_studio(mode, form=request.form, selected=request.form.get("model"), form_error=problem,
+                              recent=[]), 400
     remember_model(body["kind"], body["model"])
     try:
         record = backend().create_generation(body)
     except BackendError as exc:
+        if as_json:
+            if exc.generation:
+                return _json_answer(exc.generation, 200)
+            return jsonify(exc.payload or {"error": {"code": exc.code, "message": exc.message}}), exc.status
         if exc.generation and exc.generation.get("id"):
             return redirect(url_for("generations.detail", generation_id=exc.generation["id"]))
         flash(exc.message, "error")
         return redirect(url_for("studio.index", mode=body["kind"]))
+    if as_json:
+        return _json_answer(record)
     return redirect(url_for("generations.detail", generation_id=record["id"]))
+
+
+@bp.post("/studio/references")
+def upload_reference() -> tuple[Response, int]:
+    """Store one reference image sent as the raw request body (``Content-Type: image/png`` …).
+
+    Answers ``{"id", "thumb", "url", "width", "height"}`` for the composer's reference list.
+    """
+    request.max_content_length = MAX_REFERENCE_BYTES
+    mime = (request.mimetype or "").lower()
+    if mime not in REFERENCE_TYPES:
+        return jsonify({"error": {"code": "unsupported_type",
+                                  "message": "Reference images must be PNG, JPEG, WebP or GIF."}}), 415
+    data = request.get_data(cache=False)
+    if not data:
+        return jsonify({"error": {"code": "invalid_request", "message": "The image is empty."}}), 422
+    record = backend().upload_asset(data, mime)
+    return jsonify({
+        "id": record["id"],
+        "url": url_for("generations.asset", asset_id=record["id"]),
+        "thumb": url_for("generations.asset", asset_id=record["id"], thumb=1) if record.get("thumb_url")
+        else url_for("generations.asset", asset_id=record["id"]),
+        "width": record.get("width"),
+        "height": record.get("height"),
+    }), 201
 
 
 def _sse(event: str, data: Any) -> bytes:
