@@ -68,7 +68,9 @@
     document.dispatchEvent(new CustomEvent("atelier:status", { detail: state }));
   }
 
+  let pollTimer = null;
   async function pollStatus() {
+    window.clearTimeout(pollTimer);
     try {
       const response = await fetch("/ui/status", { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (response.status === 401) return; // signed out (app restarted): stop polling
@@ -76,8 +78,10 @@
     } catch (e) {
       updateStatus({ engine: false });
     }
-    window.setTimeout(pollStatus, document.hidden ? 15000 : 5000);
+    pollTimer = window.setTimeout(pollStatus, document.hidden ? 15000 : 5000);
   }
+  // Right after a generation starts or ends, the pill and the outbox count are worth refreshing at once.
+  document.addEventListener("atelier:generated", () => { pollStatus(); });
 
   document.addEventListener("submit", (event) => {
     const form = event.target;
@@ -218,6 +222,6 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     Atelier.enhance(document);
-    window.setTimeout(pollStatus, 5000);
+    pollTimer = window.setTimeout(pollStatus, 5000);
   });
 })();

@@ -1,0 +1,106 @@
+"""The Studio in a real browser (Chromium) against the real backend and the fake OpenRouter: first run,
+streamed text, the outbox when offline, Stop."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui_fixtures import UiStack, browser, new_page, screenshot, ui, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+# Record every length the live text goes through, so a test can tell "streamed" from "appeared at once".
+WATCH_LIVE_TEXT = """() => {
+  window.__lengths = [];
+  const target = document.querySelector('[data-live-text]');
+  new MutationObserver(() => window.__lengths.push(target.textContent.length))
+    .observe(target, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def test_first_run_key_then_streamed_markdown_with_cost(browser, ui: UiStack) -> None:
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    assert "Connect your OpenRouter key" in page.content()
+
+    page.click("text=Add your key")
+    page.fill("#api_key", ui.fake.key)
+    page.click("text=Save key")
+    page.wait_for_load_state("load")
+    assert "Key saved and verified with OpenRouter." in page.content()
+    assert ui.fake.key not in page.content()  # only the last four characters are ever shown
+
+    page.click("nav.sidebar >> text=Studio")
+    assert "Connect your OpenRouter key" not in page.content()
+    prompt = "Write **three** short lines about tea, coffee and water for a menu card"
+    page.fill("#prompt", prompt)
+    page.evaluate(WATCH_LIVE_TEXT)
+    page.click("[data-generate]")
+
+    prose = page.locator("[data-live-result] .prose")
+    prose.wait_for(timeout=30_000)
+    final = prose.inner_text()
+    assert final.startswith("Echo: Write three short lines")
+    assert prose.locator("strong").inner_text() == "three"  # rendered markdown, not raw asterisks
+    lengths = page.evaluate("window.__lengths")
+    streamed = [n for n in lengths if 0 < n < len(final)]
+    assert streamed, f"the text never showed an intermediate state: {lengths}"
+
+    stats = page.locator("[data-live-result] .stats").inner_text()
+    assert "Tokens" in stats and " in · " in stats
+    record = ui.backend("GET", "/generations", params={"limit": 1})["items"][0]
+    assert record["status"] == "succeeded" and record["usage"]["cost_usd"]
+    assert page.locator("[data-live-result] [data-cost]").inner_text().startswith("$")
+    screenshot(page, "studio-text-result-light")
+    assert problems == []
+    page.context.close()
+
+
+def test_offline_generation_is_queued_and_arrives_by_itself(browser, ui: UiStack) -> None:
+    ui.set_key()
+    problems: list[str] = []
+    page = new_page(browser, scheme="dark", problems=problems)
+    page.goto(ui.login_url)
+    ui.fake.go_offline()
+
+    page.fill("#prompt", "Say hello to the outbox")
+    page.click("[data-generate]")
+    queued = page.locator("[data-live-result] .callout-queued")
+    queued.wait_for(timeout=30_000)
+    assert "will be sent automatically" in queued.inner_text()
+    page.locator("[data-status-pill]:has-text('Offline')").wait_for(timeout=30_000)
+    assert page.locator("[data-outbox-count]").inner_text() == "1"
+    screenshot(page, "studio-text-queued-dark")
+
+    ui.fake.go_online()
+    prose = page.locator("[data-live-result] .prose")
+    prose.wait_for(timeout=30_000)  # no click, no reload: the page follows the queued generation
+    assert prose.inner_text() == "Echo: Say hello to the outbox"
+    page.locator("[data-status-pill]:has-text('Online')").wait_for(timeout=30_000)
+    wait_for(lambda: page.locator("[data-outbox-count]").is_hidden())
+    assert ui.fake.count("/chat/completions", status=200) == 1
+    assert problems == []
+    page.context.close()
+
+
+def test_stop_during_a_stream_keeps_the_partial_text(browser, ui: UiStack) -> None:
+    ui.set_key()
+    ui.fake.reply_text = " ".join(f"word{i}" for i in range(400))
+    page = new_page(browser)
+    page.goto(ui.login_url)
+    page.fill("#prompt", "Talk for a long time")
+    page.click("[data-generate]")
+    live = page.locator("[data-live-text]")
+    wait_for(lambda: len(live.inner_text()) > 40)
+    page.click("[data-stop]")
+
+    prose = page.locator("[data-live-result] .prose")
+    prose.wait_for(timeout=30_000)
+    kept = prose.inner_text()
+    assert kept and ui.fake.reply_text.startswith(kept.strip())
+    assert len(kept) < len(ui.fake.reply_text)
+    assert "partial output is kept" in page.locator("[data-live-result]").inner_text()
+    record = ui.backend("GET", "/generations", params={"limit": 1})["items"][0]
+    assert record["status"] == "cancelled" and record["output_text"].startswith(kept.strip()[:20])
+    page.context.close()
