@@ -4,14 +4,18 @@
 #  1. scripts/build_bundle.sh (headless) -> dist/Atelier
 #  2. start the fake OpenRouter (tests/fakes/openrouter.py) on loopback
 #  3. start the frozen app `--no-window` with a temp data dir against the fake; wait for runtime.json;
-#     GET /api/v1/health; one text generation through POST /api/v1/generations; `Atelier doctor --json`
-#     (must exit 0 while the app runs and never print the key); SIGTERM; check a clean exit (status 0,
-#     runtime.json removed, no .wal left)
-#  4. scripts/build_deb.sh; dpkg -i; /usr/bin/atelier --version; dpkg -r (needs root, skipped otherwise)
-#  5. print bundle size, .deb size and frozen start-up time (for docs/performance.md)
+#     GET /api/v1/health; one text generation through POST /api/v1/generations; GET /api/v1/diagnostics;
+#     `Atelier doctor --json` (must exit 0 while the app runs and never print the key); SIGTERM; check a
+#     clean exit (status 0, runtime.json removed, no .wal left)
+#  4. scripts/build_deb.sh; dpkg -i; /usr/bin/atelier --version; dpkg -r (needs root, skipped otherwise;
+#     the package is purged afterwards so the machine is left as it was)
+#  5. print bundle size, .deb size, build time and frozen start-up time (for docs/performance.md)
 #
-# Environment: PYTHON (for the fake and JSON parsing; default: python3), SKIP_BUILD=1 to reuse dist/Atelier,
-# SKIP_DEB=1 to stop after the bundle checks. Exit status non-zero on the first failure.
+# CI: `PYTHON=.venv/bin/python scripts/ci_bundle_smoke.sh` (about 1.5 minutes on 2 cores; needs network
+# access to the package index, or pip configured with a local mirror, for the clean build venv).
+# Environment: PYTHON (builds the venv, runs the fake and parses JSON; default: python3), SKIP_BUILD=1 to
+# reuse dist/Atelier, SKIP_DEB=1 to stop after the bundle checks, ATELIER_DIST_DIR / ATELIER_BUILD_DIR as
+# for build_bundle.sh. Exit status non-zero on the first failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,9 +38,18 @@ cleanup() {
 trap cleanup EXIT
 json_get() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[sys.argv[2]])' "$@"; }
 
+smoke_started=$(date +%s)
+build_s="reused"
 if [[ "${SKIP_BUILD:-0}" != "1" ]]; then
     log "building the bundle"
-    ATELIER_DIST_DIR="$DIST" "$ROOT/scripts/build_bundle.sh"
+    build_started=$(date +%s)
+    # The global pip configuration may name index folders that do not exist here; that noise hides nothing.
+    set +e
+    ATELIER_DIST_DIR="$DIST" PYTHON="$PY" "$ROOT/scripts/build_bundle.sh" 2>&1 | grep -v "^WARNING: Location '"
+    build_status=${PIPESTATUS[0]}
+    set -e
+    [[ "$build_status" == "0" ]] || fail "the bundle build failed (status $build_status)"
+    build_s=$(( $(date +%s) - build_started ))
 fi
 [[ -x "$BUNDLE/Atelier" ]] || fail "$BUNDLE/Atelier not found"
 "$BUNDLE/Atelier" --version | grep -q "^Atelier " || fail "--version"
@@ -79,6 +92,18 @@ code=$(curl -sS -o "$WORK/gen.json" -w '%{http_code}' -X POST "$API_URL/api/v1/g
 [[ "$(json_get "$WORK/gen.json" status)" == "succeeded" ]] || fail "generation: $(cat "$WORK/gen.json")"
 grep -q "Echo: Say hello from the frozen build" "$WORK/gen.json" || fail "unexpected output: $(cat "$WORK/gen.json")"
 
+log "diagnostics API"
+curl -fsS "$API_URL/api/v1/diagnostics" -H "Authorization: Bearer $TOKEN" > "$WORK/diagnostics.json" \
+    || fail "GET /api/v1/diagnostics"
+"$PY" - "$WORK/diagnostics.json" <<'PY' || fail "diagnostics: $(cat "$WORK/diagnostics.json")"
+import json, sys
+report = json.load(open(sys.argv[1]))
+checks = {c["id"]: c["status"] for c in report["checks"]}
+assert report["ok"] is True, report
+assert checks["instance"] == "ok" and checks["openrouter"] == "ok" and checks["api_key"] == "ok", checks
+PY
+if grep -q "$KEY" "$WORK/diagnostics.json"; then fail "the diagnostics API returned the key"; fi
+
 log "doctor while the app runs"
 set +e
 "${run_env[@]}" "$BUNDLE/Atelier" doctor --json > "$WORK/doctor.json" 2> "$WORK/doctor.err"
@@ -107,10 +132,15 @@ APP_PID=""
 log "clean exit"
 
 bundle_bytes=$(du -sb "$BUNDLE" | cut -f1)
-echo "bundle size: $(du -sh "$BUNDLE" | cut -f1) ($bundle_bytes bytes); frozen start-up to healthy: ${startup_ms} ms"
+summary() {
+    echo "bundle size: $(du -sh "$BUNDLE" | cut -f1) ($bundle_bytes bytes); build: ${build_s} s;" \
+         "frozen start-up to healthy: ${startup_ms} ms${deb_size:+; .deb: $deb_size}; smoke total: $(( $(date +%s) - smoke_started )) s"
+}
+deb_size=""
 
 if [[ "${SKIP_DEB:-0}" == "1" ]]; then
     log "SKIP_DEB=1: not building the .deb"
+    summary
     exit 0
 fi
 log "building the .deb"
@@ -118,16 +148,26 @@ DEB="$("$ROOT/scripts/build_deb.sh" "$BUNDLE" "$DIST" | tail -n 1)"
 dpkg-deb --info "$DEB" >/dev/null
 dpkg-deb --contents "$DEB" > "$WORK/deb-contents.txt"
 grep -q '\./usr/bin/atelier$' "$WORK/deb-contents.txt" || fail ".deb lacks /usr/bin/atelier"
-echo "deb size: $(du -h "$DEB" | cut -f1)"
+deb_size="$(du -h "$DEB" | cut -f1)"
 if [[ "$(id -u)" != "0" ]]; then
     log "not root: skipping dpkg -i / dpkg -r"
+    summary
     exit 0
 fi
-if dpkg -s atelier >/dev/null 2>&1; then fail "a package named atelier is already installed; refusing to touch it"; fi
+# "deinstall ok config-files" (removed, not purged) does not count as installed.
+deb_state="$(dpkg-query -W -f='${Status}' atelier 2>/dev/null || true)"
+if [[ "$deb_state" == *" installed" ]]; then
+    fail "a package named atelier is already installed ($deb_state); refusing to touch it"
+fi
 log "dpkg -i"
-dpkg -i "$DEB" || { apt-get install -f -y >/dev/null 2>&1 && dpkg -i "$DEB"; } || fail "dpkg -i"
-/usr/bin/atelier --version | grep -q "^Atelier " || { dpkg -r atelier; fail "/usr/bin/atelier --version"; }
+dpkg -i "$DEB" >/dev/null || { apt-get install -f -y >/dev/null 2>&1 && dpkg -i "$DEB" >/dev/null; } || fail "dpkg -i"
+[[ -x /opt/atelier/Atelier && -f /usr/share/applications/atelier.desktop ]] || fail "dpkg -i did not install the files"
+version_line="$(/usr/bin/atelier --version 2>&1)" || true
+[[ "$version_line" == Atelier\ * ]] || { dpkg --purge atelier >/dev/null; fail "/usr/bin/atelier --version: $version_line"; }
+log "installed: $version_line"
 log "dpkg -r"
 dpkg -r atelier >/dev/null
 [[ ! -e /usr/bin/atelier && ! -e /opt/atelier ]] || fail "dpkg -r left files behind"
+dpkg --purge atelier >/dev/null 2>&1  # dpkg warns that /opt is not empty: expected
+summary
 log "bundle smoke test passed"
