@@ -120,7 +120,10 @@ def format_cost(value: Any) -> str:
     if abs(amount) < Decimal("0.01"):
         return f"${amount:.6f}"
     if abs(amount) < 1:
-        return f"${amount:.4f}"
+        text = f"{amount:.4f}"
+        # $0.25 rather than $0.2500, but $0.0123 keeps the digits that carry the amount.
+        whole, _, cents = text.partition(".")
+        return f"${whole}.{cents[:2] + cents[2:].rstrip('0')}"
     return f"${amount:,.2f}"
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui_fixtures import UiStack, browser, new_page, screenshot, ui, wait_for  # noqa: F401
+from tests import ui_fixtures
+from tests.ui_fixtures import UiStack, new_page, screenshot, wait_for
+
+# The shared fixtures: Chromium, and the fake OpenRouter + backend + UI stack.
+browser = ui_fixtures.browser
+ui = ui_fixtures.ui
 
 pytestmark = pytest.mark.browser
 

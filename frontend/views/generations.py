@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 from flask import (
     Blueprint,
     Response,
@@ -126,6 +127,9 @@ def events(generation_id: str) -> Response:
     def relay() -> Iterator[bytes]:
         try:
             yield from upstream.iter_raw()
+        except httpx.TransportError:
+            # The engine went away (shutdown, restart): end the stream; EventSource reconnects by itself.
+            return
         finally:
             stack.close()
 
@@ -161,6 +165,8 @@ def asset(asset_id: str) -> Response:
     def relay() -> Iterator[bytes]:
         try:
             yield from upstream.iter_raw()
+        except httpx.TransportError:
+            return  # the engine stopped mid-file: the browser sees a short body and retries the range
         finally:
             stack.close()
 

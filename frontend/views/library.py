@@ -11,6 +11,9 @@ from frontend.templating import backend
 bp = Blueprint("library", __name__)
 
 PAGE_SIZE = 30
+#: The grid shows more per page: tiles are small and their thumbnails load lazily.
+GRID_PAGE_SIZE = 60
+VIEWS = ("grid", "list")
 FILTERS = ("q", "kind", "status", "model", "tag", "favorite")
 KINDS = ("text", "image", "video")
 STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "cancelled")
@@ -27,12 +30,24 @@ def current_filters() -> dict[str, str]:
     return {name: value for name, value in filters.items() if value}
 
 
+def current_view() -> str:
+    """``grid`` (thumbnails; the default) or ``list`` (dense rows)."""
+    view = request.args.get("view", "")
+    return view if view in VIEWS else "grid"
+
+
 @bp.get("/library")
 def index() -> str:
-    """A page of the library; ``?partial=1`` answers only the rows (the Load more button appends them)."""
+    """A page of the library; ``?partial=1`` answers only the items (Load more / endless scroll append them).
+
+    Paging follows the backend's cursor, so the thousandth page costs the same as the first; the grid
+    shows thumbnails only (``?thumb=1``), loaded lazily.
+    """
     filters = current_filters()
+    view = current_view()
     cursor = request.args.get("cursor") or None
-    page: dict[str, Any] = backend().generations(limit=PAGE_SIZE, cursor=cursor, **filters)
+    size = GRID_PAGE_SIZE if view == "grid" else PAGE_SIZE
+    page: dict[str, Any] = backend().generations(limit=size, cursor=cursor, **filters)
     items = page.get("items", [])
     next_cursor = page.get("next_cursor")
     template = "library/_page.html" if request.args.get("partial") == "1" else "library/index.html"
@@ -41,6 +56,7 @@ def index() -> str:
         items=items,
         next_cursor=next_cursor,
         filters=filters,
+        view=view,
         cursor=cursor,
         kinds=KINDS,
         statuses=STATUSES,
