@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -176,7 +177,98 @@ def create_app(
 
     register_routers(app)
     app.add_middleware(_Guard, token=token, max_body=settings.max_request_bytes)
+    _document_errors(app)
     return app
+
+
+# Error answers every guarded operation can give: the guard (bad Content-Length 400, no token 401, foreign Host
+# 403, body over the cap 413), validation (422), a full or read-only disk (507) and a bug (500).
+_COMMON_ERRORS = {
+    400: "Bad request (for example an invalid Content-Length).",
+    401: "The launch token is missing or wrong.",
+    403: "Foreign Host header, or refused by machine policy.",
+    413: "The request body is larger than the API accepts.",
+    422: "The request is malformed or a value is out of range.",
+    500: "Unexpected error inside Atelier (details in the log file).",
+    507: "The disk refused a write (full, read-only or no permission); nothing saved was lost.",
+}
+# Further answers of particular operations, keyed by (method, path template).
+_OPERATION_ERRORS: dict[tuple[str, str], dict[int, str]] = {
+    ("post", "/api/v1/generations"): {
+        402: "This month's budget is spent.", 404: "A reference asset does not exist.",
+        429: "The outbox is full.", 502: "OpenRouter did not answer; the generation stays queued."},
+    ("post", "/api/v1/assets"): {415: "Not a PNG, JPEG, WebP or GIF image."},
+    ("post", "/api/v1/generations/{gen_id}/retry"): {409: "The generation cannot be retried in its status."},
+    ("post", "/api/v1/generations/{gen_id}/cancel"): {409: "The generation has already finished."},
+    ("get", "/api/v1/assets/{asset_id}"): {304: "Not modified (If-None-Match).",
+                                           416: "The requested range is outside the file."},
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Describe the error answers in the OpenAPI document: the ``{"error": {...}}`` body and its status codes.
+
+    FastAPI documents only the success answer and its own 422 shape; clients (and schema-driven tests) need the
+    real error body and every status an operation can give.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Error"] = {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "generation": {"type": "object", "description": "The generation the error is about, if any."},
+            },
+        }
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                if method not in ("get", "put", "post", "patch", "delete"):
+                    continue
+                responses = operation.setdefault("responses", {})
+                if path in PUBLIC_PATHS:
+                    responses.pop("422", None)
+                    continue
+                codes = dict(_COMMON_ERRORS)
+                if "{" in path:
+                    codes[404] = "No such resource."
+                codes.update(_OPERATION_ERRORS.get((method, path), {}))
+                for code, description in codes.items():
+                    entry = responses.setdefault(str(code), {"description": description})
+                    if code == 422:
+                        entry["description"] = description
+                    if code not in (304, 416):  # those two have no body
+                        entry["content"] = error_ref
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the OpenAPI document lists for ``path``.
+
+    FastAPI makes one route per method, so Starlette's own ``Allow`` header names only the first match.
+    """
+    methods: set[str] = set()
+    for template, item in app.openapi().get("paths", {}).items():
+        pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part)
+                          for part in re.split(r"(\{[^}]+\})", template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in item if m in ("get", "put", "post", "patch", "delete")}
+    return sorted(methods)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -199,12 +291,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
         return JSONResponse(
             {"error": {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)}},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
 
     @app.exception_handler(duckdb.IOException)

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import AtelierError, LockedByPolicy
+from ..keystore import KeyStoreError, validate_key
 from ..openrouter import UpstreamError
 from .deps import StateDep
 
@@ -28,7 +29,13 @@ async def get_credentials(state: StateDep) -> dict[str, Any]:
 @router.put("/credentials")
 async def put_credentials(body: KeyIn, state: StateDep) -> dict[str, Any]:
     """Validate the key with OpenRouter (when reachable) and store it in the OS keychain or a private file."""
-    described = await state.keys.set(body.api_key)
+    try:
+        # Checked before anything is sent: a key with spaces or non-ASCII characters cannot even travel in
+        # an Authorization header.
+        api_key = validate_key(body.api_key)
+    except KeyStoreError as exc:
+        raise AtelierError(exc.message, code="invalid_key") from None
+    described = await state.keys.set(api_key)
     state.outbox.wake()  # deferred requests waiting for a key can go now
     return described
 

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from .deps import StoreDep
 
 router = APIRouter(tags=["usage"])
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    """Only ``YYYY-MM-DD``: pydantic would otherwise read ``0`` or ``1700000000`` as Unix timestamps."""
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 _KEYS = {"day": "strftime(created_at, '%Y-%m-%d')", "model": "coalesce(upstream_model, model)", "kind": "kind"}
 
 
 @router.get("/usage")
 async def usage(store: StoreDep, group_by: Literal["day", "model", "kind"] = "day",
-                from_: Annotated[date | None, Query(alias="from")] = None, to: date | None = None) -> dict[str, Any]:
+                from_: Annotated[IsoDate | None, Query(alias="from")] = None,
+                to: Annotated[IsoDate | None, Query()] = None) -> dict[str, Any]:
     """Totals per day, model or kind for finished generations, optionally between ``from`` and ``to``
     (inclusive dates)."""
     return await _usage(store, group_by, from_, to)
