@@ -20,6 +20,7 @@ EDITABLE: dict[str, str] = {
     "default_model_image": "model",
     "default_model_video": "model",
     "retry_unknown_text": "bool",
+    "budget_monthly_usd": "money",
 }
 KEY_SOURCES = {
     "keyring": "your system keychain",
@@ -104,6 +105,19 @@ def save_preferences():
             continue
         if kind == "bool":
             new: Any = request.form.get(name) in {"1", "on", "true"}
+        elif kind == "money":
+            text = request.form.get(name, "").strip().lstrip("$").replace(",", "")
+            if not text:
+                new = None  # an empty box means "no limit"
+            else:
+                try:
+                    new = round(float(text), 2)
+                except ValueError:
+                    flash("The monthly budget must be an amount in dollars, such as 25 or 12.50.", "error")
+                    return redirect(url_for("settings.index") + "#preferences")
+                if new < 0 or new != new or new == float("inf"):
+                    flash("The monthly budget must be zero or more.", "error")
+                    return redirect(url_for("settings.index") + "#preferences")
         else:
             new = request.form.get(name, "").strip()
             if kind == "choice" and new not in THEMES:
@@ -122,3 +136,23 @@ def save_preferences():
     else:
         flash("Nothing to change.", "info")
     return redirect(url_for("settings.index") + "#preferences")
+
+
+@bp.get("/settings/diagnostics")
+def diagnostics() -> str | tuple[str, int]:
+    """Run the engine's diagnostics (the ``atelier doctor`` checks) and show the report.
+
+    The Settings page loads this into its Diagnostics card on request (it probes the network, so it is
+    not run on every visit); without JavaScript it is a page of its own.
+    """
+    try:
+        report = backend().diagnostics()
+    except BackendError as exc:
+        if exc.status == 404:
+            report, problem = None, "This version of the Atelier engine has no diagnostics."
+        else:
+            report, problem = None, exc.message
+    else:
+        problem = None
+    template = "settings/_diagnostics.html" if request.args.get("partial") == "1" else "settings/diagnostics.html"
+    return render_template(template, report=report, problem=problem)
