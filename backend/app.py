@@ -26,6 +26,9 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/api/v1/health"})
+# How DuckDB words a failed write to disk (its exceptions carry no errno).
+_DISK_SIGNS = ("No space left on device", "Could not write file", "Read-only file system", "Permission denied",
+               "Disk quota exceeded")
 
 
 @dataclass
@@ -302,15 +305,20 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers=headers or None,
         )
 
-    @app.exception_handler(duckdb.IOException)
-    async def disk_error(_: Request, exc: duckdb.IOException) -> JSONResponse:
-        log.error("database write failed: %s", exc)
-        return JSONResponse(
-            {"error": {"code": "storage_error", "message": "Atelier could not write to its library on disk "
-                       "(the disk may be full or read-only). Nothing already saved was lost; free some space "
-                       "and try again."}},
-            status_code=507,
-        )
+    @app.exception_handler(duckdb.Error)
+    async def database_error(_: Request, exc: duckdb.Error) -> JSONResponse:
+        # DuckDB reports a full or read-only disk as an IOException, or, when the commit's WAL write fails, as
+        # a TransactionException: both are storage problems for the user, not bugs.
+        text = str(exc)
+        if isinstance(exc, duckdb.IOException) or any(sign in text for sign in _DISK_SIGNS):
+            log.error("database write failed: %s", exc)
+            return JSONResponse(
+                {"error": {"code": "storage_error", "message": "Atelier could not write to its library on disk "
+                           "(the disk may be full or read-only). Nothing already saved was lost; free some space "
+                           "and try again."}},
+                status_code=507,
+            )
+        return await unexpected(_, exc)
 
     @app.exception_handler(OSError)
     async def os_error(_: Request, exc: OSError) -> JSONResponse:
