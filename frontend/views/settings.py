@@ -103,6 +103,8 @@ def save_preferences():
     for name, kind in EDITABLE.items():
         if name in locked or name not in values:
             continue
+        if kind != "bool" and name not in request.form:
+            continue  # not on the submitted form: leave it as it is (an unticked checkbox is absent too)
         if kind == "bool":
             new: Any = request.form.get(name) in {"1", "on", "true"}
         elif kind == "money":
