@@ -8,14 +8,22 @@ import time
 from typing import Any
 
 import uvicorn
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class _NoDelayHandler(WSGIRequestHandler):
+    """werkzeug writes headers and each streamed chunk separately: disable Nagle so none of them waits."""
+
+    disable_nagle_algorithm = True
 
 
 class ApiServer:
     """uvicorn serving the FastAPI app on a socket bound to 127.0.0.1:0."""
 
     def __init__(self, app: Any, *, log_level: str = "warning"):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Created as IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections: with protocol 0 it does
+        # not, and every small reply waits ~40 ms for the client's delayed ACK.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
@@ -58,7 +66,9 @@ class UiServer:
     """werkzeug's threaded WSGI server for the Flask UI (streams responses unbuffered, for SSE)."""
 
     def __init__(self, app: Any):
-        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self.server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, app, threaded=True, request_handler=_NoDelayHandler
+        )
         self.port: int = self.server.server_port
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="atelier-ui", daemon=True

@@ -182,3 +182,17 @@ def test_no_display_falls_back_to_headless(data_dir: Path) -> None:
     proc.stdout.close()
     proc.stderr.close()
     assert "cannot open its window" in out and "/login?token=" in out
+
+
+def test_both_servers_disable_nagle() -> None:
+    """Small replies must not wait for delayed ACKs (about 40 ms per request otherwise)."""
+    import socket as socketlib
+
+    from desktop.servers import ApiServer, UiServer
+
+    api = ApiServer(lambda scope, receive, send: None)
+    assert api.sock.proto == socketlib.IPPROTO_TCP  # asyncio sets TCP_NODELAY only for TCP-protocol sockets
+    api.sock.close()
+    ui = UiServer(lambda environ, start_response: [])
+    assert ui.server.RequestHandlerClass.disable_nagle_algorithm is True
+    ui.server.server_close()
