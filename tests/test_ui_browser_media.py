@@ -188,3 +188,24 @@ def test_video_renders_survives_a_reload_and_plays_with_range_requests(
     screenshot(page, "studio-video-done-dark")
     assert problems == []
     page.context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_settings_diagnostics_run_in_place(browser, ui: UiStack, scheme: str) -> None:
+    ui.set_key()
+    with ui.api.client() as client:
+        if client.get("/api/v1/diagnostics").status_code == 404:
+            pytest.skip("the engine has no /api/v1/diagnostics in this tree")
+    problems: list[str] = []
+    page = new_page(browser, scheme=scheme, problems=problems)
+    page.goto(ui.login_url)
+    page.goto(f"{ui.url}/settings")
+    page.click("[data-run-diagnostics]")
+    report = page.locator("[data-diagnostics-slot] [data-diagnostics-report]")
+    report.wait_for(timeout=60_000)
+    assert page.url.endswith("/settings")  # in place, not a navigation
+    assert page.locator("[data-diagnostics-slot] .diag-row").count() > 0
+    assert page.locator("[data-run-diagnostics]").inner_text() == "Run again"
+    screenshot(page, f"settings-diagnostics-{scheme}", full_page=True)
+    assert problems == []
+    page.context.close()
