@@ -295,7 +295,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer when the JSON parser itself fails (e.g. nesting deeper than Python's recursion
+            # limit): malformed JSON like any other, so 422 with the same code.
+            return JSONResponse({"error": {"code": "invalid_request", "message": "The request body could not be "
+                                           "read as JSON (it may be nested too deeply)."}}, status_code=422)
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
