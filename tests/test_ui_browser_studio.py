@@ -57,6 +57,9 @@ def test_first_run_key_then_streamed_markdown_with_cost(browser, ui: UiStack) ->
     record = ui.backend("GET", "/generations", params={"limit": 1})["items"][0]
     assert record["status"] == "succeeded" and record["usage"]["cost_usd"]
     assert page.locator("[data-live-result] [data-cost]").inner_text().startswith("$")
+    recent = page.locator("[data-recent] .gen-prompt").first
+    recent.wait_for()
+    wait_for(lambda: recent.inner_text().startswith("Write **three**"))  # the Recent list followed along
     screenshot(page, "studio-text-result-light")
     assert problems == []
     page.context.close()

@@ -505,6 +505,20 @@
     });
   }
 
+  /* ---- the Recent list follows what happens in the Studio --------------------------------------- */
+  let recentTimer = null;
+  document.addEventListener("atelier:generated", () => {
+    const box = document.querySelector("[data-recent]");
+    if (!box) return;
+    window.clearTimeout(recentTimer);
+    recentTimer = window.setTimeout(async () => {
+      try {
+        const response = await fetch(box.dataset.recentUrl, { credentials: "same-origin" });
+        if (response.ok) box.innerHTML = await response.text(); // server-rendered, escaped
+      } catch (e) { /* keep the list as it is */ }
+    }, 150);
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("[data-model-picker]").forEach(buildPicker);
     document.querySelectorAll("[data-refs]").forEach(setupRefs);

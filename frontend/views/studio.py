@@ -267,6 +267,16 @@ def index() -> str:
     return _render_studio(mode, form=request.args, selected=selected, form_error=None, recent=recent)
 
 
+@bp.get("/studio/recent")
+def recent() -> str:
+    """The Recent list alone, so the Studio can refresh it after a generation starts or ends."""
+    try:
+        items = backend().generations(limit=20).get("items", [])
+    except BackendError:
+        items = []
+    return render_template("studio/_recent.html", recent=items)
+
+
 def _upload_files(files: list[Any]) -> list[str]:
     """Forward reference images picked in a plain (no-JavaScript) form to the backend; their ids."""
     ids = []
