@@ -36,6 +36,22 @@ def gen_id(small_api: RunningApi) -> str:
         return r.json()["id"]
 
 
+@pytest.fixture
+def ui_url(small_api: RunningApi) -> Iterator[str]:
+    """The real Flask UI on loopback, talking to ``small_api``."""
+    from desktop.servers import UiServer
+    from frontend import backend_of
+    from frontend import create_app as create_ui
+
+    ui_server = UiServer(None)
+    app = create_ui(api_url=small_api.url, token=small_api.token, port_getter=lambda: ui_server.port)
+    ui_server.server.app = app
+    ui_server.start()
+    yield ui_server.url
+    ui_server.stop()
+    backend_of(app).close()
+
+
 JSON_ROUTES = [
     ("POST", "/api/v1/generations"),
     ("PATCH", "/api/v1/generations/{id}"),
@@ -94,63 +110,43 @@ def test_oversize_body_is_413(small_api: RunningApi, gen_id: str, method: str, p
         assert api.get("/api/v1/health").status_code == 200
 
 
-def test_ui_post_routes_refuse_bad_bodies(small_api: RunningApi, gen_id: str) -> None:
+def test_ui_post_routes_refuse_bad_bodies(small_api: RunningApi, ui_url: str, gen_id: str) -> None:
     """The Flask UI: oversize form posts get 413, malformed JSON a clear error, never a 500."""
-    from desktop.servers import UiServer
-    from frontend import create_app as create_ui
-
-    ui_server = UiServer(None)
-    ui_server.server.app = create_ui(api_url=small_api.url, token=small_api.token,
-                                     port_getter=lambda: ui_server.port)
-    ui_server.start()
-    try:
-        with httpx.Client(base_url=ui_server.url, timeout=30) as ui:
-            assert ui.get("/login", params={"token": small_api.token}).status_code in (302, 303)
-            routes = ["/studio/generate", "/studio/stream", "/settings/key", "/settings/preferences", "/queue/pause",
-                      "/queue/resume", f"/g/{gen_id}/tags", f"/g/{gen_id}/favorite", f"/g/{gen_id}/retry",
-                      f"/g/{gen_id}/cancel"]
-            form_readers = {"/studio/generate", "/settings/key", f"/g/{gen_id}/tags"}
-            huge = b"prompt=" + b"x" * (3 * 2**20)
-            for route in routes:
-                r = ui.post(route, content=huge, headers={"Content-Type": "application/x-www-form-urlencoded"})
-                if route == "/studio/stream":  # the page's event stream reports every failure as an event
-                    assert r.status_code in (200, 413) and (r.status_code == 413 or "event: error" in r.text)
-                elif route in form_readers:  # 413 from Flask's cap, or 400 when the view finds the form empty
-                    assert r.status_code in (400, 413), (route, r.status_code, r.text[:300])
-                else:  # routes that never read a body just ignore it
-                    assert r.status_code < 500, (route, r.status_code)
-                for body, ctype in ((b"{", "application/json"), (b"\xff\xfe", "application/json"),
-                                    (b"[" * 500 + b"]" * 500, "application/json"),
-                                    (b"%zz=%%", "application/x-www-form-urlencoded"),
-                                    (b"--x\r\nbroken", "multipart/form-data; boundary=x")):
-                    r = ui.post(route, content=body, headers={"Content-Type": ctype})
-                    assert r.status_code < 500, (route, body[:10], r.status_code, r.text[:200])
-            r = ui.post("/studio/stream", content=b"{not json", headers={"Content-Type": "application/json"})
-            assert "event: error" in r.text and "Malformed request" in r.text
-            r = ui.post("/studio/stream", json={"prompt": "x", "model": "openai/gpt-4o-mini", "max_tokens": "NaN",
-                                                "temperature": [1]})
-            assert r.status_code == 200 and "event: " in r.text
-    finally:
-        ui_server.stop()
+    with httpx.Client(base_url=ui_url, timeout=30) as ui:
+        assert ui.get("/login", params={"token": small_api.token}).status_code in (302, 303)
+        routes = ["/studio/generate", "/studio/stream", "/settings/key", "/settings/preferences", "/queue/pause",
+                  "/queue/resume", f"/g/{gen_id}/tags", f"/g/{gen_id}/favorite", f"/g/{gen_id}/retry",
+                  f"/g/{gen_id}/cancel"]
+        form_readers = {"/studio/generate", "/settings/key", f"/g/{gen_id}/tags"}
+        huge = b"prompt=" + b"x" * (3 * 2**20)
+        for route in routes:
+            r = ui.post(route, content=huge, headers={"Content-Type": "application/x-www-form-urlencoded"})
+            if route == "/studio/stream":  # the page's event stream reports every failure as an event
+                assert r.status_code in (200, 413) and (r.status_code == 413 or "event: error" in r.text)
+            elif route in form_readers:  # 413 from Flask's cap, or 400 when the view finds the form empty
+                assert r.status_code in (400, 413), (route, r.status_code, r.text[:300])
+            else:  # routes that never read a body just ignore it
+                assert r.status_code < 500, (route, r.status_code)
+            for body, ctype in ((b"{", "application/json"), (b"\xff\xfe", "application/json"),
+                                (b"[" * 500 + b"]" * 500, "application/json"),
+                                (b"%zz=%%", "application/x-www-form-urlencoded"),
+                                (b"--x\r\nbroken", "multipart/form-data; boundary=x")):
+                r = ui.post(route, content=body, headers={"Content-Type": ctype})
+                assert r.status_code < 500, (route, body[:10], r.status_code, r.text[:200])
+        r = ui.post("/studio/stream", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert "event: error" in r.text and "Malformed request" in r.text
+        r = ui.post("/studio/stream", json={"prompt": "x", "model": "openai/gpt-4o-mini", "max_tokens": "NaN",
+                                            "temperature": [1]})
+        assert r.status_code == 200 and "event: " in r.text
 
 
 @pytest.mark.xfail(strict=True, reason="frontend/views/studio.py: request.get_json(silent=True) only swallows "
                    "ValueError; JSON nested deeper than the recursion limit raises RecursionError -> 500")
-def test_ui_stream_with_deeply_nested_json_is_not_500(small_api: RunningApi) -> None:
-    from desktop.servers import UiServer
-    from frontend import create_app as create_ui
-
-    ui_server = UiServer(None)
-    ui_server.server.app = create_ui(api_url=small_api.url, token=small_api.token,
-                                     port_getter=lambda: ui_server.port)
-    ui_server.start()
-    try:
-        with httpx.Client(base_url=ui_server.url, timeout=30) as ui:
-            ui.get("/login", params={"token": small_api.token})
-            r = ui.post("/studio/stream", content=b"[" * 50_000, headers={"Content-Type": "application/json"})
-            assert r.status_code < 500
-    finally:
-        ui_server.stop()
+def test_ui_stream_with_deeply_nested_json_is_not_500(small_api: RunningApi, ui_url: str) -> None:
+    with httpx.Client(base_url=ui_url, timeout=30) as ui:
+        ui.get("/login", params={"token": small_api.token})
+        r = ui.post("/studio/stream", content=b"[" * 50_000, headers={"Content-Type": "application/json"})
+        assert r.status_code < 500
 
 
 INJECTIONS = [
