@@ -46,17 +46,19 @@ async def insert(
     stream: bool,
     tags: list[str],
     title: str | None = None,
-) -> dict[str, Any]:
-    """Persist a new queued generation and return its row."""
+    status: str = "queued",
+) -> str:
+    """Persist a new generation (``queued``, or ``running`` when its first attempt starts right away) and return
+    its id."""
     gen_id = new_id()
     ts = now()
     await store.execute(
         "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, "
-        "tags, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [gen_id, kind, model, prompt, system, json.dumps(params), json.dumps(input_asset_ids), stream, title,
-         tags, ts, ts],
+        "tags, created_at, updated_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [gen_id, kind, status, model, prompt, system, json.dumps(params), json.dumps(input_asset_ids), stream,
+         title, tags, ts, ts, ts if status == "running" else None],
     )
-    return await get_row(store, gen_id)
+    return gen_id
 
 
 async def get_row(store: Store, gen_id: str) -> dict[str, Any]:

@@ -255,9 +255,10 @@ class Outbox:
         return running
 
     # -- API entry points ------------------------------------------------------------------------------------
-    async def start_now(self, gen_id: str) -> Running:
-        """Claim a just-queued generation and start its first attempt now (the request path)."""
-        if not await gens.claim(self.store, gen_id):
+    async def start_now(self, gen_id: str, *, claimed: bool = False) -> Running:
+        """Claim a just-queued generation (unless it was inserted ``running``) and start its first attempt now
+        (the request path)."""
+        if not claimed and not await gens.claim(self.store, gen_id):
             raise RuntimeError("generation was not queued")
         running = Running(gen_id)
         self.running[gen_id] = running
@@ -389,7 +390,6 @@ class Outbox:
         if key is None:
             return
         number = await gens.begin_attempt(self.store, gen_id)
-        running.publish("generation", await gens.record(self.store, gen_id, with_attempts=False))
         body = await self._chat_body(row)
         text: list[str] = []
         reasoning: list[str] = []
@@ -404,11 +404,13 @@ class Outbox:
                 async with contextlib.aclosing(self.client.chat_stream(key, body)) as events:
                     async for event in events:
                         if isinstance(event, StreamStarted):
+                            # Tell listeners first; upstream_id is saved with the first flush (off the path to
+                            # the first token).
                             upstream_id, upstream_model = event.upstream_id, event.model
                             self.connectivity.mark(True)
-                            await gens.update(self.store, gen_id, upstream_id=upstream_id)
                             running.started.set()
                             running.publish("started", {"upstream_id": upstream_id})
+                            last_flush = 0.0
                         elif isinstance(event, TextDelta):
                             text.append(event.text)
                             running.publish("delta", {"text": event.text})
@@ -424,7 +426,7 @@ class Outbox:
                             running.publish("keepalive", {})
                         if time.monotonic() - last_flush >= FLUSH_SECONDS and len("".join(text)) != flushed_len:
                             joined = "".join(text)
-                            await gens.update(self.store, gen_id, output_text=joined,
+                            await gens.update(self.store, gen_id, output_text=joined, upstream_id=upstream_id,
                                               reasoning_text="".join(reasoning) or None)
                             flushed_len = len(joined)
                             last_flush = time.monotonic()
@@ -642,7 +644,6 @@ class Outbox:
         if key is None:
             return
         number = await gens.begin_attempt(self.store, gen_id)
-        running.publish("generation", await gens.record(self.store, gen_id, with_attempts=False))
         try:
             job = await self.client.submit_video(key, await self._video_body(row))
         except UpstreamError as exc:

@@ -144,33 +144,37 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
             raise NotFound(f"No asset with id '{missing[0]}'.")
         if any(kind != "image" for kind in found.values()):
             raise AtelierError("Only images can be used as references.", code="invalid_request", status=422)
-    budget = await state.preferences.get("budget_monthly_usd")
-    if budget is not None and await _month_spend(store) >= budget:
+    budget, spent, queued, key = await asyncio.gather(
+        state.preferences.get("budget_monthly_usd"), _month_spend(store),
+        store.fetchone("SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')"),
+        state.keys.get(),
+    )
+    if budget is not None and spent >= budget:
         raise AtelierError(
             f"This month's spending has reached the budget of ${budget:.2f}. Raise the budget in Settings "
             "(or ask IT if it is set by policy).", code="budget_exceeded", status=402)
-    queued = await store.fetchone("SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')")
     limit = state.settings.outbox_max_queued
     if policy is not None and policy.get("outbox_max_queued") is not None:
         limit = policy.get("outbox_max_queued").value
     if queued and queued["n"] >= limit:
         raise AtelierError(f"The outbox already holds {queued['n']} requests (the limit is {limit}). Wait for some "
                            "to go out or cancel a few.", code="outbox_full", status=429)
-    has_key = await state.keys.get() is not None
-    if not has_key and not body.defer:
+    if key is None and not body.defer:
         raise AtelierError("No OpenRouter key is set. Paste your key in Settings (or send with defer to queue "
                            "it until a key is set).", code="no_api_key")
 
-    row = await gens.insert(
+    outbox = state.outbox
+    start_now = not (body.defer or outbox.paused)
+    gen_id = await gens.insert(
         store, kind=body.kind, model=body.model, prompt=body.prompt, system=body.system, params=body.params,
         input_asset_ids=body.input_asset_ids, stream=body.stream, tags=body.tags, title=body.title,
+        status="running" if start_now else "queued",
     )
-    outbox = state.outbox
-    if body.defer or outbox.paused:
+    if not start_now:
         outbox.wake()
-        return JSONResponse(await gens.record(store, row["id"]), status_code=202)
+        return JSONResponse(await gens.record(store, gen_id), status_code=202)
 
-    running = await outbox.start_now(row["id"])
+    running = await outbox.start_now(gen_id, claimed=True)
     queue = running.subscribe()
     outbox.launch(running)
     if body.stream:
@@ -182,12 +186,14 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
             await asyncio.shield(running.task)
     finally:
         running.unsubscribe(queue)
-    record = await gens.record(store, row["id"])
+    record = await gens.record(store, gen_id)
     return _response_for(record, created=202 if body.kind == "video" else 201)
 
 
 async def _stream_response(state: Any, running: Any, queue: asyncio.Queue) -> Response:
     """Wait until OpenRouter starts answering; failures before that get a plain JSON answer (502/400)."""
+    # The first SSE event carries the record: read it while OpenRouter is still connecting.
+    first_record = asyncio.ensure_future(gens.record(state.store, running.gen_id, with_attempts=False))
     waiter = asyncio.ensure_future(running.started.wait())
     try:
         await asyncio.shield(waiter)
@@ -199,12 +205,13 @@ async def _stream_response(state: Any, running: Any, queue: asyncio.Queue) -> Re
     terminal = [e for e in pending if e[0] in ("error", "queued", "done")]
     if terminal and not any(e[0] in ("started", "delta") for e in pending) and terminal[0][0] != "done":
         running.unsubscribe(queue)
+        first_record.cancel()
         record = await gens.record(state.store, running.gen_id)
         return _response_for(record)
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            yield _sse("generation", await gens.record(state.store, running.gen_id, with_attempts=False))
+            yield _sse("generation", await first_record)
             backlog = list(pending)
             while True:
                 if backlog:
