@@ -138,6 +138,11 @@ def create_app(
             f"The library database could not be read and was kept aside as {store.recovered_from.name}; "
             "a new, empty library was started. Backups are in the 'backups' folder of the data directory."
         )
+    if store.wal_kept is not None:
+        shell.notices.append(
+            "The last changes before Atelier stopped could not be read back (their journal file was damaged), so "
+            f"the library opened without them. The journal was kept aside as {store.wal_kept.name}."
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -91,6 +91,7 @@ class Store:
         self._con = con
         self.path = path
         self.recovered_from = recovered_from
+        self.wal_kept: Path | None = None
         self.write_lock = asyncio.Lock()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -102,68 +103,45 @@ class Store:
 
         - A file written by a newer DuckDB storage version is refused and left untouched.
         - A file written by an older DuckDB library is copied to ``backups_dir`` before this one opens it.
-        - A file that is not a DuckDB database (truncated, garbled) is moved aside and a fresh one is created;
-          ``store.recovered_from`` then names the kept file, so the UI can tell the user.
+        - A damaged journal (``.wal``) is kept aside and the database opened without it (``store.wal_kept``).
+        - A damaged database (garbled, truncated) is kept aside with its journal and a fresh one is created
+          (``store.recovered_from``). Either way the UI tells the user; nothing is deleted.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         backups_dir = backups_dir or path.parent / "backups"
-        recovered_from: Path | None = None
         existed = path.exists() and path.stat().st_size > 0
         if existed:
-            header = read_header(path)
-            if header is None:
-                if not recover_corrupt:
-                    raise StoreOpenError(f"{path} is not a readable Atelier database.", reason="corrupt", path=path)
-                recovered_from = _move_aside(path, "corrupt")
+            _check_version(path, backups_dir)
+        recovered_from: Path | None = None
+        wal_kept: Path | None = None
+        if existed and read_header(path) is None:
+            recovered_from = _refuse_or_move(path, recover_corrupt, "is not a readable Atelier database")
+            existed = False
+        try:
+            con = _connect(path, existed)
+        except _Damaged as exc:
+            if _wal_path(path).exists() and recover_corrupt:
+                # The journal may be what is damaged: keep it aside and try the database alone.
+                wal_kept = _move_wal_aside(path)
+                try:
+                    con = _connect(path, existed)
+                except _Damaged as again:
+                    recovered_from = _refuse_or_move(path, recover_corrupt, f"is damaged ({again})")
+                    con = _connect(path, False)
             else:
-                ours = duckdb.__version__
-                if header.library_version and _version_tuple(header.library_version) > _version_tuple(ours):
-                    if header.storage_version > library_storage_version():
-                        raise StoreOpenError(
-                            f"The library file {path} was written by a newer version of Atelier "
-                            f"(DuckDB {header.library_version}). Update Atelier to open it; the file was not changed.",
-                            reason="newer_version",
-                            path=path,
-                        )
-                elif header.library_version and _version_tuple(header.library_version) < _version_tuple(ours):
-                    _backup(path, backups_dir, f"duckdb-{header.library_version}")
-        try:
-            con = duckdb.connect(str(path))
-        except duckdb.IOException as exc:
-            text = str(exc)
-            if "lock" in text.lower():
-                raise StoreOpenError(
-                    f"{path} is in use by another Atelier process.", reason="locked", path=path
-                ) from None
-            if "permission" in text.lower() or "no space" in text.lower() or not recover_corrupt:
-                raise StoreOpenError(f"Cannot open {path}: {text}", reason="io", path=path) from None
-            recovered_from = _move_aside(path, "corrupt")  # short reads: a truncated file
-            con = duckdb.connect(str(path))
-        except (duckdb.SerializationException, duckdb.InternalException, duckdb.CatalogException) as exc:
-            if not recover_corrupt:
-                raise StoreOpenError(f"{path} is damaged: {exc}", reason="corrupt", path=path) from None
-            recovered_from = _move_aside(path, "corrupt")
-            con = duckdb.connect(str(path))
-        except duckdb.Error as exc:
-            # A damaged WAL or data file: keep it aside and start clean rather than crash-looping.
-            if not recover_corrupt or "version" in str(exc).lower() and "newer" in str(exc).lower():
-                raise StoreOpenError(f"Cannot open {path}: {exc}", reason="corrupt", path=path) from None
-            recovered_from = _move_aside(path, "corrupt")
-            con = duckdb.connect(str(path))
-        if existed and recovered_from is None and not _has_table(con, "schema_migrations"):
-            # DuckDB opens some truncated files as an empty database: never migrate over what may be a
-            # damaged library. Keep it aside and start clean.
-            con.close()
-            if not recover_corrupt:
-                raise StoreOpenError(f"{path} is damaged (no Atelier tables).", reason="corrupt", path=path)
-            recovered_from = _move_aside(path, "corrupt")
-            con = duckdb.connect(str(path))
-        try:
-            migrate(con)
-        except Exception:
-            con.close()
-            raise
-        return cls(con, path, recovered_from=recovered_from)
+                recovered_from = _refuse_or_move(path, recover_corrupt, f"is damaged ({exc})")
+                con = _connect(path, False)
+        if existed and recovered_from is None and _wal_path(path).exists():
+            # DuckDB silently skips a journal it cannot read and leaves it in place; a checkpoint folds a good
+            # journal into the file, so one still there afterwards was not read back.
+            con.execute("CHECKPOINT")
+            if _wal_path(path).exists() and _wal_path(path).stat().st_size > 0:
+                con.close()
+                wal_kept = _move_wal_aside(path)
+                con = _connect(path, existed)
+        store = cls(con, path, recovered_from=recovered_from)
+        store.wal_kept = wal_kept
+        return store
 
     # -- access ----------------------------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -231,6 +209,81 @@ class Store:
             self._con.close()
 
 
+class _Damaged(Exception):
+    """The file (or its journal) cannot be read back."""
+
+
+def _wal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _check_version(path: Path, backups_dir: Path) -> None:
+    header = read_header(path)
+    if header is None or not header.library_version:
+        return
+    ours = duckdb.__version__
+    theirs = _version_tuple(header.library_version)
+    if theirs > _version_tuple(ours) and header.storage_version > library_storage_version():
+        raise StoreOpenError(
+            f"The library file {path} was written by a newer version of Atelier (DuckDB "
+            f"{header.library_version}). Update Atelier to open it; the file was not changed.",
+            reason="newer_version",
+            path=path,
+        )
+    if theirs < _version_tuple(ours):
+        _backup(path, backups_dir, f"duckdb-{header.library_version}")
+
+
+def _connect(path: Path, existed: bool) -> duckdb.DuckDBPyConnection:
+    """Connect and migrate. Raises ``_Damaged`` for unreadable content, ``StoreOpenError`` for lock and I/O."""
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        text = str(exc).lower()
+        if "lock" in text:
+            raise StoreOpenError(f"{path} is in use by another Atelier process.", reason="locked",
+                                 path=path) from None
+        if "permission" in text or "no space" in text or "read-only" in text:
+            raise StoreOpenError(f"Cannot open {path}: {exc}", reason="io", path=path) from None
+        raise _Damaged(str(exc)) from None  # short reads: a truncated file
+    except duckdb.Error as exc:
+        raise _Damaged(str(exc)) from None
+    try:
+        if existed and not _has_table(con, "schema_migrations"):
+            # DuckDB opens some truncated files as an empty database: never migrate over what may be a
+            # damaged library.
+            raise _Damaged("no Atelier tables")
+        migrate(con)
+    except _Damaged:
+        con.close()
+        raise
+    except duckdb.IOException as exc:
+        con.close()
+        text = str(exc).lower()
+        if "no space" in text or "permission" in text:
+            raise StoreOpenError(f"Cannot write {path}: {exc}", reason="io", path=path) from None
+        raise _Damaged(str(exc)) from None
+    except (duckdb.SerializationException, duckdb.InternalException, duckdb.CatalogException,
+            duckdb.InvalidInputException) as exc:
+        con.close()
+        raise _Damaged(str(exc)) from None
+    return con
+
+
+def _refuse_or_move(path: Path, recover: bool, why: str) -> Path:
+    if not recover:
+        raise StoreOpenError(f"{path} {why}.", reason="corrupt", path=path)
+    return _move_aside(path, "corrupt")
+
+
+def _move_wal_aside(path: Path) -> Path:
+    wal = _wal_path(path)
+    target = wal.with_name(f"{path.name}.journal-{_stamp()}.wal")
+    wal.rename(target)
+    log.error("the journal %s could not be read back; kept as %s", wal, target)
+    return target
+
+
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     con.execute(
@@ -266,7 +319,9 @@ def _split_sql(sql: str) -> list[str]:
 
 
 def _stamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
+    """A file-name timestamp with microseconds, so two recoveries in one second never collide."""
+    now = time.time()
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now % 1 * 1e6):06d}"
 
 
 def _move_aside(path: Path, why: str) -> Path:

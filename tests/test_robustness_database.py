@@ -124,9 +124,6 @@ def test_truncated_database_is_kept_aside(data_dir: Path, cut: str) -> None:
     _assert_recovered_start(data_dir, damaged)
 
 
-@pytest.mark.xfail(strict=True, reason="backend/store.py: Store.open recovers only errors raised by connect(); a "
-                   "file truncated inside its data blocks connects, then migrate() raises duckdb.IOException "
-                   "('Could not read enough bytes') and start-up crashes on every launch")
 def test_database_truncated_midway_is_kept_aside(data_dir: Path) -> None:
     _fill_library(data_dir)
     db = data_dir / "atelier.duckdb"
@@ -154,10 +151,9 @@ def _leave_wal(data_dir: Path) -> bytes:
 
 
 def test_wal_with_flipped_bytes_is_kept_aside(data_dir: Path) -> None:
+    """A damaged journal costs at most the changes in it: the database itself stays in place."""
     _fill_library(data_dir, rows=2)
     wal_bytes = _leave_wal(data_dir)
-    db = data_dir / "atelier.duckdb"
-    db_bytes = db.read_bytes()
     middle = len(wal_bytes) // 2
     damaged_wal = wal_bytes[:middle] + bytes(b ^ 0xFF for b in wal_bytes[middle:middle + 64]) + \
         wal_bytes[middle + 64:]
@@ -166,13 +162,17 @@ def test_wal_with_flipped_bytes_is_kept_aside(data_dir: Path) -> None:
     try:
         with running.client() as api:
             notices = api.get("/api/v1/status").json()["notices"]
-            assert notices and "kept aside" in notices[0]
+            # Either DuckDB replays the whole transactions before the damage (no notice needed) or the journal
+            # is kept aside with a notice; the library itself is never thrown away.
+            kept_journals = list(data_dir.glob("atelier.duckdb.journal-*.wal"))
+            if kept_journals:
+                assert notices and "journal" in notices[0]
+                assert kept_journals[0].read_bytes() == damaged_wal
+            assert api.get("/api/v1/settings").json()["values"]["theme"] == "dark"
+            assert len(api.get("/api/v1/generations").json()["items"]) == 2
     finally:
         running.stop()
-    kept = _kept_aside(data_dir)
-    assert len(kept) == 1
-    assert kept[0].read_bytes() == db_bytes
-    assert kept[0].with_name(kept[0].name + ".wal").read_bytes() == damaged_wal
+    assert _kept_aside(data_dir) == []
 
 
 def test_wal_torn_at_the_tail_replays_what_is_whole(data_dir: Path) -> None:
@@ -191,9 +191,6 @@ def test_wal_torn_at_the_tail_replays_what_is_whole(data_dir: Path) -> None:
     assert _kept_aside(data_dir) == []
 
 
-@pytest.mark.xfail(strict=True, reason="backend/store.py: DuckDB silently skips a WAL whose header is garbage; "
-                   "Store.open neither keeps it aside nor tells the user, and the bad .wal stays next to the "
-                   "database (SECURITY.md item 18)")
 def test_wal_of_random_bytes_is_reported(data_dir: Path) -> None:
     _fill_library(data_dir, rows=2)
     wal_bytes = _leave_wal(data_dir)
@@ -202,9 +199,14 @@ def test_wal_of_random_bytes_is_reported(data_dir: Path) -> None:
     running = start_api(data_dir)
     try:
         with running.client() as api:
-            assert api.get("/api/v1/status").json()["notices"]
+            notices = api.get("/api/v1/status").json()["notices"]
+            assert notices and "journal" in notices[0]
+            assert len(api.get("/api/v1/generations").json()["items"]) == 2
     finally:
         running.stop()
+    kept = list(data_dir.glob("atelier.duckdb.journal-*.wal"))
+    assert len(kept) == 1 and kept[0].read_bytes() == garbage
+    assert not (data_dir / "atelier.duckdb.wal").exists()
 
 
 def test_newer_database_is_refused_and_untouched(data_dir: Path) -> None:
