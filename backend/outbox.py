@@ -361,20 +361,39 @@ class Outbox:
         except asyncio.CancelledError:
             if running.cancel_reason != "shutdown":
                 raise
-        except Exception:
-            log.exception("generation %s failed unexpectedly", gen_id)
-            with contextlib.suppress(Exception):
-                await self._finish(gen_id, "failed", error=_error(
-                    "internal_error", "Something went wrong inside Atelier while handling this generation. "
-                    "Retry it; details are in the log file."))
-                running.publish("error", {"error": _error("internal_error", "Internal error."),
-                                          "generation": await gens.record(self.store, gen_id)})
+        except Exception as exc:
+            storage = _is_storage_failure(exc)
+            if storage:
+                log.error("generation %s could not be saved: %s", gen_id, exc)
+                error = _error("storage_error", "Atelier could not save this generation (the disk may be full or "
+                               "read-only). Free some space, then retry it.")
+            else:
+                log.exception("generation %s failed unexpectedly", gen_id)
+                error = _error("internal_error", "Something went wrong inside Atelier while handling this "
+                               "generation. Retry it; details are in the log file.")
+            try:
+                await self._finish(gen_id, "failed", error=error)
+                running.publish("error", {"error": error, "generation": await gens.record(self.store, gen_id)})
+            except Exception:
+                # The disk is still refusing writes: keep trying in the background so the item does not stay
+                # "running" until the next start.
+                running.publish("error", {"error": error, "generation": None})
+                asyncio.create_task(self._record_failure_later(gen_id, error))
         finally:
             running.started.set()
             if self.running.get(gen_id) is running:
                 del self.running[gen_id]
             if not self._stopping:
                 self.wake()
+
+    async def _record_failure_later(self, gen_id: str, error: dict[str, Any]) -> None:
+        for _ in range(120):
+            await asyncio.sleep(self.settings.probe_seconds)
+            try:
+                await self._finish(gen_id, "failed", error=error)
+                return
+            except Exception:  # noqa: S112 - still failing; try again
+                continue
 
     async def _key_or_requeue(self, running: Running) -> str | None:
         key = await self.keys.get()
@@ -468,9 +487,10 @@ class Outbox:
             except MediaError as exc:
                 await gens.end_attempt(self.store, gen_id, number, outcome="rejected", error_code=exc.code,
                                        error_message=str(exc))
-                await self._finish(gen_id, "failed", output_text=output or None, error=_error(
-                    "media_too_large" if exc.code == "too_large" else "bad_media", str(exc)), usage=usage,
-                    upstream_id=upstream_id, upstream_model=upstream_model)
+                code = {"too_large": "media_too_large", "disk_full": "storage_error",
+                        "io_error": "storage_error"}.get(exc.code, "bad_media")
+                await self._finish(gen_id, "failed", output_text=output or None, error=_error(code, str(exc)),
+                                   usage=usage, upstream_id=upstream_id, upstream_model=upstream_model)
                 await self._publish_final(running, "error")
                 return
         if row["kind"] == "image" and not saved:
@@ -740,7 +760,8 @@ class Outbox:
                     await asyncio.sleep(min(30, self.settings.retry_base_seconds * (2 ** attempt)))
                 except MediaError as exc:
                     writer.abort()
-                    await self._finish(gen_id, "failed", error=_error("bad_media", str(exc)), cost_usd=_cost(info))
+                    code = "storage_error" if exc.code in ("disk_full", "io_error") else "bad_media"
+                    await self._finish(gen_id, "failed", error=_error(code, str(exc)), cost_usd=_cost(info))
                     await self._publish_final(running, "error")
                     return
                 except BaseException:
@@ -750,6 +771,23 @@ class Outbox:
         await self._finish(gen_id, "succeeded", cost_usd=_cost(info), error=None,
                            upstream_id=info.get("generation_id") or row["upstream_id"])
         await self._publish_final(running, "done")
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    """A write refused by the disk (full, read-only, permissions), from DuckDB or the file system."""
+    import errno
+
+    import duckdb
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                  errno.EPERM):
+        return True
+    if isinstance(exc, MediaError) and exc.code in ("disk_full", "io_error"):
+        return True
+    if isinstance(exc, duckdb.IOException | duckdb.TransactionException):
+        text = str(exc).lower()
+        return "space" in text or "write" in text or "permission" in text or "read-only" in text
+    return False
 
 
 def _cost(info: dict[str, Any]) -> float | None:

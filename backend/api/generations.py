@@ -109,8 +109,10 @@ def _response_for(record: dict[str, Any], *, created: int = 201) -> JSONResponse
         body = {"error": {**error, "code": code, "upstream_status": error.get("upstream_status")}, "generation": record}
         return JSONResponse(body, status_code=400)
     if status == "failed":
-        return JSONResponse({"error": error, "generation": record}, status_code=422 if error.get("code") in (
-            "no_image_output", "media_too_large", "bad_media") else 500)
+        code = error.get("code")
+        http = 507 if code == "storage_error" else 422 if code in ("no_image_output", "media_too_large",
+                                                                    "bad_media") else 500
+        return JSONResponse({"error": error, "generation": record}, status_code=http)
     # queued again (retryable) or interrupted: OpenRouter could not give an answer now.
     return JSONResponse({"error": error or {"code": "upstream_unavailable", "message": "OpenRouter did not answer."},
                          "generation": record}, status_code=502)
@@ -187,6 +189,11 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
     finally:
         running.unsubscribe(queue)
     record = await gens.record(store, gen_id)
+    if body.kind != "video" and record["status"] == "running":
+        # The attempt ended but its outcome could not be written: the disk refused it.
+        return JSONResponse({"error": {"code": "storage_error", "message": "Atelier could not save this generation "
+                                       "(the disk may be full or read-only). Free some space, then retry it."},
+                             "generation": record}, status_code=507)
     return _response_for(record, created=202 if body.kind == "video" else 201)
 
 
