@@ -386,7 +386,10 @@ def stream() -> Response:
     Errors before the stream starts (no key, offline → queued) are sent as one ``error`` event so the
     page handles every outcome the same way.
     """
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser can follow: malformed for our purposes
+        payload = None
     if not isinstance(payload, dict):
         return Response(_sse("error", {"error": {"code": "bad_request", "message": "Malformed request."}}),
                         mimetype="text/event-stream")
