@@ -201,3 +201,29 @@ def test_the_api_lists_the_route(running):
         spec = client.get("/openapi.json").json()
     assert "/api/v1/diagnostics" in spec["paths"]
     assert spec["paths"]["/api/v1/diagnostics"]["get"]["tags"] == ["diagnostics"]
+
+
+def test_settings_diagnostics_card_renders_the_report(running, fake):
+    """The Flask UI's Diagnostics card reads this API: every check shows, problems with their fix."""
+    from desktop.servers import UiServer
+    from frontend import backend_of, create_app
+
+    with running.client() as client:
+        assert client.put("/api/v1/credentials", json={"api_key": fake.key}).status_code == 200
+    fake.revoke_key(fake.key)
+    server = UiServer(None)
+    app = create_app(api_url=running.url, token=running.token, port_getter=lambda: server.port)
+    server.server.app = app
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as ui:
+            assert ui.get("/login", params={"token": running.token}, follow_redirects=False).status_code == 302
+            page = ui.get("/settings/diagnostics", params={"partial": 1})
+    finally:
+        server.stop()
+        backend_of(app).close()
+    assert page.status_code == 200
+    assert page.text.count('class="diag-row') == len(CHECK_IDS)
+    assert "diag-fail" in page.text
+    assert "openrouter.ai/keys" in page.text  # the API key check's fix
+    assert fake.key not in page.text

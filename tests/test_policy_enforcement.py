@@ -148,7 +148,7 @@ def test_settings_page_shows_locked_settings_as_locked(data_dir, fake, tmp_path)
     )
     with backend_with_policy(data_dir, policy_file, openrouter_base_url=fake.base_url) as api, ui_for(api) as ui:
         page = ui.get("/settings").text
-        assert f"Some settings are managed by your organisation ({policy_file})" in page
+        assert str(policy_file) in page  # the page says which file manages the locked settings
         theme = field_tag(page, "theme")
         assert "disabled" in theme
         theme_label = re.search(r'<label for="theme">.*?</label>', page, re.S).group(0)
