@@ -361,6 +361,19 @@ def request_timeout() -> HttpError:
     return HttpError(408, "Operation timed out. Please try again later.")
 
 
+RELATIVE_DATE = "@http-date+"
+
+
+def resolve_headers(headers: dict[str, str], now: float | None = None) -> dict[str, str]:
+    """Turn ``@http-date+<seconds>`` header values into HTTP-dates that many seconds from ``now``."""
+    current = time.time() if now is None else now
+    return {
+        name: email.utils.formatdate(current + float(value[len(RELATIVE_DATE):]), usegmt=True)
+        if value.startswith(RELATIVE_DATE) else value
+        for name, value in headers.items()
+    }
+
+
 def rate_limited(
     limit_name: str = "free-models-per-min",
     *,
@@ -380,7 +393,9 @@ def rate_limited(
     headers = dict(rl_headers)
     if retry_after is not None:
         if http_date:
-            headers["Retry-After"] = email.utils.formatdate(now + retry_after, usegmt=True)
+            # Resolved to a real HTTP-date when the response is sent (see RELATIVE_DATE), not when the
+            # behaviour is built: a behaviour may be built long before it is used (test parametrization).
+            headers["Retry-After"] = f"{RELATIVE_DATE}{retry_after}"
         else:
             headers["Retry-After"] = (
                 str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)

@@ -85,6 +85,7 @@ from tests.fakes.behaviours import (
     StreamError,
     StreamStyle,
     Truncate,
+    resolve_headers,
     VideoJob,
     behaviour_from_json,
     context_length_exceeded,
@@ -844,14 +845,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, html.encode("utf-8"), "text/html; charset=utf-8", headers)
 
     def _send_behaviour_error(self, err: HttpError) -> None:
+        headers = resolve_headers(err.headers)
         if err.raw_body is not None:
-            self._send(err.status, err.raw_body.encode("utf-8"), err.content_type, err.headers)
+            self._send(err.status, err.raw_body.encode("utf-8"), err.content_type, headers)
         else:
             self._send(
                 err.status,
                 json.dumps(err.body(), separators=_COMPACT).encode("utf-8"),
                 err.content_type,
-                err.headers,
+                headers,
             )
 
     def _not_applicable(self, behaviour: Behaviour, path: str) -> None:
