@@ -198,6 +198,14 @@ class BackendClient:
         """``PUT /credentials``; 400 ``invalid_key`` when OpenRouter rejects it."""
         return self.request("PUT", "/credentials", json={"api_key": api_key})
 
+    def oauth_start(self, callback_base: str) -> dict[str, Any]:
+        """``POST /credentials/oauth/start``: ``{"state", "auth_url"}`` for "Sign in with OpenRouter"."""
+        return self.request("POST", "/credentials/oauth/start", json={"callback_base": callback_base})
+
+    def oauth_finish(self, state: str, code: str) -> dict[str, Any]:
+        """``POST /credentials/oauth/finish``: exchange the code (PKCE) and store the key."""
+        return self.request("POST", "/credentials/oauth/finish", json={"state": state, "code": code}, timeout=60.0)
+
     def delete_api_key(self) -> dict[str, Any] | None:
         """``DELETE /credentials``."""
         return self.request("DELETE", "/credentials")

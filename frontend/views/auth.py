@@ -30,10 +30,10 @@ from frontend.templating import wants_json
 bp = Blueprint("auth", __name__)
 
 #: Endpoints reachable without the session cookie.
-_PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.favicon"})
+_PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.favicon", "oauth.callback"})
 
 
-def _port() -> int:
+def current_port() -> int:
     getter = current_app.extensions.get("atelier_port_getter")
     if getter is not None:
         return int(getter())
@@ -56,7 +56,7 @@ def _plain(status: int, message: str) -> Response:
 @bp.before_app_request
 def guard() -> Response | None:
     """Reject foreign hosts, cross-site writes and requests without the session cookie."""
-    port = _port()
+    port = current_port()
     if not is_allowed_host(request.headers.get("Host"), port):
         return _plain(400, "Bad Host header.")
     if is_cross_site_write(
