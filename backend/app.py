@@ -175,7 +175,7 @@ def create_app(
     app.state.store = store
     app.state.shell = shell
     app.state.policy = policy
-    app.state.preferences = Preferences(store, policy)
+    app.state.preferences = Preferences(store, policy, defaults={"retry_unknown_text": settings.retry_unknown_text})
     _install_error_handlers(app)
 
     from .api import system

@@ -69,9 +69,11 @@ def _now() -> datetime:
 class Preferences:
     """Reads and writes user preferences, enforcing machine policy locks."""
 
-    def __init__(self, store: Store, policy: PolicyLike | None = None):
+    def __init__(self, store: Store, policy: PolicyLike | None = None, *, defaults: dict[str, Any] | None = None):
+        """``defaults`` replace built-in defaults (``ATELIER_RETRY_UNKNOWN_TEXT`` sets the one of that name)."""
         self.store = store
         self.policy = policy
+        self.defaults = {name: pref.default for name, pref in PREFERENCES.items()} | (defaults or {})
 
     def _policy_value(self, name: str) -> tuple[bool, Any, bool]:
         """(present, value, locked) from machine policy."""
@@ -89,7 +91,7 @@ class Preferences:
         rows = await self.store.fetchall("SELECT key, value FROM preferences")
         stored = {row["key"]: json.loads(row["value"]) for row in rows}
         out: dict[str, Any] = {}
-        for name, pref in PREFERENCES.items():
+        for name in PREFERENCES:
             present, value, locked = self._policy_value(name)
             if locked:
                 out[name] = value
@@ -98,7 +100,7 @@ class Preferences:
             elif present:
                 out[name] = value
             else:
-                out[name] = pref.default
+                out[name] = self.defaults[name]
         return out
 
     async def get(self, name: str) -> Any:

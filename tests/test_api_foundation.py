@@ -184,3 +184,14 @@ def test_settings_environment_overrides() -> None:
     assert s.openrouter_base_url == "http://127.0.0.1:9/api/v1" and s.data_dir == Path("/tmp/x")
     with pytest.raises(ValueError, match="ATELIER_OUTBOX_CONCURRENCY"):
         Settings.load(env={"ATELIER_OUTBOX_CONCURRENCY": "many"})
+
+
+def test_environment_sets_the_default_of_a_preference(data_dir: Path) -> None:
+    running = start_api(data_dir, retry_unknown_text=False)
+    try:
+        with running.client() as c:
+            assert c.get("/api/v1/settings").json()["values"]["retry_unknown_text"] is False
+            c.put("/api/v1/settings", json={"retry_unknown_text": True})
+            assert c.get("/api/v1/settings").json()["values"]["retry_unknown_text"] is True
+    finally:
+        running.stop()
