@@ -391,3 +391,20 @@ def test_models_are_cached_for_offline_use(studio, fake: FakeOpenRouter) -> None
     fake.go_offline()
     again = client.get("/api/v1/models", params={"output": "text", "refresh": True}).json()
     assert [m["id"] for m in again["items"]] == [m["id"] for m in text["items"]]
+
+
+@pytest.mark.parametrize("retry_unknown", [True, False])
+def test_unknown_delivery_follows_the_setting(studio, fake: FakeOpenRouter, retry_unknown: bool) -> None:
+    _, client = studio
+    client.put("/api/v1/settings", json={"retry_unknown_text": retry_unknown})
+    fake.enqueue("/chat/completions", Truncate())  # the answer is cut off: did the model run? unknown
+    r = generate(client, prompt="maybe billed")
+    assert r.status_code == 502
+    gen_id = r.json()["generation"]["id"]
+    if retry_unknown:
+        wait_for(lambda: get(client, gen_id)["status"] == "succeeded")
+        assert fake.count("/chat/completions") == 2
+    else:
+        assert r.json()["generation"]["status"] == "interrupted"
+        time.sleep(0.3)
+        assert fake.count("/chat/completions") == 1
