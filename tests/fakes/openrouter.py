@@ -85,12 +85,12 @@ from tests.fakes.behaviours import (
     StreamError,
     StreamStyle,
     Truncate,
-    resolve_headers,
     VideoJob,
     behaviour_from_json,
     context_length_exceeded,
     insufficient_credits,
     model_not_found,
+    resolve_headers,
     unavailable,
 )
 from tests.fakes.media import fake_mp4, fake_png, fake_wav
