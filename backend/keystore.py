@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.durable_files import fsync_dir
+
 log = logging.getLogger(__name__)
 
 ENV_VAR = "OPENROUTER_API_KEY"
@@ -462,7 +464,7 @@ class KeyStore:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise _os_error(exc, self.key_path, "save the API key to") from None
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
     def _remove_file(self) -> None:
         try:
@@ -471,7 +473,7 @@ class KeyStore:
             return
         except OSError as exc:
             raise _os_error(exc, self.key_path, "delete the API key file") from exc
-        _fsync_dir(self.key_path.parent)
+        fsync_dir(self.key_path.parent)
 
 
 def _import_os_backend(module_name: str) -> None:
@@ -528,19 +530,3 @@ def _os_error(exc: OSError, path: Path, doing: str) -> KeyStoreError:
         " was left unchanged.",
         code="io_error",
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -37,6 +37,8 @@ from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from backend.durable_files import fsync_dir, write_all
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 200 * 2**20
@@ -300,7 +302,7 @@ class MediaWriter:
                 f"The file is larger than the {_format_size(self._store.max_bytes)} limit.", code="too_large"
             )
         try:
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
         except OSError as exc:
             self.abort()
             raise _os_error(exc, "save the file") from exc
@@ -480,7 +482,7 @@ class MediaStore:
             os.replace(tmp, final)
         except OSError as exc:
             raise _os_error(exc, "save the file") from exc
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     def _put_small(self, data: bytes) -> str:
         """Store a small derived file (a thumbnail) content-addressed; returns its digest."""
@@ -491,7 +493,7 @@ class MediaStore:
         fd, name = self._new_temp()
         try:
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -708,12 +710,6 @@ def wav_duration(fh: BinaryIO) -> float | None:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _same_size(path: Path, size: int) -> bool:
     """Whether a stored file exists with the expected size (a mismatch means damage: rewrite it)."""
     try:
@@ -725,22 +721,6 @@ def _same_size(path: Path, size: int) -> bool:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX only; Windows cannot open directories)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _os_error(exc: OSError, doing: str) -> MediaError:
