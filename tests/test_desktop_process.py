@@ -196,3 +196,23 @@ def test_both_servers_disable_nagle() -> None:
     ui = UiServer(lambda environ, start_response: [])
     assert ui.server.RequestHandlerClass.disable_nagle_algorithm is True
     ui.server.server_close()
+
+
+def test_200_concurrent_writes_to_the_real_process(running) -> None:
+    import concurrent.futures
+
+    _, info = running
+    headers = {"Authorization": f"Bearer {info['token']}"}
+
+    def write(i: int) -> int:
+        with httpx.Client(base_url=info["api_url"], headers=headers, timeout=60) as c:
+            if i % 2:
+                return c.put("/api/v1/settings", json={"default_max_tokens": 100 + i}).status_code
+            return c.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                       "prompt": f"note {i}", "defer": True}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+        codes = list(pool.map(write, range(200)))
+    assert sorted(set(codes)) == [200, 202] and codes.count(202) == 100
+    with httpx.Client(base_url=info["api_url"], headers=headers) as c:
+        assert len(c.get("/api/v1/generations", params={"limit": 200}).json()["items"]) == 100
