@@ -46,18 +46,26 @@ async def insert(
     stream: bool,
     tags: list[str],
     title: str | None = None,
-    status: str = "queued",
+    start_now: bool = False,
 ) -> str:
-    """Persist a new generation (``queued``, or ``running`` when its first attempt starts right away) and return
-    its id."""
+    """Persist a new generation and return its id: ``queued``, or — with ``start_now`` — ``running`` with its
+    first attempt already recorded (one transaction: the request path waits for it)."""
     gen_id = new_id()
     ts = now()
-    await store.execute(
-        "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, "
-        "tags, created_at, updated_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [gen_id, kind, status, model, prompt, system, json.dumps(params), json.dumps(input_asset_ids), stream,
-         title, tags, ts, ts, ts if status == "running" else None],
-    )
+
+    def write(cur: Any) -> None:
+        cur.execute(
+            "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
+            "title, tags, attempts, created_at, updated_at, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
+             json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
+             ts if start_now else None],
+        )
+        if start_now:
+            cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
+
+    await store.transaction(write)
     return gen_id
 
 

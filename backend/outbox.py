@@ -77,6 +77,12 @@ class Running:
     listeners: list[asyncio.Queue] = field(default_factory=list)
     cancel_reason: str | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The attempt already recorded with the row (the request path), so the task does not record another.
+    attempt: int | None = None
+
+    async def begin_attempt(self, store: Store) -> int:
+        number, self.attempt = self.attempt, None
+        return number if number is not None else await gens.begin_attempt(store, self.gen_id)
 
     def publish(self, event: str, data: Any) -> None:
         for queue in list(self.listeners):
@@ -255,12 +261,12 @@ class Outbox:
         return running
 
     # -- API entry points ------------------------------------------------------------------------------------
-    async def start_now(self, gen_id: str, *, claimed: bool = False) -> Running:
-        """Claim a just-queued generation (unless it was inserted ``running``) and start its first attempt now
-        (the request path)."""
+    async def start_now(self, gen_id: str, *, claimed: bool = False, attempt: int | None = None) -> Running:
+        """Claim a just-queued generation (unless it was inserted ``running``, with ``attempt`` already
+        recorded) and start its first attempt now (the request path)."""
         if not claimed and not await gens.claim(self.store, gen_id):
             raise RuntimeError("generation was not queued")
-        running = Running(gen_id)
+        running = Running(gen_id, attempt=attempt)
         self.running[gen_id] = running
         return running
 
@@ -398,6 +404,10 @@ class Outbox:
     async def _key_or_requeue(self, running: Running) -> str | None:
         key = await self.keys.get()
         if key is None:
+            if running.attempt is not None:  # recorded with the row, but nothing was sent
+                await gens.end_attempt(self.store, running.gen_id, running.attempt, outcome="no_key",
+                                       error_code="no_api_key")
+                running.attempt = None
             await gens.update(self.store, running.gen_id, status="queued", error=_error(
                 "no_api_key", "No OpenRouter key is set. Add one in Settings; this request will then be sent."))
             await self._publish_final(running, "queued")
@@ -408,7 +418,7 @@ class Outbox:
         key = await self._key_or_requeue(running)
         if key is None:
             return
-        number = await gens.begin_attempt(self.store, gen_id)
+        number = await running.begin_attempt(self.store)
         body = await self._chat_body(row)
         text: list[str] = []
         reasoning: list[str] = []
@@ -663,7 +673,7 @@ class Outbox:
         key = await self._key_or_requeue(running)
         if key is None:
             return
-        number = await gens.begin_attempt(self.store, gen_id)
+        number = await running.begin_attempt(self.store)
         try:
             job = await self.client.submit_video(key, await self._video_body(row))
         except UpstreamError as exc:

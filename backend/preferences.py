@@ -74,6 +74,7 @@ class Preferences:
         self.store = store
         self.policy = policy
         self.defaults = {name: pref.default for name, pref in PREFERENCES.items()} | (defaults or {})
+        self._cache: dict[str, Any] | None = None
 
     def _policy_value(self, name: str) -> tuple[bool, Any, bool]:
         """(present, value, locked) from machine policy."""
@@ -88,6 +89,12 @@ class Preferences:
         return [name for name in PREFERENCES if self._policy_value(name)[2]]
 
     async def values(self) -> dict[str, Any]:
+        # Only this process writes preferences, so a copy in memory stays right until update() changes them.
+        if self._cache is None:
+            self._cache = await self._read()
+        return dict(self._cache)
+
+    async def _read(self) -> dict[str, Any]:
         rows = await self.store.fetchall("SELECT key, value FROM preferences")
         stored = {row["key"]: json.loads(row["value"]) for row in rows}
         out: dict[str, Any] = {}
@@ -133,5 +140,8 @@ class Preferences:
                 )
 
         if changes:
-            await self.store.transaction(write)
+            try:
+                await self.store.transaction(write)
+            finally:
+                self._cache = None
         return await self.values()

@@ -120,7 +120,7 @@ def test_image_generation_answers_the_result_panel_with_actions_and_cost(stack) 
     assert 'data-copy="a fox"' in html
     assert "data-cost>$" in html
     assert "data-follow-events" not in html  # finished: nothing to follow
-    sent = fake.requests[-1].json
+    sent = [q for q in fake.requests if q.path.endswith("/chat/completions")][-1].json
     assert sent["image_config"] == {"aspect_ratio": "3:2"}
 
     reuse = client.get("/", params={"mode": "image", "ref": asset["id"]}).text

@@ -91,7 +91,7 @@ def test_non_stream_text_succeeds_with_real_cost(studio, fake: FakeOpenRouter) -
     assert record["usage"]["cost_usd"] == pytest.approx(completion.cost) and completion.cost > 0
     assert record["usage"]["prompt_tokens"] > 0 and record["usage"]["completion_tokens"] > 0
     assert record["attempts"] == 1
-    sent = fake.requests[-1]
+    sent = [q for q in fake.requests if q.path.endswith("/chat/completions")][-1]
     assert sent.json["max_tokens"] == 2048  # an explicit cap is always sent
     assert sent.headers["http-referer"] and sent.headers["x-openrouter-title"] == "Atelier"
 

@@ -56,7 +56,7 @@ def test_image_generation_is_stored_and_served_byte_exact(studio, fake: FakeOpen
     assert r.status_code == 201, r.text
     record = r.json()
     assert record["status"] == "succeeded" and record["assets"]
-    sent = fake.requests[-1].json
+    sent = [q for q in fake.requests if q.path.endswith("/chat/completions")][-1].json
     assert sent["modalities"] == ["image", "text"] and sent["image_config"] == {"aspect_ratio": "16:9"}
     asset = record["assets"][0]
     served = client.get(asset["url"])
@@ -77,7 +77,7 @@ def test_image_only_model_asks_for_image_modality(studio, fake: FakeOpenRouter) 
     r = client.post("/api/v1/generations", json={"kind": "image", "model": "black-forest-labs/flux.2-pro",
                                                  "prompt": "mountains"})
     assert r.status_code == 201, r.text
-    assert fake.requests[-1].json["modalities"] == ["image"]
+    assert [q for q in fake.requests if q.path.endswith("/chat/completions")][-1].json["modalities"] == ["image"]
 
 
 def test_text_only_model_asked_for_an_image_explains(studio) -> None:
@@ -98,7 +98,7 @@ def test_reference_image_is_sent_as_a_data_url(studio, fake: FakeOpenRouter) -> 
     r = client.post("/api/v1/generations", json={"kind": "image", "model": IMAGE_MODEL, "prompt": "make it blue",
                                                  "input_asset_ids": [ref["id"]]})
     assert r.status_code == 201, r.text
-    parts = fake.requests[-1].json["messages"][-1]["content"]
+    parts = [q for q in fake.requests if q.path.endswith("/chat/completions")][-1].json["messages"][-1]["content"]
     assert parts[0] == {"type": "text", "text": "make it blue"}
     url = parts[1]["image_url"]["url"]
     assert url == "data:image/png;base64," + base64.b64encode(data).decode()

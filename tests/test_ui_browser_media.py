@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from PIL import Image
 
-import tests.fakes.openrouter as fake_module
 from tests import ui_fixtures
 from tests.fakes.behaviours import VideoJob
 from tests.ui_fixtures import UiStack, new_page, screenshot, wait_for
@@ -56,13 +55,13 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> bytes:
 
 
 @pytest.fixture
-def playable_mp4(browser: Any, monkeypatch: pytest.MonkeyPatch) -> bytes:
+def playable_mp4(browser: Any, ui: UiStack) -> bytes:
     """A real MP4 that the fake OpenRouter serves as every finished video job's content."""
     page = browser.new_page()
     data = base64.b64decode(page.evaluate(RECORD_MP4))
     page.close()
     assert data[4:8] == b"ftyp"
-    monkeypatch.setattr(fake_module, "fake_mp4", lambda _seed: data)
+    ui.fake.video_content = data
     return data
 
 

@@ -146,12 +146,12 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
             raise NotFound(f"No asset with id '{missing[0]}'.")
         if any(kind != "image" for kind in found.values()):
             raise AtelierError("Only images can be used as references.", code="invalid_request", status=422)
-    budget, spent, queued, key = await asyncio.gather(
-        state.preferences.get("budget_monthly_usd"), _month_spend(store),
+    budget, queued, key = await asyncio.gather(
+        state.preferences.get("budget_monthly_usd"),
         store.fetchone("SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')"),
         state.keys.get(),
     )
-    if budget is not None and spent >= budget:
+    if budget is not None and await _month_spend(store) >= budget:
         raise AtelierError(
             f"This month's spending has reached the budget of ${budget:.2f}. Raise the budget in Settings "
             "(or ask IT if it is set by policy).", code="budget_exceeded", status=402)
@@ -170,13 +170,13 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
     gen_id = await gens.insert(
         store, kind=body.kind, model=body.model, prompt=body.prompt, system=body.system, params=body.params,
         input_asset_ids=body.input_asset_ids, stream=body.stream, tags=body.tags, title=body.title,
-        status="running" if start_now else "queued",
+        start_now=start_now,
     )
     if not start_now:
         outbox.wake()
         return JSONResponse(await gens.record(store, gen_id), status_code=202)
 
-    running = await outbox.start_now(gen_id, claimed=True)
+    running = await outbox.start_now(gen_id, claimed=True, attempt=1)
     queue = running.subscribe()
     outbox.launch(running)
     if body.stream:

@@ -398,7 +398,6 @@ def stream() -> Response:
     if body is None:
         return Response(_sse("error", {"error": {"code": "bad_request", "message": problem}}),
                         mimetype="text/event-stream")
-    remember_model("text", body["model"])
     stack = ExitStack()
     try:
         upstream = stack.enter_context(backend().stream_generation(body))
@@ -414,6 +413,8 @@ def stream() -> Response:
                                            "message": "The connection to the engine broke."}})
         finally:
             stack.close()
+            # Remembered once the answer is complete: a settings round trip must not delay the first token.
+            remember_model("text", body["model"])
 
     response = Response(stream_with_context(relay()), mimetype="text/event-stream")
     response.headers["X-Accel-Buffering"] = "no"

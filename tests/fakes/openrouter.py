@@ -316,6 +316,8 @@ class FakeOpenRouter:
     ) -> None:
         self.port = port
         self.token_delay = token_delay
+        #: Bytes served as every finished video's content (default: small per-job MP4-looking bytes).
+        self.video_content: bytes | None = None
         self.stream_style = stream_style or StreamStyle()
         self.reply_text = reply_text
         self.clock = clock
@@ -1846,7 +1848,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self._query.get("index", "0") != "0":
             self._error(404, "No video at that index")
             return
-        self._send(200, fake_mp4(state.id), "video/mp4")
+        self._send(200, self.fake.video_content or fake_mp4(state.id), "video/mp4")
 
     # -- OAuth PKCE ------------------------------------------------------------------------------------
 
