@@ -47,9 +47,10 @@ async def insert(
     tags: list[str],
     title: str | None = None,
     start_now: bool = False,
-) -> str:
-    """Persist a new generation and return its id: ``queued``, or — with ``start_now`` — ``running`` with its
-    first attempt already recorded (one transaction: the request path waits for it)."""
+) -> dict[str, Any]:
+    """Persist a new generation: ``queued``, or — with ``start_now`` — ``running`` with its first attempt
+    already recorded (one transaction: the request path waits for it). Returns the values written (the
+    columns an attempt needs), so the first attempt does not read them back."""
     gen_id = new_id()
     ts = now()
 
@@ -66,7 +67,10 @@ async def insert(
             cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
 
     await store.transaction(write)
-    return gen_id
+    return {"id": gen_id, "kind": kind, "status": "running" if start_now else "queued", "model": model,
+            "prompt": prompt, "system": system, "params": json.dumps(params),
+            "input_asset_ids": json.dumps(input_asset_ids), "stream": stream, "job_id": None, "polling_url": None,
+            "upstream_id": None}
 
 
 async def get_row(store: Store, gen_id: str) -> dict[str, Any]:

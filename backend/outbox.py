@@ -79,6 +79,8 @@ class Running:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     #: The attempt already recorded with the row (the request path), so the task does not record another.
     attempt: int | None = None
+    #: The values the request path just wrote, so the first attempt does not read them back.
+    row: dict[str, Any] | None = None
 
     async def begin_attempt(self, store: Store) -> int:
         number, self.attempt = self.attempt, None
@@ -139,6 +141,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._stopping = False
+        self._backlog: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -166,6 +169,19 @@ class Outbox:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def backlog(self) -> int:
+        """How many generations wait or run (counted once, then kept up to date in memory; a soft limit)."""
+        if self._backlog is None:
+            row = await self.store.fetchone(
+                "SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')"
+            )
+            self._backlog = int(row["n"]) if row else 0
+        return self._backlog
+
+    def added(self) -> None:
+        if self._backlog is not None:
+            self._backlog += 1
 
     async def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -214,6 +230,7 @@ class Outbox:
 
     async def _tick(self) -> float:
         """One pass: probe when offline, resume video jobs, start due items. Returns how long to sleep."""
+        self._backlog = None  # recounted on the next request
         probe = self.settings.probe_seconds
         stale = self.connectivity.checked_at is None or time.monotonic() - self.connectivity.checked_at > probe * 3
         if not self.connectivity.online or (stale and not self.running):
@@ -261,12 +278,13 @@ class Outbox:
         return running
 
     # -- API entry points ------------------------------------------------------------------------------------
-    async def start_now(self, gen_id: str, *, claimed: bool = False, attempt: int | None = None) -> Running:
+    async def start_now(self, gen_id: str, *, claimed: bool = False, attempt: int | None = None,
+                        row: dict[str, Any] | None = None) -> Running:
         """Claim a just-queued generation (unless it was inserted ``running``, with ``attempt`` already
         recorded) and start its first attempt now (the request path)."""
         if not claimed and not await gens.claim(self.store, gen_id):
             raise RuntimeError("generation was not queued")
-        running = Running(gen_id, attempt=attempt)
+        running = Running(gen_id, attempt=attempt, row=row)
         self.running[gen_id] = running
         return running
 
@@ -355,7 +373,7 @@ class Outbox:
     async def _run(self, running: Running, *, resume_video: bool = False) -> None:
         gen_id = running.gen_id
         try:
-            row = await gens.get_row(self.store, gen_id)
+            row, running.row = running.row or await gens.get_row(self.store, gen_id), None
             if row["kind"] == "video":
                 if resume_video:
                     running.started.set()

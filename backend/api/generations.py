@@ -146,11 +146,7 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
             raise NotFound(f"No asset with id '{missing[0]}'.")
         if any(kind != "image" for kind in found.values()):
             raise AtelierError("Only images can be used as references.", code="invalid_request", status=422)
-    budget, queued, key = await asyncio.gather(
-        state.preferences.get("budget_monthly_usd"),
-        store.fetchone("SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')"),
-        state.keys.get(),
-    )
+    budget, key = await state.preferences.get("budget_monthly_usd"), await state.keys.get()  # both cached
     if budget is not None and await _month_spend(store) >= budget:
         raise AtelierError(
             f"This month's spending has reached the budget of ${budget:.2f}. Raise the budget in Settings "
@@ -158,8 +154,9 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
     limit = state.settings.outbox_max_queued
     if policy is not None and policy.get("outbox_max_queued") is not None:
         limit = policy.get("outbox_max_queued").value
-    if queued and queued["n"] >= limit:
-        raise AtelierError(f"The outbox already holds {queued['n']} requests (the limit is {limit}). Wait for some "
+    backlog = await state.outbox.backlog()
+    if backlog >= limit:
+        raise AtelierError(f"The outbox already holds {backlog} requests (the limit is {limit}). Wait for some "
                            "to go out or cancel a few.", code="outbox_full", status=429)
     if key is None and not body.defer:
         raise AtelierError("No OpenRouter key is set. Paste your key in Settings (or send with defer to queue "
@@ -167,16 +164,18 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
 
     outbox = state.outbox
     start_now = not (body.defer or outbox.paused)
-    gen_id = await gens.insert(
+    row = await gens.insert(
         store, kind=body.kind, model=body.model, prompt=body.prompt, system=body.system, params=body.params,
         input_asset_ids=body.input_asset_ids, stream=body.stream, tags=body.tags, title=body.title,
         start_now=start_now,
     )
+    gen_id = row["id"]
+    outbox.added()
     if not start_now:
         outbox.wake()
         return JSONResponse(await gens.record(store, gen_id), status_code=202)
 
-    running = await outbox.start_now(gen_id, claimed=True, attempt=1)
+    running = await outbox.start_now(gen_id, claimed=True, attempt=1, row=row)
     queue = running.subscribe()
     outbox.launch(running)
     if body.stream:
