@@ -142,6 +142,7 @@ class Outbox:
         self._loop_task: asyncio.Task | None = None
         self._stopping = False
         self._backlog: int | None = None
+        self._backlog_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,12 +172,14 @@ class Outbox:
         self._wake.set()
 
     async def backlog(self) -> int:
-        """How many generations wait or run (counted once, then kept up to date in memory; a soft limit)."""
-        if self._backlog is None:
+        """How many generations wait or run, for the outbox limit. Counted at most every few seconds and
+        kept up to date in between (a soft limit: it must not cost a query on every request)."""
+        if self._backlog is None or time.monotonic() - self._backlog_at > 5:
             row = await self.store.fetchone(
                 "SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')"
             )
             self._backlog = int(row["n"]) if row else 0
+            self._backlog_at = time.monotonic()
         return self._backlog
 
     def added(self) -> None:
@@ -230,7 +233,6 @@ class Outbox:
 
     async def _tick(self) -> float:
         """One pass: probe when offline, resume video jobs, start due items. Returns how long to sleep."""
-        self._backlog = None  # recounted on the next request
         probe = self.settings.probe_seconds
         stale = self.connectivity.checked_at is None or time.monotonic() - self.connectivity.checked_at > probe * 3
         if not self.connectivity.online or (stale and not self.running):

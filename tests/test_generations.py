@@ -408,3 +408,17 @@ def test_unknown_delivery_follows_the_setting(studio, fake: FakeOpenRouter, retr
         assert r.json()["generation"]["status"] == "interrupted"
         time.sleep(0.3)
         assert fake.count("/chat/completions") == 1
+
+
+def test_outbox_limit_refuses_more_than_it_may_hold(data_dir: Path, fake: FakeOpenRouter) -> None:
+    running = start_api(data_dir, openrouter_base_url=fake.base_url, outbox_max_queued=3, **FAST)
+    try:
+        with running.client() as client:
+            client.put("/api/v1/credentials", json={"api_key": fake.key})
+            client.post("/api/v1/queue/pause")
+            assert [generate(client, defer=True).status_code for _ in range(3)] == [202, 202, 202]
+            r = generate(client, defer=True)
+            assert r.status_code == 429 and r.json()["error"]["code"] == "outbox_full"
+            assert len(client.get("/api/v1/generations").json()["items"]) == 3  # nothing stored for the refused
+    finally:
+        running.stop()
