@@ -25,6 +25,8 @@ _COLUMNS = (
     "attempts, error, next_attempt_at, created_at, started_at, finished_at, updated_at"
 )
 
+_COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -67,10 +69,13 @@ async def insert(
             cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
 
     await store.transaction(write)
-    return {"id": gen_id, "kind": kind, "status": "running" if start_now else "queued", "model": model,
-            "prompt": prompt, "system": system, "params": json.dumps(params),
-            "input_asset_ids": json.dumps(input_asset_ids), "stream": stream, "job_id": None, "polling_url": None,
-            "upstream_id": None}
+    # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
+    row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
+    row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
+               system=system, params=json.dumps(params), input_asset_ids=json.dumps(input_asset_ids),
+               stream=stream, title=title, tags=tags, favorite=False, attempts=1 if start_now else 0,
+               created_at=ts, updated_at=ts, started_at=ts if start_now else None)
+    return row
 
 
 async def get_row(store: Store, gen_id: str) -> dict[str, Any]:

@@ -179,7 +179,8 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
     queue = running.subscribe()
     outbox.launch(running)
     if body.stream:
-        return await _stream_response(state, running, queue)
+        # The first event carries the record as just written: no read on the way to the first token.
+        return await _stream_response(state, running, queue, gens.to_record(row))
     try:
         if body.kind == "video":
             await asyncio.shield(running.started.wait())  # 202 once OpenRouter accepted the job
@@ -196,10 +197,8 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
     return _response_for(record, created=202 if body.kind == "video" else 201)
 
 
-async def _stream_response(state: Any, running: Any, queue: asyncio.Queue) -> Response:
+async def _stream_response(state: Any, running: Any, queue: asyncio.Queue, first_record: dict[str, Any]) -> Response:
     """Wait until OpenRouter starts answering; failures before that get a plain JSON answer (502/400)."""
-    # The first SSE event carries the record: read it while OpenRouter is still connecting.
-    first_record = asyncio.ensure_future(gens.record(state.store, running.gen_id, with_attempts=False))
     waiter = asyncio.ensure_future(running.started.wait())
     try:
         await asyncio.shield(waiter)
@@ -211,13 +210,12 @@ async def _stream_response(state: Any, running: Any, queue: asyncio.Queue) -> Re
     terminal = [e for e in pending if e[0] in ("error", "queued", "done")]
     if terminal and not any(e[0] in ("started", "delta") for e in pending) and terminal[0][0] != "done":
         running.unsubscribe(queue)
-        first_record.cancel()
         record = await gens.record(state.store, running.gen_id)
         return _response_for(record)
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            yield _sse("generation", await first_record)
+            yield _sse("generation", first_record)
             backlog = list(pending)
             while True:
                 if backlog:
