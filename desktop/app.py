@@ -57,7 +57,8 @@ class App:
     def __init__(self, settings: Settings, *, window: bool = True, debug_window: bool = False):
         self.settings = settings
         self.want_window = window
-        self.debug_window = debug_window
+        # Developer tools only from a source checkout: a packaged (frozen) build never opens them.
+        self.debug_window = debug_window and not getattr(sys, "frozen", False)
         self.stop_event = threading.Event()
         self.window = None
         self.api = None

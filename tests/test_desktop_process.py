@@ -216,3 +216,16 @@ def test_200_concurrent_writes_to_the_real_process(running) -> None:
     assert sorted(set(codes)) == [200, 202] and codes.count(202) == 100
     with httpx.Client(base_url=info["api_url"], headers=headers) as c:
         assert len(c.get("/api/v1/generations", params={"limit": 200}).json()["items"]) == 100
+
+
+def test_release_builds_never_enable_devtools(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys as sys_module
+
+    from backend.settings import Settings
+    from desktop.app import App
+
+    settings = Settings.load()
+    assert App(settings, debug_window=False).debug_window is False
+    assert App(settings, debug_window=True).debug_window is True  # a source checkout may debug
+    monkeypatch.setattr(sys_module, "frozen", True, raising=False)
+    assert App(settings, debug_window=True).debug_window is False
