@@ -84,6 +84,12 @@ def _error_from_response(response: httpx.Response) -> BackendError:
                         {"error": {"code": "http_error", "message": message}})
 
 
+def _unavailable(exc: httpx.TransportError) -> BackendUnavailable:
+    if isinstance(exc, httpx.TimeoutException):
+        return BackendUnavailable("The Atelier engine did not answer in time. Try again.")
+    return BackendUnavailable("The Atelier engine is not running. Restart Atelier to reconnect.")
+
+
 def _segment(value: str) -> str:
     """Quote one path segment so an id can never change the path it is put in."""
     return quote(value, safe="")
@@ -127,12 +133,8 @@ class BackendClient:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
         try:
             response = self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise BackendUnavailable("The Atelier engine did not answer in time. Try again.") from exc
         except httpx.TransportError as exc:
-            raise BackendUnavailable(
-                "The Atelier engine is not running. Restart Atelier to reconnect."
-            ) from exc
+            raise _unavailable(exc) from exc
         if response.status_code >= 400:
             raise _error_from_response(response)
         if response.status_code == 204 or not response.content:
@@ -162,12 +164,8 @@ class BackendClient:
                 method, path, json=json, headers=dict(headers or {}), params=params, timeout=timeout
             )
             response = self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise BackendUnavailable("The Atelier engine did not answer in time. Try again.") from exc
         except httpx.TransportError as exc:
-            raise BackendUnavailable(
-                "The Atelier engine is not running. Restart Atelier to reconnect."
-            ) from exc
+            raise _unavailable(exc) from exc
         try:
             if response.status_code >= 400:
                 response.read()
@@ -304,10 +302,8 @@ class BackendClient:
                 "/assets", content=data, headers={"Content-Type": mime},
                 timeout=httpx.Timeout(GENERATION_TIMEOUT, connect=CONNECT_TIMEOUT),
             )
-        except httpx.TimeoutException as exc:
-            raise BackendUnavailable("The Atelier engine did not answer in time. Try again.") from exc
         except httpx.TransportError as exc:
-            raise BackendUnavailable("The Atelier engine is not running. Restart Atelier to reconnect.") from exc
+            raise _unavailable(exc) from exc
         if response.status_code >= 400:
             raise _error_from_response(response)
         return response.json()

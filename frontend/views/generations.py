@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -64,30 +64,28 @@ def result(generation_id: str) -> str:
     return render_template("generations/_result.html", gen=record, compact=True, follow=True)
 
 
-@bp.post("/g/<rid:generation_id>/retry")
-def retry(generation_id: str):
-    """Send a failed, interrupted or queued generation again now."""
+def _act(generation_id: str, call: Callable[[str], dict[str, Any]], done: str):
+    """Run a backend action on one generation; a refusal is flashed (or raised for scripts)."""
     try:
-        record = backend().retry_generation(generation_id)
+        record = call(generation_id)
     except BackendError as exc:
         if wants_json():
             raise
         flash(exc.message, "error")
         return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))
-    return _done(generation_id, "Sent again.", record)
+    return _done(generation_id, done, record)
+
+
+@bp.post("/g/<rid:generation_id>/retry")
+def retry(generation_id: str):
+    """Send a failed, interrupted or queued generation again now."""
+    return _act(generation_id, backend().retry_generation, "Sent again.")
 
 
 @bp.post("/g/<rid:generation_id>/cancel")
 def cancel(generation_id: str):
     """Stop a queued or running generation (partial output is kept)."""
-    try:
-        record = backend().cancel_generation(generation_id)
-    except BackendError as exc:
-        if wants_json():
-            raise
-        flash(exc.message, "error")
-        return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))
-    return _done(generation_id, "Cancelled.", record)
+    return _act(generation_id, backend().cancel_generation, "Cancelled.")
 
 
 @bp.post("/g/<rid:generation_id>/delete")
