@@ -65,13 +65,14 @@ def test_preferences_form_saves_through_the_backend(ui: httpx.Client, api) -> No
         assert backend.get("/api/v1/settings").json()["values"]["theme"] == "light"
 
 
-def test_image_and_video_tabs_do_not_pretend(ui: httpx.Client) -> None:
-    """Without image/video models from the backend, the tabs say so instead of showing a dead form."""
-    for mode in ("image", "video"):
+def test_studio_accepts_a_prompt_before_any_model_list(ui: httpx.Client) -> None:
+    """First run offline: no model list yet, but every mode still takes a prompt for the default model (it waits
+    in the outbox) and says why the list is missing, instead of showing a dead end."""
+    for mode in ("text", "image", "video"):
         page = ui.get("/", params={"mode": mode})
         assert page.status_code == 200
-        if "data-composer" not in page.text:
-            assert "not available yet" in page.text
+        assert "data-composer" in page.text, mode
+        assert "data-no-model-list" in page.text and "waits in the outbox" in page.text
 
 
 def test_settings_page_shows_key_onboarding(ui: httpx.Client) -> None:

@@ -112,3 +112,48 @@ def test_stop_during_a_stream_keeps_the_partial_text(browser, ui: UiStack) -> No
     record = ui.backend("GET", "/generations", params={"limit": 1})["items"][0]
     assert record["status"] == "cancelled" and record["output_text"].startswith(kept.strip()[:20])
     page.context.close()
+
+
+def test_first_run_offline_still_takes_a_prompt(browser, data_dir) -> None:
+    """Installed and opened without a network: the key is kept unverified, the Studio has no model list yet but
+    still accepts the prompt for the default model, and the answer arrives once OpenRouter is reachable."""
+    from desktop.servers import UiServer
+    from frontend import backend_of, create_app
+    from tests.conftest import start_api
+    from tests.fakes.openrouter import FakeOpenRouter
+
+    with FakeOpenRouter(token_delay=0.01) as fake:
+        fake.go_offline()
+        api = start_api(data_dir, openrouter_base_url=fake.base_url, **ui_fixtures.FAST)
+        server = UiServer(None)
+        app = create_app(api_url=api.url, token=api.token, port_getter=lambda: server.port)
+        server.server.app = app
+        server.start()
+        try:
+            problems: list[str] = []
+            page = new_page(browser, problems=problems)
+            page.goto(f"{server.url}/login?token={api.token}")
+            page.goto(f"{server.url}/settings")
+            page.fill("#api_key", fake.key)
+            page.click(".key-form button[type=submit]")
+            page.locator("text=checked with OpenRouter once you are online").wait_for(timeout=30_000)
+
+            page.goto(f"{server.url}/")
+            hint = page.locator("[data-no-model-list]")
+            hint.wait_for()
+            assert "openai/gpt-4o-mini" in hint.inner_text()
+            page.fill("#prompt", "Written on a plane")
+            page.click("[data-generate]")
+            page.locator("[data-live-result] .callout-queued").wait_for(timeout=30_000)
+
+            fake.go_online()
+            prose = page.locator("[data-live-result] .prose")
+            prose.wait_for(timeout=30_000)
+            assert prose.inner_text() == "Echo: Written on a plane"
+            assert [c.prompt for c in fake.completions] == ["Written on a plane"]
+            assert problems == []
+            page.context.close()
+        finally:
+            server.stop()
+            backend_of(app).close()
+            api.stop()
