@@ -143,6 +143,7 @@ class Outbox:
         self._stopping = False
         self._backlog: int | None = None
         self._backlog_at = 0.0
+        self._background: set[asyncio.Task] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -159,6 +160,8 @@ class Outbox:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        for task in list(self._background):
+            task.cancel()
         tasks = []
         for running in list(self.running.values()):
             if running.task is not None and not running.task.done():
@@ -404,7 +407,9 @@ class Outbox:
                 # The disk is still refusing writes: keep trying in the background so the item does not stay
                 # "running" until the next start.
                 running.publish("error", {"error": error, "generation": None})
-                asyncio.create_task(self._record_failure_later(gen_id, error))
+                task = asyncio.create_task(self._record_failure_later(gen_id, error))
+                self._background.add(task)  # keep a reference until it is done
+                task.add_done_callback(self._background.discard)
         finally:
             running.started.set()
             if self.running.get(gen_id) is running:
