@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, help="data directory (default: ATELIER_DATA_DIR or the platform one)")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
     parser.add_argument("--debug-window", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--gui-probe", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command")
     doctor = sub.add_parser("doctor", help="check the installation, network and key; exit 1 when broken")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -39,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.gui_probe:
+        from .window import gui_probe_main
+
+        return gui_probe_main()
     try:
         settings = Settings.load(data_dir=args.data_dir, log_level=args.log_level)
     except (ValueError, OSError) as exc:
@@ -78,14 +83,27 @@ class App:
         if running:
             return self._hand_off(running)
 
+        reason: str | None = None
+        probe = None
+        if self.want_window:
+            from .window import gui_unavailable_reason, start_gui_probe
+
+            reason = gui_unavailable_reason()
+            if reason is None:
+                probe = start_gui_probe()  # runs while the servers start
+
         token = secrets.token_urlsafe(32)  # 256 bits, new every launch
         REDACTOR.add(token)
         self._block_signals()
         try:
             started = self._start_servers(token)
         except _AlreadyRunning as exc:
+            if probe is not None:
+                probe.kill()
             return self._hand_off(exc.info)
         except _StartupFailed as exc:
+            if probe is not None:
+                probe.kill()
             print(f"atelier: {exc}", file=sys.stderr)
             log.error("start-up failed: %s", exc)
             return 1
@@ -103,11 +121,10 @@ class App:
         login_url = f"{self.ui.url}/login?token={token}"
         log.info("Atelier %s serving the UI on %s (API on %s)", __version__, self.ui.url, self.api.url)
         try:
-            reason = None
-            if self.want_window:
-                from .window import gui_unavailable_reason
+            if probe is not None:
+                from .window import gui_probe_result
 
-                reason = gui_unavailable_reason()
+                reason = gui_probe_result(probe)
             if self.want_window and reason is None:
                 try:
                     self._run_window(login_url)

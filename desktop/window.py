@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -31,6 +32,55 @@ def gui_unavailable_reason(env: dict[str, str] | None = None) -> str | None:
     elif importlib.util.find_spec("webview") is None:
         return "pywebview is not installed"
     return None
+
+
+def start_gui_probe() -> subprocess.Popen | None:
+    """Check in a child process that the GUI toolkit can start here (Linux only).
+
+    Qt aborts the whole process, with no Python exception, when it cannot use the display (a missing xcb
+    library, an X server that refuses the connection). A child that aborts costs nothing; the app then serves
+    headless instead of dying. Windows and macOS use the system web view: no probe.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    command = [sys.executable, "--gui-probe"] if getattr(sys, "frozen", False) else [
+        sys.executable, "-m", "desktop", "--gui-probe"]
+    env = dict(os.environ)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        env["QTWEBENGINE_CHROMIUM_FLAGS"] = (env.get("QTWEBENGINE_CHROMIUM_FLAGS", "") + " --no-sandbox").strip()
+    try:
+        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    except OSError:
+        return None
+
+
+def gui_probe_result(probe: subprocess.Popen, timeout: float = 20.0) -> str | None:
+    """None when the probe could start the GUI toolkit, else why not."""
+    try:
+        _, err = probe.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        probe.kill()
+        probe.communicate()
+        return "the GUI toolkit did not start in time"
+    if probe.returncode == 0:
+        return None
+    lines = [line.strip() for line in (err or "").splitlines() if line.strip()]
+    telling = [line for line in lines if "could not" in line.lower() or "error" in line.lower()]
+    detail = (telling or lines[-1:] or [f"exit status {probe.returncode}"])[0]
+    log.warning("GUI probe failed (%s): %s", probe.returncode, (err or "").strip()[-2000:])
+    return f"the GUI toolkit could not start ({detail[:200]})"
+
+
+def gui_probe_main() -> int:
+    """``atelier --gui-probe``: start Qt with its web engine once, then exit 0."""
+    os.environ.setdefault("QT_API", "pyside6")
+    from PySide6.QtWebEngineWidgets import QWebEngineView  # noqa: F401 - loads the web engine libraries
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication([sys.argv[0]])
+    app.processEvents()
+    return 0
 
 
 class Window:

@@ -57,3 +57,27 @@ def test_window_opens_the_studio(data_dir: Path) -> None:
     second = [line for line in out.stdout.splitlines() if line.startswith("SECOND:")]
     assert second and second[0].startswith("SECOND: 0 ") and "brought to the front" in second[0], out.stdout
     assert not (data_dir / "runtime.json").exists()
+
+
+def test_a_display_qt_cannot_use_falls_back_to_headless(data_dir: Path) -> None:
+    """Qt aborts the process when it cannot use the display; the probe child takes that hit instead."""
+    import signal
+    import time
+
+    env = subprocess_env(data_dir, DISPLAY=":4321")  # no X server there
+    proc = subprocess.Popen([PYTHON, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (data_dir / "runtime.json").exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    out = proc.stdout.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert "cannot open its window" in out and "could not" in out and "/login?token=" in out
