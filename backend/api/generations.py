@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -265,7 +265,7 @@ async def get_generation(gen_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.get("/generations/{gen_id}/events")
-async def generation_events(gen_id: str, state: StateDep, store: StoreDep, request: Request) -> StreamingResponse:
+async def generation_events(gen_id: str, state: StateDep, store: StoreDep) -> StreamingResponse:
     """SSE: the current record, then progress, until a terminal status."""
     await gens.get_row(store, _checked(gen_id))
 
