@@ -14,20 +14,7 @@ import pytest
 from backend.policy import load_policy
 from tests.conftest import RunningApi, start_api
 from tests.fakes.openrouter import FakeOpenRouter
-
-CHECK_IDS = [
-    "version",
-    "os",
-    "data_dir",
-    "database",
-    "instance",
-    "policy",
-    "key_storage",
-    "trust_store",
-    "proxy",
-    "openrouter",
-    "api_key",
-]
+from tests.test_doctor import CHECK_IDS  # the same checks as the CLI
 
 
 @pytest.fixture
