@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -16,19 +15,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
-from .errors import AtelierError
-from .preferences import Preferences
-from .security import is_allowed_host, tokens_equal
-from .settings import Settings
-from .store import Store
+from backend import __version__
+from backend.core.errors import AtelierError
+from backend.core.files import is_storage_failure
+from backend.core.preferences import Preferences
+from backend.core.settings import Settings
+from backend.db.store import Store
+from backend.net.hosts import is_allowed_host, tokens_equal
 
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/api/v1/health"})
-# How DuckDB words a failed write to disk (its exceptions carry no errno).
-_DISK_SIGNS = ("No space left on device", "Could not write file", "Read-only file system", "Permission denied",
-               "Disk quota exceeded")
 
 
 @dataclass
@@ -147,7 +144,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         shutdown: list[Callable[[], Awaitable[None]]] = []
-        from .services import install_services
+        from backend.composition import install_services
 
         shutdown.append(await install_services(app))
         if services is not None:
@@ -178,10 +175,10 @@ def create_app(
     app.state.preferences = Preferences(store, policy, defaults={"retry_unknown_text": settings.retry_unknown_text})
     _install_error_handlers(app)
 
-    from .api import system
+    from backend.api import system
 
     app.include_router(system.router, prefix="/api/v1")
-    from .api import register_routers
+    from backend.api import register_routers
 
     register_routers(app)
     app.add_middleware(_Guard, token=token, max_body=settings.max_request_bytes)
@@ -319,8 +316,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def database_error(_: Request, exc: duckdb.Error) -> JSONResponse:
         # DuckDB reports a full or read-only disk as an IOException, or, when the commit's WAL write fails, as
         # a TransactionException: both are storage problems for the user, not bugs.
-        text = str(exc)
-        if isinstance(exc, duckdb.IOException) or any(sign in text for sign in _DISK_SIGNS):
+        if is_storage_failure(exc):
             log.error("database write failed: %s", exc)
             return JSONResponse(
                 {"error": {"code": "storage_error", "message": "Atelier could not write to its library on disk "
@@ -332,7 +328,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OSError)
     async def os_error(_: Request, exc: OSError) -> JSONResponse:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        if is_storage_failure(exc):
             log.error("file write failed: %s", exc.strerror)
             return JSONResponse(
                 {"error": {"code": "storage_error", "message": "Atelier could not write a file (disk full or "

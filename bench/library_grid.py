@@ -74,7 +74,7 @@ def _make_png(i: int, size: int) -> bytes:
 
 def _store_batch(media_dir: str, indices: list[int], size: int) -> list[dict[str, Any]]:
     """Worker: store PNGs through the backend's MediaStore; returns what the assets rows need."""
-    from backend.media_store import MediaStore
+    from backend.media.store import MediaStore
 
     store = MediaStore(Path(media_dir))
     rows = []
@@ -89,7 +89,7 @@ def build_fixture(data_dir: Path, count: int, size: int) -> dict[str, Any]:
     """Create the database (backend migrations), store ``count`` images, insert their rows."""
     import duckdb
 
-    from backend.store import Store
+    from backend.db.store import Store
 
     data_dir.mkdir(parents=True, exist_ok=True)
     media_dir = data_dir / "media"

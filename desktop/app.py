@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from backend import __version__
-from backend.settings import Settings
+from backend.core.settings import Settings
 
 from . import instance
 from .logs import REDACTOR, setup_logging
@@ -153,7 +153,7 @@ class App:
 
     def _start_servers(self, token: str) -> bool:
         from backend.app import Shell, create_app
-        from backend.store import StoreOpenError
+        from backend.db.store import StoreOpenError
         from frontend import create_app as create_ui
 
         from .servers import ApiServer, UiServer
@@ -256,7 +256,7 @@ class _PolicyInvalid(Exception):
 def _load_policy(settings: Settings):
     """The machine policy in force, or None. An invalid policy file stops start-up with a clear message."""
     try:
-        from backend.policy import PolicyError, load_policy
+        from backend.core.policy import PolicyError, load_policy
     except ImportError:
         return None
     try:

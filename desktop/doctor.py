@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from backend.diagnostics import diagnose, run_doctor
+from backend.diagnostics.checks import diagnose, run_doctor
 
 __all__ = ["diagnose", "main", "run_doctor"]
 
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m desktop.doctor [--json]`` (the app's CLI offers the same as ``atelier doctor``)."""
     import argparse
 
-    from backend.settings import Settings
+    from backend.core.settings import Settings
 
     parser = argparse.ArgumentParser(prog="atelier doctor", description="Check the installation, network and key.")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from backend.runtime_file import pid_alive, read_runtime, remove_runtime, write_runtime
+from desktop.runtime_file import pid_alive, read_runtime, remove_runtime, write_runtime
 
 __all__ = ["ask_to_show", "find_live_instance", "remove_runtime", "wait_for_instance", "write_runtime"]
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import re
 from pathlib import Path
 
-_KEY_PATTERN = re.compile(r"sk-or-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{20,}")
+from backend.core.redaction import redact, redact_key_shapes
 
 
 class RedactSecrets(logging.Filter):
@@ -22,9 +21,7 @@ class RedactSecrets(logging.Filter):
             self.secrets.append(secret)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return _KEY_PATTERN.sub("[redacted-key]", text)
+        return redact_key_shapes(redact(text, self.secrets))
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

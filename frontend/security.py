@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 # One Host check for both servers (ipaddress-based, exact port): see backend/security.py.
-from backend.security import is_allowed_host, tokens_equal
+from backend.net.hosts import is_allowed_host, tokens_equal
 
 __all__ = ["CONTENT_SECURITY_POLICY", "is_allowed_host", "is_allowed_origin", "is_cross_site_write",
            "secrets_equal"]

@@ -81,7 +81,7 @@ class RunningApi:
 
 def start_api(data_dir: Path, token: str = "test-launch-token-0123456789abcdef", **overrides) -> RunningApi:
     """Start a real backend on loopback with its own data dir. Settings overrides go in ``overrides``."""
-    from backend.settings import Settings
+    from backend.core.settings import Settings
 
     app_kwargs = {k: overrides.pop(k) for k in ("policy", "shell") if k in overrides}
     settings = Settings.load(data_dir=data_dir, **overrides)

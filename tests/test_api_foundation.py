@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.policy import parse_policy
-from backend.preferences import PREFERENCES
-from backend.security import is_allowed_host
-from backend.settings import SETTINGS_DOCS, Settings
+from backend.core.policy import parse_policy
+from backend.core.preferences import PREFERENCES
+from backend.core.settings import SETTINGS_DOCS, Settings
+from backend.net.hosts import is_allowed_host
 from tests.conftest import start_api
 
 

@@ -221,7 +221,7 @@ def test_200_concurrent_writes_to_the_real_process(running) -> None:
 def test_release_builds_never_enable_devtools(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys as sys_module
 
-    from backend.settings import Settings
+    from backend.core.settings import Settings
     from desktop.app import App
 
     settings = Settings.load()

@@ -11,7 +11,7 @@ import duckdb
 import httpx
 import pytest
 
-from backend.policy import load_policy
+from backend.core.policy import load_policy
 from tests.conftest import RunningApi, start_api
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.test_doctor import CHECK_IDS  # the same checks as the CLI

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from backend.settings import Settings
+from backend.core.settings import Settings
 from desktop.doctor import run_doctor
 from tests.conftest import ROOT, subprocess_env
 from tests.fakes.openrouter import FakeOpenRouter

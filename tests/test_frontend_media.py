@@ -255,7 +255,7 @@ def test_budget_is_saved_and_cleared(stack) -> None:
 
 
 def test_locked_settings_show_as_locked_and_are_never_sent(data_dir: Path) -> None:
-    from backend.policy import load_policy
+    from backend.core.policy import load_policy
 
     policy = data_dir / "policy.json"
     policy.write_text(json.dumps({"theme": {"value": "dark", "locked": True},

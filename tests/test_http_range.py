@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.http_range import content_range, parse_range, unsatisfiable_content_range
+from backend.media.http_range import content_range, parse_range, unsatisfiable_content_range
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 
-from backend.keystore import KeyStatus, KeyStore, KeyStoreError, validate_key
+from backend.keys.keystore import KeyStatus, KeyStore, KeyStoreError, validate_key
 
 SENTINEL = "sk-or-v1-SENTINEL0123456789abcdefSENTINEL0123456789abcdefWXYZ"
 OTHER = "sk-or-v1-other00000000000000000000000000000000000000000000009876"

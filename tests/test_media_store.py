@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backend import media_store
-from backend.media_store import (
+from backend.media import store as media_store
+from backend.media.store import (
     MediaError,
     MediaInfo,
     MediaStore,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import duckdb
 
-from backend.migrations import MIGRATIONS
-from backend.store import Store, migrate
+from backend.db.migrations import MIGRATIONS
+from backend.db.store import Store, migrate
 
 EXPECTED = {
     "schema_migrations": ["name", "applied_at"],

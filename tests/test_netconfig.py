@@ -19,12 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.netconfig import (
+from backend.net.hosts import is_loopback_host
+from backend.net.netconfig import (
     NetworkConfigError,
     build_ssl_context,
     describe_network,
     httpx_options,
-    is_loopback_host,
     redact_url,
     resolve_proxy,
 )

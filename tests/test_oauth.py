@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.oauth import OAuthFlows, code_challenge, is_loopback_callback, site_url
+from backend.keys.oauth import OAuthFlows, code_challenge, is_loopback_callback, site_url
 from tests.conftest import start_api
 from tests.fakes.openrouter import FakeOpenRouter
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.openrouter import (
+from backend.openrouter.client import (
     ChatResult,
     ImageDelta,
     KeepAlive,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.policy import (
+from backend.core.policy import (
     POLICY_DOCS,
     POLICY_ENV_VAR,
     Policy,

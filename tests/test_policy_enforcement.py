@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.policy import load_policy
+from backend.core.policy import load_policy
 from tests.conftest import PYTHON, ROOT, RunningApi, start_api, subprocess_env
 from tests.fakes.openrouter import FakeOpenRouter
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from backend.sse import SSEEvent, SSEParser
+from backend.openrouter.sse import SSEEvent, SSEParser
 
 CHUNK_1 = {
     "id": "gen-1773679501-1I8vCHmIm1kK9JPP1ezg",

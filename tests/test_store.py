@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from backend.store import Store, StoreOpenError, read_header
+from backend.db.store import Store, StoreOpenError, read_header
 
 
 def run(coro):
@@ -155,7 +155,7 @@ def test_second_process_cannot_open_while_first_holds_it(tmp_path: Path) -> None
     path = tmp_path / "a.duckdb"
     store = Store.open(path)
     script = (
-        "import sys; from pathlib import Path; from backend.store import Store, StoreOpenError\n"
+        "import sys; from pathlib import Path; from backend.db.store import Store, StoreOpenError\n"
         "try:\n    Store.open(Path(sys.argv[1]))\nexcept StoreOpenError as e:\n    print(e.reason)\n"
     )
     out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60,

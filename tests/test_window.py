@@ -19,7 +19,7 @@ pytestmark = [
 SCRIPT = textwrap.dedent(
     """
     import sys, threading, time
-    from backend.settings import Settings
+    from backend.core.settings import Settings
     from desktop.app import App
 
     app = App(Settings.load(), window=True)

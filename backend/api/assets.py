@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from .. import generations as gens
-from ..errors import AtelierError, NotFound, StorageError
-from ..http_range import content_range, parse_range, unsatisfiable_content_range
-from ..media_store import MediaError
-from .deps import StateDep, StoreDep
+from backend.api.deps import StateDep, StoreDep
+from backend.core.errors import AtelierError, NotFound, StorageError
+from backend.db import generations as gens
+from backend.media.http_range import content_range, parse_range, unsatisfiable_content_range
+from backend.media.store import MediaError
 
 router = APIRouter(tags=["assets"])
 

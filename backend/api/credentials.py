@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import AtelierError, LockedByPolicy
-from ..keystore import KeyStoreError, validate_key
-from ..openrouter import UpstreamError
-from .deps import StateDep
+from backend.api.deps import StateDep
+from backend.core.errors import AtelierError, LockedByPolicy
+from backend.keys.keystore import KeyStoreError, validate_key
+from backend.openrouter.client import UpstreamError
 
 router = APIRouter(tags=["credentials"])
 

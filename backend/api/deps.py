@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from ..preferences import Preferences
-from ..settings import Settings
-from ..store import Store
+from backend.core.preferences import Preferences
+from backend.core.settings import Settings
+from backend.db.store import Store
 
 
 def _store(request: Request) -> Store:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from .deps import StateDep
+from backend.api.deps import StateDep
 
 router = APIRouter(tags=["diagnostics"])
 
@@ -43,7 +43,7 @@ async def diagnostics(state: StateDep) -> dict[str, Any]:
     """Run the doctor's checks (version, data dir, database, policy, key storage, certificates, proxy,
     OpenRouter reachability and latency, key validity). ``ok`` is false when any check fails; the key is
     never part of the answer."""
-    from ..diagnostics import diagnose
+    from backend.diagnostics.checks import diagnose
 
     secrets = [state.token]
     keys = getattr(state, "keys", None)

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .. import generations as gens
-from ..errors import AtelierError, Conflict, NotFound
-from ..outbox import REJECT_CODES
-from .deps import StateDep, StoreDep
+from backend.api.deps import StateDep, StoreDep
+from backend.core.errors import AtelierError, Conflict, NotFound
+from backend.db import generations as gens
+from backend.outbox.worker import REJECT_CODES
 
 router = APIRouter(tags=["generations"])
 

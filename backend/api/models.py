@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 
-from ..openrouter import UpstreamError
-from .deps import StateDep
+from backend.api.deps import StateDep
+from backend.openrouter.client import UpstreamError
 
 router = APIRouter(tags=["models"])
 

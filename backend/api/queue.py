@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from .. import generations as gens
-from .deps import StateDep, StoreDep
+from backend.api.deps import StateDep, StoreDep
+from backend.db import generations as gens
 
 router = APIRouter(tags=["queue"])
 

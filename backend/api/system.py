@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Body
 from pydantic import BaseModel
 
-from .. import __version__
-from .deps import PreferencesDep, StateDep, StoreDep
+from backend import __version__
+from backend.api.deps import PreferencesDep, StateDep, StoreDep
 
 router = APIRouter(tags=["system"])
 

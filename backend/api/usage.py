@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BeforeValidator
 
-from .deps import StoreDep
+from backend.api.deps import StoreDep
 
 router = APIRouter(tags=["usage"])
 

@@ -29,21 +29,22 @@ from typing import Any, TextIO
 import httpx
 
 from backend import __version__
-from backend.netconfig import (
-    NetworkConfigError,
-    NetworkSettings,
-    describe_network,
-    effective_network,
-    httpx_options,
-    redact_url,
-)
-from backend.policy import (
+from backend.core.policy import (
     POLICY_ENV_VAR,
     Policy,
     PolicyError,
     default_policy_path,
     load_policy,
     read_policy_key,
+)
+from backend.core.redaction import redact
+from backend.net.netconfig import (
+    NetworkConfigError,
+    NetworkSettings,
+    describe_network,
+    effective_network,
+    httpx_options,
+    redact_url,
 )
 
 __all__ = ["FAIL", "OK", "WARN", "Check", "Report", "collect_checks", "diagnose", "run_doctor"]
@@ -143,7 +144,7 @@ def diagnose(
     )
     context.secrets.extend(secret for secret in secrets if secret)
     checks = collect_checks(context)
-    return Report([Check(**_scrub(asdict(check), context.secrets)) for check in checks])
+    return Report([Check(**redact(asdict(check), context.secrets)) for check in checks])
 
 
 def run_doctor(
@@ -280,7 +281,7 @@ def _check_data_dir(ctx: _Context) -> Check:
 
 
 def _check_database(ctx: _Context) -> Check:
-    from backend.store import library_storage_version, read_header
+    from backend.db.store import library_storage_version, read_header
 
     db_path = Path(ctx.settings.db_path)
     details: dict[str, Any] = {"path": str(db_path)}
@@ -334,7 +335,7 @@ def _check_database(ctx: _Context) -> Check:
 
 
 def _check_instance(ctx: _Context) -> Check:
-    from .runtime_file import pid_alive, read_runtime
+    from desktop.runtime_file import pid_alive, read_runtime
 
     runtime_path = Path(ctx.settings.runtime_path)
     if ctx.in_process:
@@ -462,7 +463,7 @@ def _describe_policy(ctx: _Context, policy: Policy, configured: Path | str | Non
 
 
 def _check_key_storage(ctx: _Context) -> Check:
-    from backend.keystore import KeyStore
+    from backend.keys.keystore import KeyStore
 
     policy = ctx.policy
     policy_key = None
@@ -753,20 +754,6 @@ def _size(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{count} B"
-
-
-def _scrub(value: Any, secrets: list[str]) -> Any:
-    """Replace every secret in every string; the report must never carry the key, whatever a check did."""
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret:
-                value = value.replace(secret, "[redacted]")
-        return value
-    if isinstance(value, dict):
-        return {key: _scrub(item, secrets) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(item, secrets) for item in value]
-    return value
 
 
 def _format_text(checks: list[Check], exit_code: int) -> str:

@@ -10,14 +10,14 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
-from .catalogue import Catalogue
-from .credentials import Credentials
-from .keystore import KeyStore
-from .media_store import MediaStore
-from .netconfig import build_ssl_context, effective_network, resolve_proxy
-from .oauth import OAuthFlows
-from .openrouter import OpenRouterClient
-from .outbox import Connectivity, Outbox
+from backend.keys.credentials import Credentials
+from backend.keys.keystore import KeyStore
+from backend.keys.oauth import OAuthFlows
+from backend.media.store import MediaStore
+from backend.net.netconfig import build_ssl_context, effective_network, resolve_proxy
+from backend.openrouter.client import OpenRouterClient
+from backend.outbox.worker import Connectivity, Outbox
+from backend.services.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     )
     policy_key = None
     if policy is not None:
-        from .policy import read_policy_key
+        from backend.core.policy import read_policy_key
 
         policy_key = read_policy_key(policy)
     keystore = KeyStore(settings.data_dir, backend=settings.keyring_backend, policy_key=policy_key)

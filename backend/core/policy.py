@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import ipaddress
 import json
 import math
 import os
@@ -28,6 +27,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
+
+from backend.net.hosts import is_loopback_host
 
 __all__ = [
     "POLICY_DOCS",
@@ -292,15 +293,6 @@ def _model_globs(value: Any, f: _Field) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _base_url(value: Any, f: _Field) -> str:
     requirement = "must be an https:// URL (http:// only for 127.0.0.1/localhost)"
     if not isinstance(value, str):
@@ -313,7 +305,7 @@ def _base_url(value: Any, f: _Field) -> str:
         raise f.fail(requirement, value) from None
     if not host or parts.username or parts.password or parts.query or parts.fragment:
         raise f.fail(requirement + ", without credentials, query or fragment", value)
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback_host(host)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host)):
         return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
     raise f.fail(requirement, value)
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.durable_files import fsync_dir
+from backend.core.files import fsync_dir
+from backend.core.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +150,6 @@ def validate_key(key: str) -> str:
             code="invalid_key",
         )
     return key
-
-
-def _scrub(text: str, *secrets_: str | None) -> str:
-    """Remove every occurrence of the given secrets from a third-party error text."""
-    for value in secrets_:
-        if value:
-            text = text.replace(value, "[redacted]")
-    return text
 
 
 class KeyStore:
@@ -384,7 +377,7 @@ class KeyStore:
                 f" {participle}. Unlock it (log in to your desktop keychain) and try again.",
                 code="keyring_locked",
             )
-        detail = _scrub(str(exc), key, self._policy.reveal() if self._policy else None)
+        detail = redact(str(exc), [key, self._policy.reveal() if self._policy else None])
         return KeyStoreError(
             f"The system keychain ({self._keyring_name}) could not {verb} the API key"
             f" ({detail or type(exc).__name__}). Unlock or repair the keychain and try again.",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import secrets
 import time
 import urllib.parse
 from dataclasses import dataclass
 
-from .errors import AtelierError
+from backend.core.errors import AtelierError
+from backend.net.hosts import is_loopback_host
 
 FLOW_SECONDS = 600
 MAX_FLOWS = 8
@@ -44,12 +44,7 @@ def is_loopback_callback(url: str) -> bool:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname or not parts.port:
         return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(parts.hostname)
 
 
 @dataclass

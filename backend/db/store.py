@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from .migrations import MIGRATIONS
+from backend.db.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

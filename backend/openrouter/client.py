@@ -29,7 +29,9 @@ from typing import Any, Literal
 import httpx
 import truststore
 
-from backend.sse import SSEEvent, SSEParser
+from backend.core.redaction import redact
+from backend.core.settings import DEFAULT_BASE_URL
+from backend.openrouter.sse import SSEEvent, SSEParser
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -51,7 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
 # Error bodies are read for their message only; a misbehaving server must not make us buffer megabytes.
 _MAX_ERROR_BODY = 256 * 1024
@@ -216,21 +217,11 @@ class UpstreamError(Exception):
     def scrubbed(self, secret: str | None) -> UpstreamError:
         """Remove every occurrence of ``secret`` from the message, metadata and partial text (in place)."""
         if secret:
-            self.message = _scrub(self.message, secret)
+            self.message = redact(self.message, [secret])
             self.args = (self.message,)
-            self.metadata = _scrub(self.metadata, secret)
-            self.partial_text = _scrub(self.partial_text, secret)
+            self.metadata = redact(self.metadata, [secret])
+            self.partial_text = redact(self.partial_text, [secret])
         return self
-
-
-def _scrub(value: Any, secret: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(secret, "[redacted]")
-    if isinstance(value, dict):
-        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v, secret) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------------------------------

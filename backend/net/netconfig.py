@@ -27,6 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import truststore
 
+from backend.core.settings import DEFAULT_BASE_URL
+from backend.net.hosts import is_loopback_host
+
 __all__ = [
     "CABundles",
     "NetworkSettings",
@@ -35,7 +38,6 @@ __all__ = [
     "build_ssl_context",
     "describe_network",
     "httpx_options",
-    "is_loopback_host",
     "redact_url",
     "resolve_proxy",
 ]
@@ -49,7 +51,6 @@ class NetworkConfigError(ValueError):
     """A proxy or CA setting cannot be used; the message says which and why (never with credentials)."""
 
 
-DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
 
 @dataclass(frozen=True)
@@ -119,20 +120,6 @@ def _bundles(ca_bundle: CABundles) -> list[Path]:
     if isinstance(ca_bundle, str | os.PathLike):
         return [Path(ca_bundle)]
     return [Path(item) for item in ca_bundle if item is not None]
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, ``*.localhost``, 127.0.0.0/8 and ::1 (also IPv4-mapped)."""
-    host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 def resolve_proxy(url: str, *, policy_proxy: str | None, env: Mapping[str, str]) -> str | None:

@@ -1,4 +1,5 @@
-"""Checks shared by both local servers: the Host allow-list (DNS rebinding) and token comparison."""
+"""Loopback checks, written once: the Host allow-list both local servers use (DNS rebinding), the loopback test
+for URLs (proxies, http:// base URLs, OAuth callbacks), and token comparison."""
 
 from __future__ import annotations
 
@@ -54,6 +55,20 @@ def is_allowed_host(host_header: str | None, port: int) -> bool:
     except ValueError:
         return False
     return address in (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, ``*.localhost``, 127.0.0.0/8 and ::1 (also IPv4-mapped)."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def tokens_equal(supplied: str | None, expected: str) -> bool:

@@ -11,10 +11,10 @@ import json
 import logging
 from typing import Any
 
-from .errors import AtelierError, LockedByPolicy, StorageError
-from .keystore import KeyStore, KeyStoreError, key_hint
-from .openrouter import OpenRouterClient, UpstreamError
-from .store import Store
+from backend.core.errors import AtelierError, LockedByPolicy, StorageError
+from backend.db.store import Store
+from backend.keys.keystore import KeyStore, KeyStoreError, key_hint
+from backend.openrouter.client import OpenRouterClient, UpstreamError
 
 log = logging.getLogger(__name__)
 

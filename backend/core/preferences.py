@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .errors import AtelierError, LockedByPolicy
-from .store import Store
+from backend.core.errors import AtelierError, LockedByPolicy
+from backend.db.store import Store
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from backend.durable_files import fsync_dir, write_all
+from backend.core.files import fsync_dir, write_all
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,11 @@ class MediaError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+    @property
+    def is_storage_failure(self) -> bool:
+        """The disk refused a write (see :func:`backend.core.files.is_storage_failure`)."""
+        return self.code in ("disk_full", "io_error")
 
     def __repr__(self) -> str:
         return f"MediaError({self.message!r}, code={self.code!r})"

@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from . import generations as gens
-from .media_store import MediaError, MediaStore, decode_data_url, encode_data_url
-from .openrouter import (
+from backend.core.files import is_storage_failure
+from backend.core.vocabulary import TERMINAL
+from backend.db import generations as gens
+from backend.db.store import Store
+from backend.media.store import MediaError, MediaStore, decode_data_url, encode_data_url
+from backend.openrouter.client import (
     ImageDelta,
     KeepAlive,
     OpenRouterClient,
@@ -40,7 +43,6 @@ from .openrouter import (
     UpstreamError,
     Usage,
 )
-from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -342,14 +344,14 @@ class Outbox:
         try:
             record = await gens.record(self.store, gen_id)
             yield "generation", record
-            if record["status"] in gens.TERMINAL:
+            if record["status"] in TERMINAL:
                 yield "done", record
                 return
             while True:
                 if queue is None:
                     await asyncio.sleep(0.5)  # queued: poll until the worker picks it up
                     record = await gens.record(self.store, gen_id)
-                    if record["status"] in gens.TERMINAL:
+                    if record["status"] in TERMINAL:
                         yield "done", record
                         return
                     running = self.running.get(gen_id)
@@ -391,7 +393,7 @@ class Outbox:
             if running.cancel_reason != "shutdown":
                 raise
         except Exception as exc:
-            storage = _is_storage_failure(exc)
+            storage = is_storage_failure(exc)
             if storage:
                 log.error("generation %s could not be saved: %s", gen_id, exc)
                 error = _error("storage_error", "Atelier could not save this generation (the disk may be full or "
@@ -806,23 +808,6 @@ class Outbox:
         await self._finish(gen_id, "succeeded", cost_usd=_cost(info), error=None,
                            upstream_id=info.get("generation_id") or row["upstream_id"])
         await self._publish_final(running, "done")
-
-
-def _is_storage_failure(exc: BaseException) -> bool:
-    """A write refused by the disk (full, read-only, permissions), from DuckDB or the file system."""
-    import errno
-
-    import duckdb
-
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
-                                                  errno.EPERM):
-        return True
-    if isinstance(exc, MediaError) and exc.code in ("disk_full", "io_error"):
-        return True
-    if isinstance(exc, duckdb.IOException | duckdb.TransactionException):
-        text = str(exc).lower()
-        return "space" in text or "write" in text or "permission" in text or "read-only" in text
-    return False
 
 
 def _cost(info: dict[str, Any]) -> float | None:

@@ -7,9 +7,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from . import generations as gens
-from .openrouter import OpenRouterClient, UpstreamError
-from .store import Store
+from backend.db import generations as gens
+from backend.db.store import Store
+from backend.openrouter.client import OpenRouterClient, UpstreamError
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import AtelierError, NotFound
-from .store import Store
+from backend.core.errors import AtelierError, NotFound
+from backend.core.vocabulary import Kind, Status
+from backend.db.store import Store
 
-TERMINAL = frozenset({"succeeded", "failed", "interrupted", "cancelled"})
-STATUSES = frozenset({"queued", "running"}) | TERMINAL
-KINDS = ("text", "image", "video")
+STATUSES = frozenset(Status)
+KINDS = tuple(Kind)
 
 _COLUMNS = (
     "id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, tags, favorite, output_text, "
