@@ -28,6 +28,7 @@ EXPECTED = {
     ],
     "model_cache": ["output", "id", "data", "fetched_at"],
     "meta": ["key", "value"],
+    "templates": ["id", "name", "kind", "prompt", "system", "model", "params", "tags", "created_at", "updated_at"],
 }
 
 

@@ -96,4 +96,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_templates",
+        """
+        CREATE TABLE templates (
+            id VARCHAR PRIMARY KEY,            -- uuid4 hex
+            name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,             -- text | image | video
+            prompt VARCHAR NOT NULL,           -- Jinja2 source
+            system VARCHAR,                    -- Jinja2 source
+            model VARCHAR,                     -- default model, NULL for the user's default
+            params VARCHAR NOT NULL DEFAULT '{}',  -- JSON object
+            tags VARCHAR[] NOT NULL DEFAULT [],
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX templates_created ON templates (created_at);
+        """,
+    ),
 ]
