@@ -52,7 +52,7 @@ def create_app(
     app.extensions["atelier_backend"] = BackendClient(api_url, token)
 
     from frontend import templating
-    from frontend.views import auth, generations, library, oauth, queue, settings, status, studio
+    from frontend.views import auth, generations, library, oauth, queue, settings, status, studio, templates
 
     templating.install(app)
     app.url_map.converters["rid"] = templating.ResourceIdConverter
@@ -60,6 +60,7 @@ def create_app(
     app.register_blueprint(studio.bp)
     app.register_blueprint(generations.bp)
     app.register_blueprint(library.bp)
+    app.register_blueprint(templates.bp)
     app.register_blueprint(queue.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(oauth.bp)

@@ -311,3 +311,26 @@ class BackendClient:
     def diagnostics(self) -> dict[str, Any]:
         """``GET /diagnostics``: ``{"ok", "version", "checks": [{"name", "status", "detail", "fix"}]}``."""
         return self.request("GET", "/diagnostics", timeout=60.0)
+
+    # -- templates --------------------------------------------------------------------------------
+
+    def templates(self, **filters: Any) -> dict[str, Any]:
+        """``GET /templates``: ``{"items", "next_cursor"}``, newest first."""
+        return self.request("GET", "/templates", params=filters)
+
+    def template(self, template_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/templates/{_segment(template_id)}")
+
+    def create_template(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/templates", json=dict(body))
+
+    def replace_template(self, template_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("PUT", f"/templates/{_segment(template_id)}", json=dict(body))
+
+    def delete_template(self, template_id: str) -> None:
+        self.request("DELETE", f"/templates/{_segment(template_id)}")
+
+    def preview_template(self, prompt: str, system: str | None, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """Render an unsaved template with sample values."""
+        body = {"prompt": prompt, "system": system, "variables": dict(variables), "placeholders": True}
+        return self.request("POST", "/templates/preview", json=body)

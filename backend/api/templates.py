@@ -68,6 +68,8 @@ class PreviewIn(BaseModel):
     prompt: str = Field(min_length=1, max_length=engine.MAX_RENDERED)
     system: str | None = Field(default=None, max_length=engine.MAX_RENDERED)
     variables: _Variables = Field(default_factory=dict)
+    placeholders: bool = Field(
+        default=False, description="Render variables that were not given as [name] instead of refusing (422).")
 
 
 class RenderIn(BaseModel):
@@ -114,9 +116,18 @@ async def list_templates(
 @router.post("/templates/preview", response_model=Preview)
 async def preview_template(body: PreviewIn) -> dict[str, Any]:
     """Render an unsaved template with sample values (the editor's live preview)."""
-    rendered = engine.render(body.prompt, body.system, body.variables)
-    return {"prompt": rendered.prompt, "system": rendered.system,
-            "variables": engine.variables_of(body.prompt, body.system)}
+    names = engine.variables_of(body.prompt, body.system)
+    values = {name: value for name, value in body.variables.items() if value not in (None, "")}
+    while True:
+        try:
+            rendered = engine.render(body.prompt, body.system, values)
+            break
+        except engine.MissingVariable as exc:
+            name = exc.extra["variable"]
+            if not body.placeholders or name in values:
+                raise
+            values[name] = f"[{name}]"  # only variables the text really needs (a default() stays a default)
+    return {"prompt": rendered.prompt, "system": rendered.system, "variables": names}
 
 
 @router.get("/templates/{template_id}", response_model=Template)
