@@ -28,6 +28,8 @@ EXPECTED = {
     ],
     "model_cache": ["output", "id", "data", "fetched_at"],
     "meta": ["key", "value"],
+    "collections": ["id", "name", "created_at", "updated_at"],
+    "collection_items": ["collection_id", "generation_id", "added_at"],
     "templates": ["id", "name", "kind", "prompt", "system", "model", "params", "tags", "created_at", "updated_at"],
 }
 

@@ -15,6 +15,7 @@ from backend.api.deps import StateDep, StoreDep
 from backend.core.errors import AtelierError, Conflict, NotFound
 from backend.db import generations as gens
 from backend.outbox.worker import REJECT_CODES
+from backend.services import library
 
 router = APIRouter(tags=["generations"])
 
@@ -250,12 +251,14 @@ async def list_generations(
     model: Annotated[str | None, Query(max_length=200)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     favorite: bool | None = None,
+    collection_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
-    """Newest first; ``q`` searches prompt, output and title."""
+    """Newest first; ``q`` searches prompt, output and title; ``collection_id`` keeps a collection's items."""
     items, next_cursor = await gens.search(store, q=q, kind=kind, status=status, model=model, tag=tag,
-                                           favorite=favorite, limit=limit, cursor=cursor)
+                                           favorite=favorite, collection_id=collection_id, limit=limit,
+                                           cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -297,23 +300,7 @@ async def patch_generation(gen_id: str, body: GenerationPatch, store: StoreDep) 
 async def delete_generation(gen_id: str, state: StateDep, store: StoreDep) -> Response:
     """Delete a generation and its files (files still used by another generation are kept)."""
     await gens.get_row(store, _checked(gen_id))
-    await state.outbox.cancel(gen_id)
-    assets = await store.fetchall("SELECT sha256, thumb_sha256 FROM assets WHERE generation_id = ?", [gen_id])
-
-    def run(cur: Any) -> None:
-        cur.execute("DELETE FROM assets WHERE generation_id = ?", [gen_id])
-        cur.execute("DELETE FROM attempts WHERE generation_id = ?", [gen_id])
-        cur.execute("DELETE FROM generations WHERE id = ?", [gen_id])
-
-    await store.transaction(run)
-    for asset in assets:
-        for sha in (asset["sha256"], asset["thumb_sha256"]):
-            if not sha:
-                continue
-            row = await store.fetchone(
-                "SELECT count(*) AS n FROM assets WHERE sha256 = ? OR thumb_sha256 = ?", [sha, sha]
-            )
-            await asyncio.to_thread(state.media.delete_if_unreferenced, sha, bool(row and row["n"]))
+    await library.delete_generations(store, media=state.media, outbox=state.outbox, ids=[gen_id])
     return Response(status_code=204)
 
 

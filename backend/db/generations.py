@@ -261,6 +261,7 @@ async def search(
     model: str | None = None,
     tag: str | None = None,
     favorite: bool | None = None,
+    collection_id: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -281,6 +282,9 @@ async def search(
     if favorite is not None:
         where.append("favorite = ?")
         params.append(favorite)
+    if collection_id:
+        where.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
+        params.append(collection_id)
     if cursor:
         created, gen_id = decode_cursor(cursor)
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
@@ -294,3 +298,12 @@ async def search(
     rows = rows[:limit]
     assets = await assets_for(store, [r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
+
+
+def existing_ids(cur: Any, ids: list[str]) -> list[str]:
+    """Inside a transaction or read: the ids among ``ids`` that are generations, in their order, once each."""
+    if not ids:
+        return []
+    cur.execute("SELECT id FROM generations WHERE list_contains(?::VARCHAR[], id)", [ids])
+    found = {row[0] for row in cur.fetchall()}
+    return [gen_id for gen_id in dict.fromkeys(ids) if gen_id in found]

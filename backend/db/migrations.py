@@ -114,4 +114,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX templates_created ON templates (created_at);
         """,
     ),
+    (
+        "0003_collections",
+        """
+        CREATE TABLE collections (
+            id VARCHAR PRIMARY KEY,            -- uuid4 hex
+            name VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX collections_created ON collections (created_at);
+
+        CREATE TABLE collection_items (
+            collection_id VARCHAR NOT NULL,
+            generation_id VARCHAR NOT NULL,
+            added_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (collection_id, generation_id)
+        );
+        CREATE INDEX collection_items_generation ON collection_items (generation_id);
+        """,
+    ),
 ]

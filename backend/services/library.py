@@ -1,0 +1,101 @@
+"""Changes to many library items at once: bulk actions and deletion (one transaction each).
+
+Deleting a generation removes its rows (attempts, assets, collection memberships) in one transaction and then
+the media files no other asset refers to. See docs/api.md ("Collections and bulk actions").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from backend.core.errors import AtelierError
+from backend.db import collections
+from backend.db.generations import existing_ids
+from backend.db.store import Store
+from backend.media.store import MediaStore
+
+BulkAction = Literal["favorite", "unfavorite", "tag", "untag", "delete", "add_to_collection",
+                     "remove_from_collection"]
+NEEDS_VALUE = {"tag", "untag", "add_to_collection", "remove_from_collection"}
+# What deleting a generation removes, in order (table, column holding the generation id).
+DELETE_ORDER: tuple[tuple[str, str], ...] = (
+    ("assets", "generation_id"), ("attempts", "generation_id"), ("collection_items", "generation_id"),
+    ("generations", "id"),
+)
+
+
+async def apply(store: Store, *, media: MediaStore, outbox: Any, ids: list[str], action: BulkAction,
+                value: str | None = None) -> dict[str, Any]:
+    """Apply ``action`` to every generation in ``ids`` in one transaction: all of it or none of it.
+
+    Returns ``{"done": n, "missing": [ids that do not exist]}``.
+    """
+    if action in NEEDS_VALUE and not (value and value.strip()):
+        what = "collection id" if "collection" in action else "tag"
+        raise AtelierError(f"The {action.replace('_', ' ')} action needs a {what} in \"value\".",
+                           code="invalid_request", status=422)
+    value = value.strip() if value else value
+    if action == "delete":
+        missing = await delete_generations(store, media=media, outbox=outbox, ids=ids)
+        return {"done": len(set(ids)) - len(missing), "missing": missing}
+
+    def write(cur: Any) -> list[str]:
+        if action in ("add_to_collection", "remove_from_collection"):
+            if not collections.exists(cur, collection_id=value):
+                raise collections.not_found(value)
+            change = collections.add_items if action == "add_to_collection" else collections.remove_items
+            return change(cur, collection_id=value, generation_ids=ids)
+        existing = existing_ids(cur, ids)
+        if existing:
+            statement, params = _update(action, value)
+            cur.execute(f"UPDATE generations SET {statement}, updated_at = now() "  # noqa: S608
+                        "WHERE list_contains(?::VARCHAR[], id)", [*params, existing])
+        return [gen_id for gen_id in ids if gen_id not in set(existing)]
+
+    missing = await store.transaction(write)
+    return {"done": len(set(ids)) - len(set(missing)), "missing": missing}
+
+
+def _update(action: str, value: str | None) -> tuple[str, list[Any]]:
+    if action == "favorite":
+        return "favorite = true", []
+    if action == "unfavorite":
+        return "favorite = false", []
+    if action == "tag":
+        return "tags = CASE WHEN list_contains(tags, ?) THEN tags ELSE list_append(tags, ?) END", [value, value]
+    if action == "untag":
+        return "tags = list_filter(tags, lambda t: t != ?)", [value]
+    raise AssertionError(action)
+
+
+async def delete_generations(store: Store, *, media: MediaStore, outbox: Any, ids: list[str]) -> list[str]:
+    """Delete generations with their rows and unshared files; returns the ids that did not exist.
+
+    Anything still being sent is cancelled first, so no answer lands on a deleted row.
+    """
+    present = await store.read(lambda cur: existing_ids(cur, ids))
+    if not present:
+        return list(dict.fromkeys(ids))
+    for gen_id in present:
+        await outbox.cancel(gen_id)
+
+    def write(cur: Any) -> list[str]:
+        cur.execute("SELECT sha256, thumb_sha256 FROM assets WHERE list_contains(?::VARCHAR[], generation_id)",
+                    [present])
+        shas = {sha for row in cur.fetchall() for sha in row if sha}
+        for table, column in DELETE_ORDER:
+            cur.execute(f"DELETE FROM {table} WHERE list_contains(?::VARCHAR[], {column})", [present])  # noqa: S608
+        return sorted(shas)
+
+    shas = await store.transaction(write)
+    if shas:
+        still = await store.fetchall(
+            "SELECT DISTINCT unnest([sha256, thumb_sha256]) AS sha FROM assets "
+            "WHERE list_contains(?::VARCHAR[], sha256) OR list_contains(?::VARCHAR[], thumb_sha256)",
+            [shas, shas],
+        )
+        referenced = {row["sha"] for row in still}
+        for sha in shas:
+            await asyncio.to_thread(media.delete_if_unreferenced, sha, sha in referenced)
+    return [gen_id for gen_id in dict.fromkeys(ids) if gen_id not in set(present)]
