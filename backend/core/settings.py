@@ -47,6 +47,8 @@ class Settings:
     proxy: str | None = None
     ca_bundle: Path | None = None
     log_level: str = "INFO"
+    import_max_bytes: int = 4 * 2**30
+    backup_keep: int = 7
 
     @property
     def db_path(self) -> Path:
@@ -63,6 +65,10 @@ class Settings:
     @property
     def backups_dir(self) -> Path:
         return self.data_dir / "backups"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
 
     @property
     def runtime_path(self) -> Path:
@@ -156,4 +162,6 @@ SETTINGS_DOCS: dict[str, str] = {
     "proxy": "HTTPS proxy for OpenRouter (default: HTTPS_PROXY / the policy).",
     "ca_bundle": "Extra CA certificates (PEM) trusted besides the OS store.",
     "log_level": "Log level: DEBUG, INFO, WARNING or ERROR.",
+    "import_max_bytes": "Largest export zip that POST /imports accepts (bytes).",
+    "backup_keep": "How many backups are kept (the oldest are removed after a new one).",
 }

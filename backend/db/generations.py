@@ -153,7 +153,7 @@ async def attempts_of(store: Store, gen_id: str) -> list[dict[str, Any]]:
         [gen_id],
     )
     return [
-        {**row, "started_at": _iso(row["started_at"]), "finished_at": _iso(row["finished_at"])} for row in rows
+        {**row, "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"])} for row in rows
     ]
 
 
@@ -182,7 +182,8 @@ def asset_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """A stored time as the API writes it (UTC, ``Z``)."""
     if value is None:
         return None
     if value.tzinfo is None:
@@ -217,10 +218,10 @@ def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
         "job_id": row["job_id"],
         "attempts": row["attempts"],
         "error": json.loads(row["error"]) if row["error"] else None,
-        "next_attempt_at": _iso(row["next_attempt_at"]),
-        "created_at": _iso(row["created_at"]),
-        "started_at": _iso(row["started_at"]),
-        "finished_at": _iso(row["finished_at"]),
+        "next_attempt_at": iso(row["next_attempt_at"]),
+        "created_at": iso(row["created_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
         "tags": list(row["tags"] or []),
         "favorite": bool(row["favorite"]),
     }

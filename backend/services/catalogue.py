@@ -88,7 +88,7 @@ class Catalogue:
             items = [i for i in items if self.policy.model_allowed(i["id"])]
         fetched = min((r["fetched_at"] for r in rows), default=None)
         stale = fetched is None or gens.now() - fetched > timedelta(hours=self.refresh_hours)
-        return {"items": items, "fetched_at": gens._iso(fetched), "stale": stale}
+        return {"items": items, "fetched_at": gens.iso(fetched), "stale": stale}
 
     async def get_model(self, model_id: str, output: str | None = None) -> dict[str, Any] | None:
         sql = "SELECT data FROM model_cache WHERE id = ?"
