@@ -32,7 +32,7 @@ from backend.core.vocabulary import TERMINAL
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.media.store import MediaError, MediaStore, decode_data_url, encode_data_url
-from backend.openrouter.client import (
+from backend.openrouter import (
     ImageDelta,
     KeepAlive,
     OpenRouterClient,
