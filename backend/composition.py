@@ -42,6 +42,8 @@ def _openrouter_client(settings, net, transport: httpx.AsyncBaseTransport | None
         connect_timeout=settings.connect_timeout_seconds,
         read_timeout=settings.request_timeout_seconds,
         stream_idle_timeout=settings.stream_idle_timeout_seconds,
+        max_answer_bytes=settings.max_answer_bytes,
+        max_media_bytes=settings.max_media_bytes,
         **network,
     )
 

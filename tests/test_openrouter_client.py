@@ -1102,7 +1102,7 @@ def test_api_calls_do_not_follow_redirects(wire) -> None:
     elsewhere = wire(lambda req, conn: conn.json(200, {"data": {"label": "stolen"}}))
     server = wire(lambda req, conn: conn.respond(302, b"", {"Location": f"{elsewhere.base_url}/key"}))
     err = capture_error(server.base_url, lambda c: c.get_key_info(SENTINEL_KEY))
-    assert (err.code, err.upstream_status) == ("network", 302)
+    assert (err.code, err.disposition, err.upstream_status) == ("upstream_error", "retry", 302)
     assert "redirect" in err.message
     assert elsewhere.requests == []
 

@@ -79,9 +79,10 @@ def chat_result(payload: Any, headers: httpx.Headers, *, model: str | None) -> C
     if not isinstance(payload, dict):
         raise unexpected_answer(200, "not a JSON object")
     generation_id = headers.get("x-generation-id")
+    usage = Usage.from_payload(payload.get("usage"))
     if "error" in payload and not payload.get("choices"):
         raise in_band_error(
-            payload["error"], model=model, context="chat", output_started=False, headers=headers
+            payload["error"], model=model, context="chat", output_started=False, headers=headers, usage=usage
         )
     answer_model = payload.get("model") if isinstance(payload.get("model"), str) else model
     upstream_id = payload.get("id") if isinstance(payload.get("id"), str) else generation_id
@@ -101,11 +102,13 @@ def chat_result(payload: Any, headers: httpx.Headers, *, model: str | None) -> C
             model=answer_model,
             context="chat",
             output_started=bool(text),
+            usage=usage,
         )
         err.partial_text = text
         err.metadata.update(extra)
         raise err
-    if not text and not images and not reasoning and not message.get("tool_calls"):
+    tool_calls = [call for call in message.get("tool_calls") or [] if isinstance(call, dict)]
+    if not text and not images and not reasoning and not tool_calls:
         if finish_reason == "content_filter":
             raise UpstreamError(
                 "content_blocked",
@@ -120,8 +123,9 @@ def chat_result(payload: Any, headers: httpx.Headers, *, model: str | None) -> C
         text=text,
         reasoning=reasoning or None,
         images=images,
-        usage=Usage.from_payload(payload.get("usage")),
+        usage=usage,
         finish_reason=finish_reason,
+        tool_calls=tool_calls,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from backend.openrouter.errors import Disposition, UpstreamError, human_seconds, parse_retry_after, shorten
-from backend.openrouter.results import as_float, as_int
+from backend.openrouter.results import Usage, as_float, as_int
 
 __all__ = ["error_from_http", "in_band_error"]
 
@@ -147,6 +147,24 @@ def _classify(info: _ErrorInfo, *, model: str | None, context: str) -> tuple[str
             "reject",
             "OpenRouter rejected the API key (revoked or mistyped). Paste a new key in Settings.",
         )
+    limit_source = info.metadata.get("limit_source")
+    if status == 402 and limit_source == "openrouter_key_limit":
+        reset = info.metadata.get("limit_reset")
+        when = f" (it resets {reset})" if isinstance(reset, str) and reset else ""
+        return (
+            "key_limit_reached",
+            "reject",
+            f"This API key has spent its own credit limit on OpenRouter{when}, so buying credits will not help; "
+            f"raise the key's limit in OpenRouter's key settings (https://openrouter.ai/settings/keys).{said_suffix}",
+        )
+    if status == 402 and limit_source == "openrouter_in_flight_budget":
+        # Documented as transient: requests still running fill the budget; refused before any provider ran.
+        return (
+            "in_flight_limit",
+            "retry",
+            "Too many paid requests are running on this OpenRouter account at once; this one will be sent again "
+            f"automatically when some have finished.{said_suffix}",
+        )
     if status == 402 or etype == "payment_required":
         return (
             "insufficient_credits",
@@ -154,6 +172,8 @@ def _classify(info: _ErrorInfo, *, model: str | None, context: str) -> tuple[str
             "Not enough OpenRouter credits for this request. Add credits at https://openrouter.ai/credits "
             "or lower max tokens.",
         )
+    if status == 403 and isinstance(limit_source, str) and limit_source:
+        return "spend_limit_reached", "reject", _spend_limit_message(limit_source, info) + said_suffix
     if etype in _CONTEXT_TYPES:
         return (
             "context_too_long",
@@ -170,6 +190,14 @@ def _classify(info: _ErrorInfo, *, model: str | None, context: str) -> tuple[str
             "reject",
             f"The request was blocked by moderation or a guardrail{because}. Rephrase the prompt or pick "
             f"another model.{said_suffix}",
+        )
+    if avail_code == "privacy_restricted" or (status == 404 and "data policy" in info.message.lower()):
+        return (
+            "privacy_restricted",
+            "reject",
+            f"The model {model_ref} exists, but your OpenRouter privacy settings exclude every provider that "
+            "serves it; allow more providers at https://openrouter.ai/settings/privacy or pick another model."
+            f"{said_suffix}",
         )
     if avail_code in _MODEL_AVAILABILITY and not info.availability.get("retryable"):
         return "model_not_found", "reject", _availability_message(avail_code, model_ref, info)
@@ -226,6 +254,29 @@ def _classify(info: _ErrorInfo, *, model: str | None, context: str) -> tuple[str
     )
 
 
+_LIMIT_NAMES = {
+    "openrouter_guardrail_budget": "A guardrail budget on your OpenRouter account",
+    "openrouter_workspace_budget": "Your OpenRouter workspace's budget",
+    "openrouter_key_limit": "This API key's spending limit on OpenRouter",
+}
+
+
+def _spend_limit_message(limit_source: str, info: _ErrorInfo) -> str:
+    """A 403 budget refusal: which limit, how much of it is spent, when it resets."""
+    name = _LIMIT_NAMES.get(limit_source, f"An OpenRouter spending limit ({limit_source})")
+    scope = info.metadata.get("scope")
+    if isinstance(scope, str) and scope and limit_source != "openrouter_key_limit":
+        name += f" (scope: {scope})"
+    spent, limit = as_float(info.metadata.get("spend_usd")), as_float(info.metadata.get("limit_usd"))
+    amounts = f" (US${spent:g} of US${limit:g})" if spent is not None and limit is not None else ""
+    resets = info.metadata.get("resets_at")
+    when = f"wait until it resets at {resets}" if isinstance(resets, str) and resets else "wait until it resets"
+    return (
+        f"{name} is used up for now{amounts}, so OpenRouter refused the request; {when}, or have the "
+        "limit raised in OpenRouter's settings."
+    )
+
+
 def _availability_message(avail_code: str, model_ref: str, info: _ErrorInfo) -> str:
     fallbacks = info.availability.get("fallback_models")
     suggestion = ""
@@ -268,14 +319,18 @@ def _error_from_info(
         metadata["provider_detail"] = info.detail
     if info.availability:
         metadata["availability"] = info.availability
-    for key in ("provider_name", "provider_code", "reasons", "flagged_input", "model_slug", "upstream_code"):
+    for key in (
+        "provider_name", "provider_code", "reasons", "flagged_input", "model_slug", "upstream_code",
+        "limit_source", "limit_reset", "scope", "limit_usd", "spend_usd", "resets_at",
+    ):
         if key in info.metadata:
             metadata[key] = info.metadata[key]
+    # The wait: the Retry-After header, else the body's own (in-band errors never have the header).
     retry_after = parse_retry_after(headers.get("retry-after")) if headers is not None else None
-    if retry_after is None:
-        retry_after = as_float(info.availability.get("retry_after"))
-        if retry_after is not None:
-            retry_after = max(0.0, retry_after)
+    for stated in (info.metadata.get("retry_after_seconds"), info.availability.get("retry_after")):
+        if retry_after is None:
+            seconds = as_float(stated)
+            retry_after = max(0.0, seconds) if seconds is not None else None
     limit_headers: dict[str, Any] = {}
     nested = info.metadata.get("headers")
     if isinstance(nested, dict):
@@ -329,6 +384,19 @@ def error_from_http(
                 upstream_status=status,
                 metadata={"content_type": headers.get("content-type", "")},
             )
+        if status < 500 and status not in (408, 429):
+            # Not OpenRouter's JSON (a proxy's or portal's page): nothing says the request was wrong, so it
+            # is retried with backoff rather than failed for a reason OpenRouter never gave.
+            return UpstreamError(
+                "upstream_error",
+                "retry",
+                f"Something other than OpenRouter answered (HTTP {status} without OpenRouter's error details), "
+                "so the request will be sent again later; if this goes on, check the OpenRouter base URL and "
+                "proxy settings.",
+                upstream_status=status,
+                retry_after=parse_retry_after(headers.get("retry-after")),
+                metadata={"content_type": headers.get("content-type", "")},
+            )
     info.status = status  # the real HTTP status wins over whatever the body says
     if status == 404 and context == "video_poll":
         return UpstreamError(
@@ -348,10 +416,13 @@ def in_band_error(
     context: str,
     output_started: bool,
     headers: Mapping[str, str] | None = None,
+    usage: Usage | None = None,
 ) -> UpstreamError:
-    """An error delivered inside a 200 answer (body, choice or stream chunk)."""
+    """An error delivered inside a 200 answer (body, choice or stream chunk). ``usage`` is what OpenRouter
+    reported with it: tokens and cost of a failure that was billed."""
     info = _ErrorInfo.parse(error, None)
     err = _error_from_info(info, model=model, context=context, headers=headers)
+    err.usage = usage
     if output_started:
         # The model was producing output: it ran and billed. Never send again on our own.
         said = info.describe()
@@ -363,5 +434,6 @@ def in_band_error(
             upstream_status=err.upstream_status,
             output_started=True,
             metadata={**err.metadata, "upstream_error_code": err.code},
+            usage=usage,
         )
     return err

@@ -28,6 +28,7 @@ from backend.openrouter.answers import chat_result, data_list, image_result
 from backend.openrouter.classification import error_from_http, in_band_error
 from backend.openrouter.errors import (
     UpstreamError,
+    answer_too_large,
     too_large,
     transport_error,
     unexpected_answer,
@@ -52,6 +53,8 @@ _MAX_ERROR_BODY = 256 * 1024
 # Writes of large requests (images as data URLs) may be slow on a poor uplink; this bounds each write call.
 _WRITE_TIMEOUT = 60.0
 _MAX_DOWNLOAD_REDIRECTS = 5
+# Account and catalogue answers (JSON lists of models, key details) are small; this only stops a runaway.
+_MAX_JSON_BYTES = 64 * 2**20
 
 
 class OpenRouterClient:
@@ -75,6 +78,8 @@ class OpenRouterClient:
         app_url: str = "https://github.com/atelier-studio/atelier",
         app_title: str = "Atelier",
         categories: str = "creative-writing,image-gen",
+        max_answer_bytes: int = 8 * 2**20,
+        max_media_bytes: int = 200 * 2**20,
     ) -> None:
         base = httpx.URL(base_url.rstrip("/") + "/")
         if base.scheme not in ("http", "https") or not base.host:
@@ -83,6 +88,8 @@ class OpenRouterClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._stream_idle_timeout = stream_idle_timeout
+        self._max_answer_bytes = max_answer_bytes
+        self._max_media_bytes = max_media_bytes
         self._timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=_WRITE_TIMEOUT, pool=connect_timeout
         )
@@ -203,8 +210,10 @@ class OpenRouterClient:
         params: dict | None = None,
         model: str | None = None,
         ok: tuple[int, ...] = (200,),
+        max_bytes: int = _MAX_JSON_BYTES,
     ) -> tuple[httpx.Response, Any]:
-        """Send a request, read the whole answer, raise UpstreamError unless it is ``ok`` JSON."""
+        """Send a request, read the whole answer (at most ``max_bytes``), raise UpstreamError unless it is
+        ``ok`` JSON."""
         url = self._url(path_or_url)
         idempotent = method == "GET"
         response = await self._send(
@@ -214,11 +223,14 @@ class OpenRouterClient:
         payload: Any = None
         try:
             if response.status_code in ok:
-                body = await response.aread()
-                try:
-                    payload = json.loads(body)
-                except (ValueError, UnicodeDecodeError):
-                    error = unexpected_answer(response.status_code, "not JSON")
+                body = await read_capped(response, max_bytes + 1)
+                if len(body) > max_bytes:
+                    error = answer_too_large(max_bytes, partial_kept=False)
+                else:
+                    try:
+                        payload = json.loads(body)
+                    except (ValueError, UnicodeDecodeError):
+                        error = unexpected_answer(response.status_code, "not JSON")
             else:
                 body = await read_capped(response, _MAX_ERROR_BODY)
                 error = self._status_error(response, body, model=model, context=context)
@@ -233,18 +245,35 @@ class OpenRouterClient:
     def _status_error(
         self, response: httpx.Response, body: bytes, *, model: str | None, context: str
     ) -> UpstreamError:
-        if response.is_redirect:
+        if 300 <= response.status_code < 400:
+            # Something answered, so this is not "offline" (which would retry at once, without backoff): it
+            # is an upstream error, sent again with the normal backoff.
             target = httpx.URL(response.headers.get("location", ""))
             return UpstreamError(
-                "network",
+                "upstream_error",
                 "retry",
                 "OpenRouter's address answered with a redirect"
                 + (f" to {target.host}" if target.host else "")
-                + ", which Atelier does not follow. A captive portal or proxy may be intercepting the "
-                "connection, or the OpenRouter base URL in Settings is wrong.",
+                + " instead of the API, so the request will be sent again later; if this goes on, a captive "
+                "portal or proxy is intercepting the connection or the OpenRouter base URL in Settings is wrong.",
                 upstream_status=response.status_code,
+                metadata={"location_host": target.host} if target.host else {},
             )
         return error_from_http(response.status_code, response.headers, body, model=model, context=context)
+
+    def _answer_limit(self, body: dict) -> int:
+        """Most bytes a chat answer to ``body`` may have: text, plus room for images when it asks for them
+        (they come inline, base64-encoded; each is checked against the media limit when stored)."""
+        modalities = body.get("modalities")
+        wants_images = isinstance(modalities, list) and "image" in modalities
+        return self._max_answer_bytes + (2 * self._max_media_bytes if wants_images else 0)
+
+    def _check_text_size(self, result: ChatResult) -> None:
+        size = len(result.text.encode()) + len((result.reasoning or "").encode())
+        if size > self._max_answer_bytes:
+            err = answer_too_large(self._max_answer_bytes, partial_kept=False)
+            err.usage = result.usage
+            raise err
 
     # ---- account and catalogue ----
 
@@ -303,12 +332,20 @@ class OpenRouterClient:
         request_body = {key: value for key, value in body.items() if key != "stream"}
         model = body.get("model") if isinstance(body.get("model"), str) else None
         response, payload = await self._json_call(
-            "POST", "chat/completions", api_key, context="chat", json_body=request_body, model=model
+            "POST",
+            "chat/completions",
+            api_key,
+            context="chat",
+            json_body=request_body,
+            model=model,
+            max_bytes=self._answer_limit(request_body),
         )
         try:
-            return chat_result(payload, response.headers, model=model)
+            result = chat_result(payload, response.headers, model=model)
+            self._check_text_size(result)
         except UpstreamError as err:
             raise err.scrubbed(api_key) from None
+        return result
 
     def chat_stream(self, api_key: str, body: dict) -> AsyncGenerator[StreamEvent, None]:
         """A streamed chat completion as an async generator of stream events.
@@ -334,7 +371,11 @@ class OpenRouterClient:
             timeout=self._stream_timeout,
             idempotent=False,
         )
-        state = StreamState(model=model, generation_id=response.headers.get("x-generation-id"))
+        state = StreamState(
+            model=model,
+            generation_id=response.headers.get("x-generation-id"),
+            max_text_bytes=self._max_answer_bytes,
+        )
         try:
             if response.status_code != 200:
                 error: UpstreamError | None = None
@@ -349,10 +390,19 @@ class OpenRouterClient:
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type == "application/json":
                 # Some errors (and some gateways) answer a stream request with a plain JSON body.
-                async for event in self._json_instead_of_stream(response, api_key, model):
+                async for event in self._json_instead_of_stream(response, api_key, model, self._answer_limit(body)):
                     yield event
                 return
-            reading = read_stream(response, state, api_key, idle_timeout=self._stream_idle_timeout)
+            if content_type == "text/html":
+                # A web page (captive portal, proxy, wrong base URL) answered, not OpenRouter: nothing ran.
+                raise unexpected_answer(200, "a web page instead of an event stream").scrubbed(api_key)
+            reading = read_stream(
+                response,
+                state,
+                api_key,
+                idle_timeout=self._stream_idle_timeout,
+                max_event_bytes=self._answer_limit(body),
+            )
             async for event in reading:
                 yield event
         finally:
@@ -361,14 +411,17 @@ class OpenRouterClient:
             await response.aclose()
 
     async def _json_instead_of_stream(
-        self, response: httpx.Response, api_key: str, model: str | None
+        self, response: httpx.Response, api_key: str, model: str | None, max_bytes: int
     ) -> AsyncIterator[StreamEvent]:
         error: UpstreamError | None = None
         result: ChatResult | None = None
         try:
-            body = await read_capped(response, 64 * 1024 * 1024)
+            body = await read_capped(response, max_bytes + 1)
+            if len(body) > max_bytes:
+                raise answer_too_large(max_bytes, partial_kept=False)
             payload = json.loads(body)
             result = chat_result(payload, response.headers, model=model)
+            self._check_text_size(result)
         except (ValueError, UnicodeDecodeError):
             error = unexpected_answer(200, "not JSON")
         except UpstreamError as err:
@@ -384,7 +437,9 @@ class OpenRouterClient:
             yield TextDelta(result.text)
         for url in result.images:
             yield ImageDelta(url)
-        yield StreamFinished(usage=result.usage, finish_reason=result.finish_reason, model=result.model)
+        yield StreamFinished(
+            usage=result.usage, finish_reason=result.finish_reason, model=result.model, tool_calls=result.tool_calls
+        )
 
     # ---- images and video ----
 
@@ -393,7 +448,13 @@ class OpenRouterClient:
         request_body = {key: value for key, value in body.items() if key != "stream"}
         model = body.get("model") if isinstance(body.get("model"), str) else None
         response, payload = await self._json_call(
-            "POST", "images", api_key, context="image", json_body=request_body, model=model
+            "POST",
+            "images",
+            api_key,
+            context="image",
+            json_body=request_body,
+            model=model,
+            max_bytes=self._max_answer_bytes + 2 * self._max_media_bytes * max(1, as_int(body.get("n")) or 1),
         )
         try:
             return image_result(payload, response.headers, model=model)

@@ -18,8 +18,9 @@ from typing import Literal
 import httpx
 
 from backend.core.redaction import redact
+from backend.openrouter.results import Usage
 
-__all__ = ["Disposition", "UpstreamError", "parse_retry_after"]
+__all__ = ["Disposition", "UpstreamError", "answer_too_large", "parse_retry_after"]
 
 _MESSAGE_DETAIL_LIMIT = 300
 
@@ -31,6 +32,7 @@ class UpstreamError(Exception):
 
     ``partial_text`` holds content that came with a failed non-streamed answer (a choice-level error); for
     streams the caller already has the deltas, and ``output_started`` says whether any had arrived.
+    ``usage`` is set when OpenRouter reported tokens and cost with the error: the failure was billed.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class UpstreamError(Exception):
         output_started: bool = False,
         metadata: dict | None = None,
         partial_text: str = "",
+        usage: Usage | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -54,6 +57,7 @@ class UpstreamError(Exception):
         self.output_started = output_started
         self.metadata: dict = metadata if metadata is not None else {}
         self.partial_text = partial_text
+        self.usage = usage
 
     def __str__(self) -> str:
         return self.message
@@ -135,6 +139,19 @@ def too_large(max_bytes: int) -> UpstreamError:
         "upstream_error",
         "reject",
         f"The file is larger than the {max_bytes / 1_000_000:g} MB limit and was not saved.",
+        metadata={"max_bytes": max_bytes},
+    )
+
+
+def answer_too_large(max_bytes: int, *, partial_kept: bool) -> UpstreamError:
+    """OpenRouter's answer outgrew ``max_bytes``: the model ran (and billed), so it is never sent again."""
+    kept = "the part received so far is kept" if partial_kept else "nothing of it was kept"
+    return UpstreamError(
+        "answer_too_large",
+        "reject",
+        f"The answer grew past the {max_bytes / 2**20:g} MiB Atelier accepts, so it was cut off and {kept}; "
+        "ask for a shorter answer (lower max tokens) or raise ATELIER_MAX_ANSWER_BYTES.",
+        output_started=True,
         metadata={"max_bytes": max_bytes},
     )
 

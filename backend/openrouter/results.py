@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -25,23 +25,41 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Usage:
-    """What a generation used and cost, as OpenRouter reported it (``cost`` is in USD credits)."""
+    """What a generation used and cost, as OpenRouter reported it (amounts in USD credits).
+
+    ``cost_usd`` is what the user spent: OpenRouter's charge (``usage.cost``) plus, for bring-your-own-key
+    answers (``is_byok``), the provider's charge to the user's own provider account
+    (``cost_details.upstream_inference_cost``), which OpenRouter does not include in ``cost``.
+    """
 
     prompt_tokens: int | None
     completion_tokens: int | None
     cost_usd: float | None
     raw: dict
+    openrouter_cost_usd: float | None = None
+    upstream_cost_usd: float | None = None
+    is_byok: bool = False
 
     @classmethod
     def from_payload(cls, payload: Any) -> Usage | None:
         """Build from an OpenRouter ``usage`` object; None when there is none."""
         if not isinstance(payload, dict) or not payload:
             return None
+        openrouter_cost = as_float(payload.get("cost"))
+        is_byok = payload.get("is_byok") is True
+        details = payload.get("cost_details")
+        upstream = as_float(details.get("upstream_inference_cost")) if isinstance(details, dict) else None
+        cost = openrouter_cost
+        if is_byok and upstream is not None:
+            cost = (openrouter_cost or 0.0) + upstream
         return cls(
             prompt_tokens=as_int(payload.get("prompt_tokens")),
             completion_tokens=as_int(payload.get("completion_tokens")),
-            cost_usd=as_float(payload.get("cost")),
+            cost_usd=cost,
             raw=payload,
+            openrouter_cost_usd=openrouter_cost,
+            upstream_cost_usd=upstream,
+            is_byok=is_byok,
         )
 
 
@@ -56,6 +74,7 @@ class ChatResult:
     images: list[str]  # data URLs
     usage: Usage | None
     finish_reason: str | None
+    tool_calls: list[dict] = field(default_factory=list)  # OpenAI shape: {id, type, function{name, arguments}}
 
 
 @dataclass
@@ -106,11 +125,12 @@ class ImageDelta:
 
 @dataclass
 class StreamFinished:
-    """The stream ended normally; always the last event."""
+    """The stream ended normally; always the last event. ``tool_calls`` holds the assembled tool calls."""
 
     usage: Usage | None
     finish_reason: str | None
     model: str | None
+    tool_calls: list[dict] = field(default_factory=list)
 
 
 StreamEvent = StreamStarted | KeepAlive | TextDelta | ReasoningDelta | ImageDelta | StreamFinished
