@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
+import httpx
 from fastapi import FastAPI
 
 from backend.keys.credentials import Credentials
@@ -15,7 +16,7 @@ from backend.keys.keystore import KeyStore
 from backend.keys.oauth import OAuthFlows
 from backend.media.store import MediaStore
 from backend.net.netconfig import build_ssl_context, effective_network, resolve_proxy
-from backend.openrouter.client import OpenRouterClient
+from backend.openrouter import OpenRouterClient
 from backend.outbox.worker import Connectivity, Outbox
 from backend.services.catalogue import Catalogue
 
@@ -29,19 +30,32 @@ def _policy_value(policy, name: str, default):
     return default if entry is None else entry.value
 
 
+def _openrouter_client(settings, net, transport: httpx.AsyncBaseTransport | None) -> OpenRouterClient:
+    """The OpenRouter client; over ``transport`` when one is set on ``app.state.openrouter_transport`` (tests,
+    benchmarks), else over the network with the proxy and CA settings of the settings and policy."""
+    network: dict = {"transport": transport} if transport is not None else {
+        "proxy": resolve_proxy(net.base_url, policy_proxy=net.proxy, env=os.environ),
+        "ssl_context": build_ssl_context(net.ca_bundles),
+    }
+    return OpenRouterClient(
+        net.base_url,
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.request_timeout_seconds,
+        stream_idle_timeout=settings.stream_idle_timeout_seconds,
+        max_answer_bytes=settings.max_answer_bytes,
+        max_media_bytes=settings.max_media_bytes,
+        **network,
+    )
+
+
 async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     """Start the services; return the coroutine function that stops them."""
     state = app.state
     settings = state.settings
     policy = state.policy
     net = effective_network(settings, policy)
-    client = state.client_factory(net) if getattr(state, "client_factory", None) else OpenRouterClient(
-        net.base_url,
-        connect_timeout=settings.connect_timeout_seconds,
-        read_timeout=settings.request_timeout_seconds,
-        stream_idle_timeout=settings.stream_idle_timeout_seconds,
-        proxy=resolve_proxy(net.base_url, policy_proxy=net.proxy, env=os.environ),
-        ssl_context=build_ssl_context(net.ca_bundles),
+    client = state.client_factory(net) if getattr(state, "client_factory", None) else _openrouter_client(
+        settings, net, getattr(state, "openrouter_transport", None)
     )
     policy_key = None
     if policy is not None:

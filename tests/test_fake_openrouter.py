@@ -821,6 +821,12 @@ PRESET_STATUS = {
     "overloaded": 529,
     "html_not_found": 404,
     "image_generation_failed": 502,
+    "key_limit": 402,
+    "in_flight_budget": 402,
+    "spend_limit": 403,
+    "data_policy": 404,
+    "rate_limited_in_body": 429,
+    "captive_portal": 302,
 }
 
 
@@ -834,13 +840,18 @@ def test_presets_through_the_control_api(fake: FakeOpenRouter, client: httpx.Cli
     assert httpx.post(fake.control_url + "/enqueue", json=enqueue).json() == {"pending": 1}
     response = client.post("/chat/completions", json=chat_body())
     assert response.status_code == PRESET_STATUS[name]
-    if name == "html_not_found":
+    if name in {"html_not_found", "captive_portal"}:
         assert response.headers["content-type"].startswith("text/html")
+        if name == "captive_portal":
+            assert response.headers["location"] == "http://portal.example/login"
     else:
         error = response.json()["error"]
         assert error["code"] == PRESET_STATUS[name] and error["message"]
-    if name in {"rate_limited", "capacity_exhausted", "unavailable"}:
+    if name in {"rate_limited", "capacity_exhausted", "unavailable", "in_flight_budget"}:
         assert int(response.headers["retry-after"]) > 0
+    if name == "rate_limited_in_body":
+        assert "retry-after" not in response.headers
+        assert response.json()["error"]["metadata"]["retry_after_seconds"] > 0
 
 
 def test_stream_empty_choices_and_empty_content(client: httpx.Client, fake: FakeOpenRouter) -> None:
@@ -970,3 +981,28 @@ def test_misc_endpoints(fake: FakeOpenRouter, client: httpx.Client) -> None:
     video_chat = client.post("/chat/completions", json={**chat_body(), "model": "google/veo-3.1"})
     assert video_chat.status_code == 400
     assert video_chat.json()["error"]["availability"]["code"] == "wrong_endpoint"
+
+
+def test_in_band_error_can_carry_usage_and_a_stated_wait(client: httpx.Client, fake: FakeOpenRouter) -> None:
+    fake.enqueue(
+        "/chat/completions",
+        StreamError(after_tokens=1, code=429, message="Token limit reached", usage=True,
+                    metadata={"retry_after_seconds": 4}),
+    )
+    _, pieces = stream(client, chat_body())
+    _, events = parse_sse(b"".join(pieces))
+    error_chunk = events[-1]
+    assert error_chunk["error"]["metadata"]["retry_after_seconds"] == 4
+    usage = error_chunk["usage"]
+    assert usage["completion_tokens"] == 1 and usage["cost"] > 0
+
+
+def test_byok_answers_cost_zero_with_the_upstream_cost(client: httpx.Client, fake: FakeOpenRouter) -> None:
+    fake.byok = True
+    usage = client.post("/chat/completions", json=chat_body()).json()["usage"]
+    assert usage["is_byok"] is True and usage["cost"] == 0
+    assert usage["cost_details"]["upstream_inference_cost"] > 0
+    _, pieces = stream(client, chat_body())
+    _, events = parse_sse(b"".join(pieces))
+    streamed = events[-2]["usage"]
+    assert streamed["cost"] == 0 and streamed["cost_details"]["upstream_inference_cost"] > 0

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.openrouter.client import (
+from backend.openrouter import (
     ChatResult,
     ImageDelta,
     KeepAlive,
@@ -1102,7 +1102,7 @@ def test_api_calls_do_not_follow_redirects(wire) -> None:
     elsewhere = wire(lambda req, conn: conn.json(200, {"data": {"label": "stolen"}}))
     server = wire(lambda req, conn: conn.respond(302, b"", {"Location": f"{elsewhere.base_url}/key"}))
     err = capture_error(server.base_url, lambda c: c.get_key_info(SENTINEL_KEY))
-    assert (err.code, err.upstream_status) == ("network", 302)
+    assert (err.code, err.disposition, err.upstream_status) == ("upstream_error", "retry", 302)
     assert "redirect" in err.message
     assert elsewhere.requests == []
 
@@ -1306,6 +1306,28 @@ def test_custom_transport_is_used() -> None:
         )
     )
     assert info == {"label": "k"} and str(seen[0].url) == "https://openrouter.ai/api/v1/key"
+
+
+def test_injected_transport_carries_every_request_even_with_proxy_variables(monkeypatch) -> None:
+    # httpx would route around an injected transport through a proxy mount; the environment must not apply.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json={"data": [{"id": "openai/gpt-4o"}]})
+
+    models = run(
+        with_client("https://openrouter.ai/api/v1", lambda c: c.list_models(), transport=httpx.MockTransport(handle))
+    )
+    assert models == [{"id": "openai/gpt-4o"}] and seen == ["/api/v1/models"]
+
+
+def test_transport_and_network_settings_are_exclusive() -> None:
+    # A proxy would be mounted in front of the injected transport and bypass it; refuse the mix loudly.
+    with pytest.raises(ValueError):
+        OpenRouterClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)), proxy="http://127.0.0.1:9")
 
 
 # ------------------------------------------------------------------------------------------------------------

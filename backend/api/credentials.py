@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backend.api.deps import StateDep
 from backend.core.errors import AtelierError, LockedByPolicy
 from backend.keys.keystore import KeyStoreError, validate_key
-from backend.openrouter.client import UpstreamError
+from backend.openrouter import UpstreamError
 
 router = APIRouter(tags=["credentials"])
 

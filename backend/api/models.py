@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 
 from backend.api.deps import StateDep
-from backend.openrouter.client import UpstreamError
+from backend.openrouter import UpstreamError
 
 router = APIRouter(tags=["models"])
 

@@ -40,6 +40,7 @@ class Settings:
     request_timeout_seconds: float = 600.0
     stream_idle_timeout_seconds: float = 180.0
     max_media_bytes: int = 200 * 2**20
+    max_answer_bytes: int = 8 * 2**20
     max_request_bytes: int = 64 * 2**20
     models_refresh_hours: float = 24.0
     keyring_backend: str = "auto"
@@ -105,6 +106,8 @@ class Settings:
         for name in ("retry_base_seconds", "retry_max_seconds", "video_poll_seconds", "probe_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ATELIER_{name.upper()} must be greater than 0")
+        if self.max_answer_bytes < 1024:
+            raise ValueError("ATELIER_MAX_ANSWER_BYTES must be at least 1024")
         if self.outbox_concurrency < 1:
             raise ValueError("ATELIER_OUTBOX_CONCURRENCY must be at least 1")
 
@@ -155,6 +158,8 @@ SETTINGS_DOCS: dict[str, str] = {
     "request_timeout_seconds": "Timeout for a non-streamed answer.",
     "stream_idle_timeout_seconds": "A stream with no bytes (not even keep-alives) for this long is broken.",
     "max_media_bytes": "Largest image or video accepted from OpenRouter or as a reference.",
+    "max_answer_bytes": "Largest text answer (content, reasoning, tool calls) accepted from OpenRouter; a longer one "
+    "is cut off there and kept as interrupted (never retried).",
     "max_request_bytes": "Largest request body the local API accepts.",
     "models_refresh_hours": "How often the model catalogue is refreshed while online.",
     "keyring_backend": "'auto' (OS keychain, file fallback), 'file', or 'module:Class' for a keyring backend.",

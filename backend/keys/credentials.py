@@ -14,7 +14,7 @@ from typing import Any
 from backend.core.errors import AtelierError, LockedByPolicy, StorageError
 from backend.db.store import Store
 from backend.keys.keystore import KeyStore, KeyStoreError, key_hint
-from backend.openrouter.client import OpenRouterClient, UpstreamError
+from backend.openrouter import OpenRouterClient, UpstreamError
 
 log = logging.getLogger(__name__)
 

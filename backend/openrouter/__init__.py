@@ -1,0 +1,35 @@
+"""OpenRouter: the client, its error type and what it returns."""
+
+from backend.openrouter.client import OpenRouterClient
+from backend.openrouter.errors import Disposition, UpstreamError, parse_retry_after
+from backend.openrouter.results import (
+    ChatResult,
+    GeneratedImage,
+    ImageDelta,
+    ImageResult,
+    KeepAlive,
+    ReasoningDelta,
+    StreamEvent,
+    StreamFinished,
+    StreamStarted,
+    TextDelta,
+    Usage,
+)
+
+__all__ = [
+    "ChatResult",
+    "Disposition",
+    "GeneratedImage",
+    "ImageDelta",
+    "ImageResult",
+    "KeepAlive",
+    "OpenRouterClient",
+    "ReasoningDelta",
+    "StreamEvent",
+    "StreamFinished",
+    "StreamStarted",
+    "TextDelta",
+    "UpstreamError",
+    "Usage",
+    "parse_retry_after",
+]

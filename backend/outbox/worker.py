@@ -32,7 +32,7 @@ from backend.core.vocabulary import TERMINAL
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.media.store import MediaError, MediaStore, decode_data_url, encode_data_url
-from backend.openrouter.client import (
+from backend.openrouter import (
     ImageDelta,
     KeepAlive,
     OpenRouterClient,
@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.25
 REJECT_CODES = frozenset(
-    {"invalid_key", "insufficient_credits", "content_blocked", "model_not_found", "context_too_long", "bad_request"}
+    {"invalid_key", "insufficient_credits", "content_blocked", "model_not_found", "context_too_long", "bad_request",
+     "key_limit_reached", "spend_limit_reached", "privacy_restricted"}
 )
 VIDEO_DONE = {"completed", "succeeded"}
 VIDEO_FAILED = {"failed", "cancelled", "canceled", "expired", "dead", "error"}
@@ -558,9 +559,10 @@ class Outbox:
             self.connectivity.mark(False)
         elif exc.upstream_status is not None:
             self.connectivity.mark(True)
+        # A failure that came with usage was billed (e.g. an in-band error with tokens and cost): record it.
         if exc.output_started or (partial and exc.disposition != "retry"):
             await self._finish(gen_id, "interrupted", output_text=partial or None, reasoning_text=reasoning,
-                               error=error)
+                               error=error, usage=exc.usage)
             await self._publish_final(running, "error")
             return
         retry = exc.disposition == "retry" or (
@@ -576,11 +578,12 @@ class Outbox:
                 cap=self.settings.retry_max_seconds, retry_after=exc.retry_after)
             next_at = gens.now() + timedelta(seconds=delay)
             error["retryable"] = True
-            await gens.update(self.store, gen_id, status="queued", next_attempt_at=next_at, error=error)
+            await gens.update(self.store, gen_id, status="queued", next_attempt_at=next_at, error=error,
+                              **await self._usage_totals(gen_id, exc.usage))
             await self._publish_final(running, "queued")
             return
         status = "interrupted" if exc.disposition == "unknown" else "failed"
-        await self._finish(gen_id, status, error=error)
+        await self._finish(gen_id, status, error=error, usage=exc.usage)
         await self._publish_final(running, "error")
 
     async def _publish_final(self, running: Running, event: str) -> None:
@@ -592,10 +595,26 @@ class Outbox:
         running.started.set()
 
     async def _finish(self, gen_id: str, status: str, *, usage: Usage | None = None, **changes: Any) -> None:
-        if usage is not None:
-            changes.update(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                           cost_usd=usage.cost_usd)
+        changes.update(await self._usage_totals(gen_id, usage))
         await gens.update(self.store, gen_id, status=status, finished_at=gens.now(), next_attempt_at=None, **changes)
+
+    async def _usage_totals(self, gen_id: str, usage: Usage | None) -> dict[str, Any]:
+        """The generation's usage columns with ``usage`` added: every attempt OpenRouter billed (a failure
+        that reported usage, then the retry that succeeded) counts in what the generation cost."""
+        if usage is None:
+            return {}
+        row = await self.store.fetchone(
+            "SELECT prompt_tokens, completion_tokens, cost_usd FROM generations WHERE id = ?", [gen_id])
+        before = row or {}
+
+        def plus(name: str, value: Any) -> Any:
+            if value is None:
+                return before.get(name)
+            return value if before.get(name) is None else before[name] + value
+
+        return {"prompt_tokens": plus("prompt_tokens", usage.prompt_tokens),
+                "completion_tokens": plus("completion_tokens", usage.completion_tokens),
+                "cost_usd": plus("cost_usd", usage.cost_usd)}
 
     async def _retry_unknown(self) -> bool:
         try:

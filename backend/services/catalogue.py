@@ -9,7 +9,7 @@ from typing import Any
 
 from backend.db import generations as gens
 from backend.db.store import Store
-from backend.openrouter.client import OpenRouterClient, UpstreamError
+from backend.openrouter import OpenRouterClient, UpstreamError
 
 log = logging.getLogger(__name__)
 

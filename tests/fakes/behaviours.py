@@ -188,7 +188,9 @@ class StreamError(Behaviour):
 
     ``after_tokens=0`` puts it after the keep-alive comments, before any token. ``empty_choices`` sends
     ``choices: []`` instead of a ``finish_reason:"error"`` choice; ``code`` may be an int or a string such
-    as ``"server_error"``; ``done`` appends ``data: [DONE]`` after the error event.
+    as ``"server_error"``; ``done`` appends ``data: [DONE]`` after the error event. ``metadata`` is merged
+    into ``error.metadata`` (e.g. ``retry_after_seconds``); ``usage`` puts the tokens used so far and their
+    cost on the error chunk (a billed failure).
     """
 
     kind: ClassVar[str] = "stream_error"
@@ -201,6 +203,8 @@ class StreamError(Behaviour):
     done: bool = False
     keepalives: int = 2
     style: StreamStyle | None = None
+    metadata: dict[str, Any] | None = None
+    usage: bool = False
 
 
 @dataclass
@@ -356,6 +360,72 @@ def no_endpoints(model: str = "openai/gpt-4o-mini") -> HttpError:
     )
 
 
+def key_limit(message: str = "Key limit exceeded. Raise the limit in your key settings.") -> HttpError:
+    """402: the key's own credit limit is spent (not the account's balance)."""
+    return HttpError(402, message, metadata={"limit_source": "openrouter_key_limit", "provider_name": None})
+
+
+def in_flight_budget(retry_after: int = 2) -> HttpError:
+    """402: running and recently finished paid requests fill the in-flight budget; transient, with Retry-After."""
+    return HttpError(
+        402,
+        "Too many paid requests in flight for this account. Please retry shortly.",
+        metadata={"limit_source": "openrouter_in_flight_budget"},
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def spend_limit(
+    limit_source: str = "openrouter_workspace_budget",
+    *,
+    scope: str = "workspace",
+    limit_usd: float = 50.0,
+    spend_usd: float = 50.02,
+    resets_at: str = "2026-12-01T00:00:00Z",
+) -> HttpError:
+    """403: a budget (guardrail, workspace or key limit) is spent for its window; no Retry-After."""
+    return HttpError(
+        403,
+        "Budget limit exceeded for this period.",
+        metadata={
+            "limit_source": limit_source,
+            "scope": scope,
+            "limit_usd": limit_usd,
+            "spend_usd": spend_usd,
+            "resets_at": resets_at,
+        },
+    )
+
+
+def data_policy(model: str = "openai/gpt-4o-mini") -> HttpError:
+    """404: the model exists, but the account's privacy settings exclude every provider of it."""
+    return HttpError(
+        404,
+        "No endpoints found matching your data policy (Free model publication). Configure: "
+        "https://openrouter.ai/settings/privacy",
+    )
+
+
+def rate_limited_in_body(seconds: float = 7) -> HttpError:
+    """429 whose wait is only in the body, ``error.metadata.retry_after_seconds`` (no Retry-After header)."""
+    return HttpError(
+        429,
+        "Rate limit exceeded: provider is rate limiting this model.",
+        metadata={"error_type": "rate_limit_exceeded", "retry_after_seconds": seconds},
+    )
+
+
+CAPTIVE_PORTAL_HTML = (
+    '<!DOCTYPE html><html><head><title>Sign in to the network</title></head><body><a href="http://portal.'
+    'example/login">Accept the terms</a></body></html>'
+)
+
+
+def captive_portal(location: str = "http://portal.example/login") -> HttpError:
+    """302 to a login page with an HTML body: a captive portal or proxy answering instead of OpenRouter."""
+    return HttpError(302, raw_body=CAPTIVE_PORTAL_HTML, content_type="text/html", headers={"Location": location})
+
+
 def request_timeout() -> HttpError:
     """408: the request timed out upstream."""
     return HttpError(408, "Operation timed out. Please try again later.")
@@ -502,6 +572,12 @@ PRESETS: dict[str, Callable[..., HttpError]] = {
     "edge_timeout": edge_timeout,
     "overloaded": overloaded,
     "html_not_found": html_not_found,
+    "key_limit": key_limit,
+    "in_flight_budget": in_flight_budget,
+    "spend_limit": spend_limit,
+    "data_policy": data_policy,
+    "rate_limited_in_body": rate_limited_in_body,
+    "captive_portal": captive_portal,
     "image_generation_failed": image_generation_failed,
 }
 

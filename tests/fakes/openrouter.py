@@ -226,6 +226,7 @@ class _Chat:
     prompt_tokens: int
     pricing: dict[str, str]
     debug_echo: dict[str, Any] | None
+    byok: bool = False
 
     def tokens(self, per_chunk: int = 1) -> list[str]:
         pieces = _TOKEN_RE.findall(self.text or "")
@@ -244,6 +245,7 @@ class _Chat:
         image_price = float(self.pricing.get("image_output", self.pricing.get("completion", "0")))
         prompt_cost = self.prompt_tokens * prompt_price
         completion_cost = (content_tokens + reasoning_tokens) * completion_price + image_tokens * image_price
+        provider_cost = round(prompt_cost + completion_cost, 12)
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -259,10 +261,11 @@ class _Chat:
                 "audio_tokens": 0,
                 "image_tokens": image_tokens,
             },
-            "cost": round(prompt_cost + completion_cost, 12),
-            "is_byok": False,
+            # Bring-your-own-key: OpenRouter charges nothing here; the provider bills the user's own account.
+            "cost": 0 if self.byok else provider_cost,
+            "is_byok": self.byok,
             "cost_details": {
-                "upstream_inference_cost": None,
+                "upstream_inference_cost": provider_cost if self.byok else None,
                 "upstream_inference_prompt_cost": round(prompt_cost, 12),
                 "upstream_inference_completions_cost": round(completion_cost, 12),
             },
@@ -323,6 +326,9 @@ class FakeOpenRouter:
         self.clock = clock
         self.generation_delay = generation_delay
         self.unavailable_models: set[str] = set()
+        #: Answer as for an account with its own provider keys (BYOK): ``usage.cost`` 0, ``is_byok: true`` and
+        #: the provider's charge in ``usage.cost_details.upstream_inference_cost``.
+        self.byok = False
         self._initial_keys = copy.deepcopy(keys if keys is not None else {DEFAULT_KEY: {}})
         self._control_port = control_port
         self._lock = threading.RLock()
@@ -712,7 +718,8 @@ class FakeOpenRouter:
                 "num_media_completion": len(chat.images) or None,
                 "latency": 120,
                 "generation_time": 340,
-                "is_byok": False,
+                "is_byok": chat.byok,
+                "upstream_inference_cost": usage["cost_details"]["upstream_inference_cost"],
                 "api_type": "completions",
                 "http_referer": headers.get("http-referer"),
                 "app_id": None,
@@ -1154,6 +1161,7 @@ class _Handler(BaseHTTPRequestHandler):
             debug_echo={k: v for k, v in req.items() if k != "messages"}
             if debug.get("echo_upstream_body")
             else None,
+            byok=self.fake.byok,
         )
 
     def _message_text(self, message: Any) -> str:
@@ -1544,11 +1552,16 @@ class _Handler(BaseHTTPRequestHandler):
                 metadata["error_type"] = behaviour.error_type
             if behaviour.provider_code:
                 metadata["provider_code"] = behaviour.provider_code
+            metadata.update(behaviour.metadata or {})
             if metadata:
                 error["metadata"] = metadata
             choices = [] if behaviour.empty_choices else [self._delta({"content": ""}, "error", "error")]
             self._book_error(chat, sent)
-            writer.event(self._chunk(chat, choices, error=error))
+            extra: dict[str, Any] = {"error": error}
+            if behaviour.usage:
+                # A billed failure: the error chunk reports the tokens used so far and their cost.
+                extra["usage"] = chat.usage(completion_text="".join(sent))
+            writer.event(self._chunk(chat, choices, **extra))
             if behaviour.done:
                 writer.done()
             writer.finish()
