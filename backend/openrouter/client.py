@@ -5,7 +5,7 @@ Everything that can go wrong on the wire is turned into one exception type, :cla
 (``retry``: OpenRouter cannot have started or billed it; ``reject``: sending it again will not help;
 ``unknown``: it may have reached a model), and whose ``message`` tells the user what to do.
 
-Security rules kept here (see SECURITY.md §12, §14): the API key travels only in the ``Authorization`` header
+Security rules kept here (docs/security.md, "The API key"): the API key travels only in the ``Authorization`` header
 and only to the origin of ``base_url``; redirects are never followed for API calls; certificates are verified
 against the OS trust store; the key never appears in an exception's text, ``repr`` or metadata.
 """
