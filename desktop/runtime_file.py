@@ -1,4 +1,4 @@
-"""``runtime.json``: how a running Atelier is found (runtime contract in DESIGN.md).
+"""``runtime.json``: how a running Atelier is found (the runtime contract, docs/runtime.md).
 
 While the app runs, ``<data dir>/runtime.json`` (mode 0600) holds ``{"pid", "api_url", "ui_url", "token",
 "version", "started_at"}``; it is removed on clean exit. The desktop shell writes it; the shell's hand-off and the

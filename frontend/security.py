@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-# One Host check for both servers (ipaddress-based, exact port): see backend/security.py.
+# One Host check for both servers (ipaddress-based, exact port): see backend/net/hosts.py.
 from backend.net.hosts import is_allowed_host, tokens_equal
 
 __all__ = ["CONTENT_SECURITY_POLICY", "is_allowed_host", "is_allowed_origin", "is_cross_site_write",
            "secrets_equal"]
 
-#: The Content-Security-Policy every HTML response carries (SECURITY.md item 8). No inline code anywhere.
+#: The Content-Security-Policy every HTML response carries (docs/security.md). No inline code anywhere.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; frame-ancestors 'none'; connect-src 'self'; img-src 'self' data: blob:; "
     "media-src 'self' blob:; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -33,7 +33,7 @@ def is_allowed_origin(origin: str, port: int) -> bool:
 
 
 def is_cross_site_write(method: str, origin: str | None, fetch_site: str | None, port: int) -> bool:
-    """True when a state-changing request comes from another site (SECURITY.md item 5).
+    """True when a state-changing request comes from another site (docs/security.md).
 
     ``Sec-Fetch-Site`` of ``cross-site`` or ``same-site`` is refused (another port on localhost is
     "same-site"); a present ``Origin`` must be our own (``null`` is foreign). Requests without either

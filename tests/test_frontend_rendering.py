@@ -1,4 +1,4 @@
-"""Model output rendering (SECURITY.md item 9) and the number/time formats the UI shows."""
+"""Model output rendering (docs/security.md, "Model output") and the number/time formats the UI shows."""
 
 from __future__ import annotations
 

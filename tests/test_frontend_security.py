@@ -1,4 +1,4 @@
-"""The UI security boundary (SECURITY.md 2, 4, 5, 7, 8): a real backend and Flask server on loopback."""
+"""The UI security boundary (docs/security.md, "The local surface"): a real backend and Flask server on loopback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""kill -9 of the real ``atelier --no-window`` process during streams and writes (SECURITY.md item 17).
+"""kill -9 of the real ``atelier --no-window`` process during streams and writes (docs/security.md).
 
 The app runs as a child process against an in-process fake OpenRouter; the test SIGKILLs it at awkward moments,
 starts it again on the same data directory (over the stale ``runtime.json``) and checks what survived.

@@ -1,4 +1,4 @@
-"""Damaged and too-new database files at start-up (SECURITY.md items 18 and 19).
+"""Damaged and too-new database files at start-up (docs/security.md, "Files and the database").
 
 A damaged library must never crash-loop the app or be silently replaced: the bad file is kept aside, the user is
 told through ``/api/v1/status`` ``notices``, and the next start is a normal one. A file written by a newer

@@ -1,4 +1,4 @@
-"""A full disk (SECURITY.md item 22): the data directory lives on a small tmpfs that the test fills up.
+"""A full disk (docs/security.md): the data directory lives on a small tmpfs that the test fills up.
 
 Every write the user asks for while the disk is full (a key, settings, a generation's image) answers with a
 clear error instead of a crash, what was saved before is intact, and once space is freed the app goes on.

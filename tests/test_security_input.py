@@ -1,4 +1,4 @@
-"""Bad input (SECURITY.md items 25 and 26): oversize bodies and malformed JSON get 413/422, never 500, on the API
+"""Bad input (docs/security.md): oversize bodies and malformed JSON get 413/422, never 500, on the API
 and on the UI's POST routes; SQL-looking text in search parameters and cursors is data, never SQL.
 """
 

@@ -1,4 +1,4 @@
-"""Schemathesis over the live backend's OpenAPI document (SECURITY.md item 24).
+"""Schemathesis over the live backend's OpenAPI document (docs/security.md, "Files and the database").
 
 The backend runs on loopback with a key configured against the fake OpenRouter, so generation routes do real
 work. Schemathesis generates requests for every operation (schema examples, fuzzing, stateful sequences) and

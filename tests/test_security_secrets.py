@@ -1,4 +1,4 @@
-"""The API key never leaks (SECURITY.md items 12-14).
+"""The API key never leaks (docs/security.md, "The API key").
 
 A unique sentinel key is set in the real app process, the app is driven through successes, streams and every
 kind of upstream error, through every GET route of the API and every UI page, and ``atelier doctor``; then the

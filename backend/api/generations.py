@@ -97,7 +97,7 @@ async def _month_spend(store: Any) -> float:
 
 
 def _response_for(record: dict[str, Any], *, created: int = 201) -> JSONResponse:
-    """The HTTP answer for a generation after its first attempt (DESIGN.md's status rules)."""
+    """The HTTP answer for a generation after its first attempt (docs/api.md, POST /generations)."""
     status = record["status"]
     error = record.get("error") or {}
     if status in ("succeeded", "running"):

@@ -193,7 +193,7 @@ def iso(value: datetime | None) -> str | None:
 
 def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
               attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The API shape of a generation (DESIGN.md's record, plus a few fields the UI uses)."""
+    """The API shape of a generation (the record in docs/api.md, plus a few fields the UI uses)."""
     record = {
         "id": row["id"],
         "kind": row["kind"],

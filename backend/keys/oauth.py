@@ -1,4 +1,4 @@
-"""Sign in with OpenRouter: OAuth PKCE for a desktop app (openrouter-api.md §9).
+"""Sign in with OpenRouter: OAuth PKCE for a desktop app (docs/openrouter.md, "Sign in with OpenRouter").
 
 The verifier never leaves the backend; the browser only sees the S256 challenge. Each flow is identified by a
 single-use random ``state`` that travels in the loopback callback path (OpenRouter documents no ``state``

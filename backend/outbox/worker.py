@@ -2,7 +2,7 @@
 followed to the end (video jobs across restarts).
 
 Life of a generation: ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``interrupted`` | ``cancelled``;
-``running`` → ``queued`` on a retryable failure. The rules (DESIGN.md, "The outbox"):
+``running`` → ``queued`` on a retryable failure. The rules (docs/outbox.md):
 
 - Retry only where OpenRouter cannot have started or billed the generation (connect failures, 408/429/5xx,
   an in-band error before the first token), honouring ``Retry-After``; backoff is exponential with full

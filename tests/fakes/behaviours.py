@@ -273,7 +273,7 @@ class VideoJob(Behaviour):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Canned errors, shaped like the real API's (see /work/shared/openrouter-api.md §8).
+# Canned errors, shaped like the real API's (see docs/openrouter.md, "Errors").
 
 
 def model_not_found(model: str = "acme/fake-1.0", *, availability: bool = True) -> HttpError:

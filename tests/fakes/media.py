@@ -8,7 +8,7 @@ import zlib
 
 __all__ = ["ASPECT_SIZES", "fake_mp4", "fake_png", "fake_wav", "png_size"]
 
-# The real sizes per aspect ratio (openrouter-api.md §4.1), scaled down by 64 so the files stay tiny.
+# The real sizes per aspect ratio (docs/openrouter.md, "Images"), scaled down by 64 so the files stay tiny.
 ASPECT_SIZES: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024),
     "2:3": (832, 1248),

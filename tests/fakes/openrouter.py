@@ -1,6 +1,6 @@
 """A fake OpenRouter: a real HTTP/1.1 server on 127.0.0.1 that behaves like the real API.
 
-It follows /work/shared/openrouter-api.md (the quirks checklist in its last section) closely enough that a
+It follows docs/openrouter.md (its last section, "What the fake reproduces") closely enough that a
 client tested against it is honest against the real thing: keep-alive comments, SSE events cut at odd byte
 boundaries (mid-UTF-8 too), CRLF line endings, usage chunks with ``choices: []``, in-band and mid-stream
 errors, truncated streams, stalls, client aborts, 200-with-error bodies, ``Retry-After``, images as data
