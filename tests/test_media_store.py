@@ -11,22 +11,16 @@ import struct
 import time
 import wave
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from backend.media import store as media_store
-from backend.media.store import (
-    MediaError,
-    MediaInfo,
-    MediaStore,
-    decode_data_url,
-    encode_data_url,
-    mp4_details,
-    sniff_mime,
-)
+from backend.media import images
+from backend.media.containers import mp4_details
+from backend.media.errors import MediaError
+from backend.media.sniff import decode_data_url, encode_data_url, sniff_mime
+from backend.media.store import MediaInfo, MediaStore
 
 
 @pytest.fixture
@@ -37,6 +31,10 @@ def store(tmp_path: Path) -> MediaStore:
 def temp_files(store: MediaStore) -> list[str]:
     tmp = store.media_dir / ".tmp"
     return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
+
+
+def is_stored(store: MediaStore, sha256: str) -> bool:
+    return store.path_for(sha256).is_file()
 
 
 def stored_files(store: MediaStore) -> list[str]:
@@ -125,7 +123,7 @@ def test_round_trip_is_byte_exact_and_content_addressed(store: MediaStore) -> No
     path = store.path_for(sha)
     assert path == store.media_dir / sha[:2] / sha
     assert path.read_bytes() == data
-    assert store.exists(sha)
+    assert is_stored(store, sha)
     assert temp_files(store) == []
 
 
@@ -150,7 +148,10 @@ def test_same_bytes_are_written_once(store: MediaStore, monkeypatch: pytest.Monk
     monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append(b), real_replace(a, b)))
 
     second = store.put_bytes(data, "image/png")
-    third = store.put_stream(iter([data[:7], data[7:100], data[100:]]))
+    with store.open_writer() as writer:
+        for chunk in (data[:7], data[7:100], data[100:]):
+            writer.write(chunk)
+        third = writer.commit()
 
     assert first == second == third
     assert replaced == []  # neither the file nor its thumbnail was written again
@@ -172,7 +173,6 @@ def test_open_writer_for_incremental_downloads(store: MediaStore) -> None:
     with store.open_writer("image/jpeg") as writer:
         for i in range(0, len(data), 100):
             writer.write(data[i : i + 100])
-        assert writer.bytes_written == len(data)
         info = writer.commit()
     assert info == store.put_bytes(data)
     with pytest.raises(RuntimeError):
@@ -210,11 +210,12 @@ def failing_write_after(monkeypatch: pytest.MonkeyPatch, calls: int, err: int) -
 def test_disk_full_mid_write_leaves_no_file(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
     failing_write_after(monkeypatch, 2, errno.ENOSPC)
     chunks = [b"a" * 1000, b"b" * 1000, b"c" * 1000]
-    with pytest.raises(MediaError) as info:
-        store.put_stream(chunks)
+    with pytest.raises(MediaError) as info, store.open_writer() as writer:
+        for chunk in chunks:
+            writer.write(chunk)
     assert info.value.code == "disk_full"
     assert "disk is full" in info.value.message and "Free some disk space" in info.value.message
-    assert not store.exists(hashlib.sha256(b"".join(chunks)).hexdigest())
+    assert not is_stored(store, hashlib.sha256(b"".join(chunks)).hexdigest())
     assert temp_files(store) == []
     assert stored_files(store) == []
 
@@ -241,7 +242,7 @@ def test_failure_before_rename_leaves_no_final_file(
         store.put_bytes(data)
     monkeypatch.undo()
     assert info.value.code == "io_error"
-    assert not store.exists(hashlib.sha256(data).hexdigest())
+    assert not is_stored(store, hashlib.sha256(data).hexdigest())
     assert temp_files(store) == []
 
 
@@ -249,8 +250,8 @@ def test_interrupted_write_never_appears_under_final_name(store: MediaStore) -> 
     data = b"0123456789" * 1000
     writer = store.open_writer()
     writer.write(data[:5000])  # the process "dies" here
-    assert not store.exists(hashlib.sha256(data).hexdigest())
-    assert not store.exists(hashlib.sha256(data[:5000]).hexdigest())
+    assert not is_stored(store, hashlib.sha256(data).hexdigest())
+    assert not is_stored(store, hashlib.sha256(data[:5000]).hexdigest())
     assert stored_files(store) == []
     writer.abort()
 
@@ -284,19 +285,15 @@ def test_put_bytes_over_cap_is_rejected_before_writing(tmp_path: Path) -> None:
     assert temp_files(store) == []
 
 
-def test_put_stream_stops_reading_once_over_cap(tmp_path: Path) -> None:
+def test_writer_refuses_the_chunk_that_crosses_the_cap(tmp_path: Path) -> None:
     store = MediaStore(tmp_path / "media", max_bytes=10_000)
-    consumed = []
-
-    def endless() -> Iterator[bytes]:
-        while True:
-            consumed.append(1)
-            yield b"z" * 4096
-
+    writer = store.open_writer()
+    writer.write(b"z" * 4096)
+    writer.write(b"z" * 4096)
     with pytest.raises(MediaError) as info:
-        store.put_stream(endless())
+        writer.write(b"z" * 4096)  # 12 KB: the download stops here
     assert info.value.code == "too_large"
-    assert len(consumed) == 3  # 12 KB read, then it stopped
+    assert "9.8 KiB" in info.value.message
     assert temp_files(store) == []
     assert stored_files(store) == []
 
@@ -472,7 +469,7 @@ def test_thumbnail_has_max_side_and_is_jpeg(store: MediaStore) -> None:
     thumb = thumb_of(store, info)
     assert thumb.format == "JPEG"
     assert thumb.size == (384, 192)
-    assert store.exists(info.thumb_sha256 or "")
+    assert is_stored(store, info.thumb_sha256 or "")
 
 
 def test_thumbnail_size_is_configurable_and_never_upscaled(tmp_path: Path) -> None:
@@ -532,7 +529,7 @@ def test_decompression_bombs_are_rejected(store: MediaStore, w: int, h: int) -> 
     assert info.value.code == "too_large"
     assert "megapixels" in info.value.message
     assert stored_files(store) == []
-    assert Image.MAX_IMAGE_PIXELS == media_store.MAX_IMAGE_PIXELS
+    assert Image.MAX_IMAGE_PIXELS == images.MAX_IMAGE_PIXELS
 
 
 # ------------------------------------------------------------------ video and audio
@@ -589,7 +586,7 @@ def test_malformed_mp4_is_stored_without_details(store: MediaStore, data: bytes)
     info = store.put_bytes(data)
     assert info.mime == "video/mp4"
     assert (info.duration_s, info.width, info.height) == (None, None, None)
-    assert store.exists(info.sha256)
+    assert is_stored(store, info.sha256)
 
 
 def test_wav_duration(store: MediaStore) -> None:
@@ -629,8 +626,6 @@ def test_path_for_accepts_only_hex_digests(store: MediaStore, bad: object) -> No
     with pytest.raises(ValueError):
         store.path_for(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        store.exists(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
         store.delete_if_unreferenced(bad, False)  # type: ignore[arg-type]
 
 
@@ -644,12 +639,12 @@ def test_path_for_stays_inside_media_dir(store: MediaStore) -> None:
 def test_delete_if_unreferenced(store: MediaStore) -> None:
     info = store.put_bytes(b"%PDF-1.4 tiny")
     store.delete_if_unreferenced(info.sha256, still_referenced=True)
-    assert store.exists(info.sha256)
+    assert is_stored(store, info.sha256)
     store.delete_if_unreferenced(info.sha256, still_referenced=False)
-    assert not store.exists(info.sha256)
+    assert not is_stored(store, info.sha256)
     store.delete_if_unreferenced(info.sha256, still_referenced=False)  # already gone: fine
     # Stored again later: it comes back.
-    assert store.exists(store.put_bytes(b"%PDF-1.4 tiny").sha256)
+    assert is_stored(store, store.put_bytes(b"%PDF-1.4 tiny").sha256)
 
 
 def test_errors_and_repr_are_plain(store: MediaStore) -> None:

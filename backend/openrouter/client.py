@@ -31,6 +31,7 @@ import truststore
 
 from backend.core.redaction import redact
 from backend.core.settings import DEFAULT_BASE_URL
+from backend.core.sizes import format_size
 from backend.openrouter.sse import SSEEvent, SSEParser
 
 __all__ = [
@@ -1250,7 +1251,7 @@ def _too_large(max_bytes: int) -> UpstreamError:
     return UpstreamError(
         "upstream_error",
         "reject",
-        f"The file is larger than the {max_bytes / 1_000_000:g} MB limit and was not saved.",
+        f"The file is larger than the {format_size(max_bytes)} limit and was not saved.",
         metadata={"max_bytes": max_bytes},
     )
 
