@@ -6,21 +6,29 @@ import base64
 import errno
 import hashlib
 import io
+import json
 import os
 import struct
+import subprocess
+import sys
+import threading
 import time
+import warnings
 import wave
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from backend.media import images
 from backend.media.containers import mp4_details
 from backend.media.errors import MediaError
 from backend.media.sniff import decode_data_url, encode_data_url, sniff_mime
 from backend.media.store import MediaInfo, MediaStore
+from tests.conftest import PYTHON, ROOT
+from tests.fakes.media import solid_png
 
 
 @pytest.fixture
@@ -522,14 +530,158 @@ def test_damaged_images_are_rejected_clearly(store: MediaStore, data: bytes) -> 
     assert temp_files(store) == []
 
 
-@pytest.mark.parametrize(("w", "h"), [(20_000, 20_000), (11_000, 10_000)])
+@pytest.mark.parametrize(("w", "h"), [(20_000, 20_000), (10_000, 9_999), (6_325, 6_325)])
 def test_decompression_bombs_are_rejected(store: MediaStore, w: int, h: int) -> None:
     with pytest.raises(MediaError) as info:
         store.put_bytes(png_header_only(w, h))
     assert info.value.code == "too_large"
-    assert "megapixels" in info.value.message
+    assert "40 megapixels" in info.value.message and "Resize it" in info.value.message
     assert stored_files(store) == []
+    assert temp_files(store) == []
     assert Image.MAX_IMAGE_PIXELS == images.MAX_IMAGE_PIXELS
+
+
+def test_an_image_at_the_pixel_limit_passes_the_size_check(store: MediaStore) -> None:
+    with pytest.raises(MediaError) as info:
+        store.put_bytes(png_header_only(8_000, 5_000))  # exactly 40 MP, no pixel data
+    assert info.value.code == "unsupported_type"  # refused for being damaged, not for its size
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 291 KB PNG of 10,000 × 9,999 pixels (400 MB decoded)."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    path.write_bytes(solid_png(10_000, 9_999))
+    return path
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding(
+    store: MediaStore, bomb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_decoding(self: object) -> None:
+        raise AssertionError("decoded an image over the pixel limit")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(MediaError) as info:
+        store.put_bytes(bomb.read_bytes(), "image/png")
+    assert info.value.code == "too_large"
+    assert info.value.message == (
+        "The image is too large to process: the limit is 40 megapixels. Resize it and try again."
+    )
+    assert stored_files(store) == []
+
+
+def test_an_image_just_over_the_limit_is_refused_with_its_size(store: MediaStore) -> None:
+    with warnings.catch_warnings():
+        # Pillow warns first (an error under pytest); outside tests the warning is only logged.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(MediaError) as info:
+            store.put_bytes(png_header_only(7_000, 6_000))
+    assert info.value.message == (
+        "The image is too large to process (7000 × 6000 pixels): the limit is 40 megapixels."
+        " Resize it and try again."
+    )
+
+
+@pytest.mark.parametrize(("mode", "fmt", "thumb_mode"), [
+    ("L", "PNG", "RGB"), ("LA", "PNG", "RGBA"), ("I;16", "PNG", "RGB"), ("1", "PNG", "RGB"), ("CMYK", "JPEG", "RGB"),
+])
+def test_every_mode_gets_a_true_colour_thumbnail(
+    store: MediaStore, mode: str, fmt: str, thumb_mode: str
+) -> None:
+    out = io.BytesIO()
+    Image.new(mode, (800, 600)).save(out, format=fmt)
+    info = store.put_bytes(out.getvalue())
+    thumb = thumb_of(store, info)
+    assert (info.width, info.height, thumb.size, thumb.mode) == (800, 600, (384, 288), thumb_mode)
+
+
+def test_at_most_two_images_are_decoded_at_once(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = threading.Lock()
+    both_in = threading.Event()
+    active = peak = 0
+    real_thumbnail = images._thumbnail
+
+    def observed(*args: object) -> bytes:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            if active == images.MAX_CONCURRENT_DECODES:
+                both_in.set()
+        both_in.wait(5)  # hold the slot until a second decode has started (a third must not)
+        try:
+            return real_thumbnail(*args)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(images, "_thumbnail", observed)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        infos = list(pool.map(lambda i: store.put_bytes(png(40, 30, color=(i, 0, 0))), range(6)))
+    assert len({info.sha256 for info in infos}) == 6
+    assert peak == images.MAX_CONCURRENT_DECODES == 2
+
+
+_MEASURE_DECODES = """
+import json, resource, sys, threading
+from pathlib import Path
+from backend.media.errors import MediaError
+from backend.media.store import MediaStore
+
+store = MediaStore(Path(sys.argv[1]))
+files = [Path(name).read_bytes() for name in sys.argv[2:]]
+outcomes = []
+
+def put(data):
+    try:
+        info = store.put_bytes(data, "image/png")
+        outcomes.append([info.width, info.height])
+    except MediaError as exc:
+        outcomes.append(exc.code)
+
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+threads = [threading.Thread(target=put, args=(data,)) for data in files]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"before_mib": before / 1024, "peak_mib": peak / 1024, "outcomes": outcomes}))
+"""
+
+
+def measure_decodes(tmp_path: Path, files: list[Path]) -> dict:
+    """Store ``files`` at once (one thread each) in a fresh process; its peak RSS and what each became."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("ru_maxrss is in KiB on Linux only")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [PYTHON, "-c", _MEASURE_DECODES, str(tmp_path / "media"), *map(str, files)],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_three_bombs_at_once_stay_far_below_a_gigabyte(tmp_path: Path, bomb: Path) -> None:
+    # Before the pixel limit came down, this took 1.2 GB for one bomb and 3.3 GB for three.
+    result = measure_decodes(tmp_path, [bomb, bomb, bomb])
+    assert result["outcomes"] == ["too_large"] * 3
+    assert result["peak_mib"] < 300, result
+
+
+def test_decoding_accepted_images_holds_at_most_two_decoded_copies(tmp_path: Path) -> None:
+    # 4000 × 4000 decodes to 61 MiB (4 bytes a pixel). Three at once, with the thumbnail made in place and
+    # at most two decodes running, stay under 2.5 of those; an extra full-size copy per image (or a third
+    # decode) would go past it.
+    files = []
+    for shade in range(3):
+        files.append(tmp_path / f"big{shade}.png")
+        files[-1].write_bytes(solid_png(4000, 4000, shade=shade))
+    result = measure_decodes(tmp_path, files)
+    assert result["outcomes"] == [[4000, 4000]] * 3
+    decoded_mib = 4000 * 4000 * 4 / 2**20
+    assert result["peak_mib"] - result["before_mib"] < 2.5 * decoded_mib, result
 
 
 # ------------------------------------------------------------------ video and audio
