@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.core.policy import PolicyError, load_policy
 from backend.core.sizes import format_size
 from backend.media.errors import MediaError
 from backend.media.sniff import decode_data_url
@@ -56,3 +57,11 @@ def test_the_same_limit_reads_the_same_in_every_message(tmp_path: Path) -> None:
     for message in messages:
         assert "the 3 MiB limit" in message, message
         assert not re.search(r"\d\s*(MB|KB|GB)\b", message), message
+
+
+def test_an_oversized_policy_file_names_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_bytes(b" " * (2**20 + 1))
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert str(info.value) == f"Policy file {path}: larger than 1 MiB; is it the right file?"
