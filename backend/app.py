@@ -20,6 +20,7 @@ from backend.core.errors import AtelierError
 from backend.core.files import is_storage_failure
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
+from backend.core.sizes import format_size
 from backend.db.store import Store
 from backend.net.hosts import is_allowed_host, tokens_equal
 
@@ -75,7 +76,7 @@ class _Guard:
                 return
             if int(length) > self.max_body:
                 await _deny(send, 413, "payload_too_large",
-                            f"The request body is larger than {self.max_body // 2**20} MiB.")
+                            f"The request body is larger than {format_size(self.max_body)}.")
                 return
         if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
             # A chunked body: read it here, within the cap, then hand it to the app in one piece.
@@ -89,7 +90,8 @@ class _Guard:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self.max_body:
-                    await _deny(send, 413, "payload_too_large", "The request body is too large.")
+                    await _deny(send, 413, "payload_too_large",
+                                f"The request body is larger than {format_size(self.max_body)}.")
                     return
                 chunks.append(chunk)
                 more = message.get("more_body", False)

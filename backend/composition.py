@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from backend.keys.credentials import Credentials
 from backend.keys.keystore import KeyStore
 from backend.keys.oauth import OAuthFlows
-from backend.media.store import MediaStore
+from backend.media import MediaStore
 from backend.net.netconfig import build_ssl_context, effective_network, resolve_proxy
 from backend.openrouter import OpenRouterClient
 from backend.outbox.worker import Connectivity, Outbox

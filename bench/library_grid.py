@@ -74,7 +74,7 @@ def _make_png(i: int, size: int) -> bytes:
 
 def _store_batch(media_dir: str, indices: list[int], size: int) -> list[dict[str, Any]]:
     """Worker: store PNGs through the backend's MediaStore; returns what the assets rows need."""
-    from backend.media.store import MediaStore
+    from backend.media import MediaStore
 
     store = MediaStore(Path(media_dir))
     rows = []

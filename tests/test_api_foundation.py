@@ -140,6 +140,7 @@ def test_malformed_json_and_oversize_bodies(data_dir: Path) -> None:
             r = c.put("/api/v1/settings", content=json.dumps({"theme": "x" * 5000}).encode(),
                       headers={"Content-Type": "application/json"})
             assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+            assert r.json()["error"]["message"] == "The request body is larger than 1 KiB."
 
             def chunks():
                 yield b'{"theme": "'
@@ -148,6 +149,7 @@ def test_malformed_json_and_oversize_bodies(data_dir: Path) -> None:
 
             r = c.put("/api/v1/settings", content=chunks(), headers={"Content-Type": "application/json"})
             assert r.status_code == 413
+            assert r.json()["error"]["message"] == "The request body is larger than 1 KiB."
     finally:
         running.stop()
 

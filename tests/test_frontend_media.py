@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from frontend import backend_of, create_app
-from frontend.views.studio import build_request
+from frontend.views.studio import MAX_REFERENCE_BYTES, build_request
 from tests.conftest import start_api
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.ui_fixtures import FAST
@@ -103,6 +103,14 @@ def test_reference_upload_forwards_raw_bytes_and_refuses_other_types(stack) -> N
     assert refused.status_code == 415 and "PNG" in refused.json()["error"]["message"]
     broken = fetch_json(client, "/studio/references", content=b"not a png", headers={"Content-Type": "image/png"})
     assert broken.status_code in (415, 422) and broken.json()["error"]["message"]
+
+
+def test_oversized_reference_is_refused_with_the_limit(stack) -> None:
+    client, _, _ = stack
+    big = bytes(MAX_REFERENCE_BYTES + 1)
+    r = fetch_json(client, "/studio/references", content=big, headers={"Content-Type": "image/png"})
+    assert r.status_code == 413
+    assert r.json()["error"]["message"] == "The image is larger than the 25 MiB limit for reference images."
 
 
 def test_image_generation_answers_the_result_panel_with_actions_and_cost(stack) -> None:

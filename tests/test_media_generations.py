@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import PYTHON, ROOT, start_api, subprocess_env
-from tests.fakes.behaviours import VideoJob
-from tests.fakes.media import fake_mp4
+from tests.fakes.behaviours import Reply, VideoJob
+from tests.fakes.media import fake_mp4, solid_png
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.test_generations import FAST, get, wait_for
 
@@ -127,6 +127,34 @@ def test_oversize_image_data_url_is_rejected_without_crashing(data_dir: Path, fa
             assert list(running.settings.media_dir.rglob("*.tmp")) == []
     finally:
         running.stop()
+
+
+def stored_media(media_dir: Path) -> list[Path]:
+    return [p for p in media_dir.rglob("*") if p.is_file() and p.parent.name != ".tmp"]
+
+
+def test_decompression_bomb_upload_is_refused(studio) -> None:
+    running, client = studio
+    bomb = solid_png(10_000, 9_999)  # 291 KB that would decode to 400 MB
+    before = stored_media(running.settings.media_dir)
+    r = client.post("/api/v1/assets", content=bomb, headers={"Content-Type": "image/png"})
+    assert r.status_code == 413, r.text
+    error = r.json()["error"]
+    assert error["code"] == "too_large"
+    assert "too large to process" in error["message"] and "40 megapixels" in error["message"]
+    assert stored_media(running.settings.media_dir) == before
+    assert client.get("/api/v1/health").status_code == 200
+
+
+def test_decompression_bomb_from_openrouter_is_refused(studio, fake: FakeOpenRouter) -> None:
+    running, client = studio
+    fake.enqueue("/chat/completions", Reply(image_pixels=[10_000, 9_999]))
+    r = client.post("/api/v1/generations", json={"kind": "image", "model": IMAGE_MODEL, "prompt": "huge"})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "media_too_large" and "40 megapixels" in error["message"]
+    assert r.json()["generation"]["status"] == "failed"
+    assert stored_media(running.settings.media_dir) == []
 
 
 def test_range_requests_and_traversal(studio) -> None:

@@ -6,27 +6,29 @@ import base64
 import errno
 import hashlib
 import io
+import json
 import os
 import struct
+import subprocess
+import sys
+import threading
 import time
+import warnings
 import wave
 import zlib
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
-from backend.media import store as media_store
-from backend.media.store import (
-    MediaError,
-    MediaInfo,
-    MediaStore,
-    decode_data_url,
-    encode_data_url,
-    mp4_details,
-    sniff_mime,
-)
+from backend.media import images
+from backend.media.containers import mp4_details
+from backend.media.errors import MediaError
+from backend.media.sniff import decode_data_url, encode_data_url, sniff_mime
+from backend.media.store import MediaInfo, MediaStore
+from tests.conftest import PYTHON, ROOT
+from tests.fakes.media import solid_png
 
 
 @pytest.fixture
@@ -37,6 +39,10 @@ def store(tmp_path: Path) -> MediaStore:
 def temp_files(store: MediaStore) -> list[str]:
     tmp = store.media_dir / ".tmp"
     return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
+
+
+def is_stored(store: MediaStore, sha256: str) -> bool:
+    return store.path_for(sha256).is_file()
 
 
 def stored_files(store: MediaStore) -> list[str]:
@@ -125,7 +131,7 @@ def test_round_trip_is_byte_exact_and_content_addressed(store: MediaStore) -> No
     path = store.path_for(sha)
     assert path == store.media_dir / sha[:2] / sha
     assert path.read_bytes() == data
-    assert store.exists(sha)
+    assert is_stored(store, sha)
     assert temp_files(store) == []
 
 
@@ -150,7 +156,10 @@ def test_same_bytes_are_written_once(store: MediaStore, monkeypatch: pytest.Monk
     monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append(b), real_replace(a, b)))
 
     second = store.put_bytes(data, "image/png")
-    third = store.put_stream(iter([data[:7], data[7:100], data[100:]]))
+    with store.open_writer() as writer:
+        for chunk in (data[:7], data[7:100], data[100:]):
+            writer.write(chunk)
+        third = writer.commit()
 
     assert first == second == third
     assert replaced == []  # neither the file nor its thumbnail was written again
@@ -172,7 +181,6 @@ def test_open_writer_for_incremental_downloads(store: MediaStore) -> None:
     with store.open_writer("image/jpeg") as writer:
         for i in range(0, len(data), 100):
             writer.write(data[i : i + 100])
-        assert writer.bytes_written == len(data)
         info = writer.commit()
     assert info == store.put_bytes(data)
     with pytest.raises(RuntimeError):
@@ -210,11 +218,12 @@ def failing_write_after(monkeypatch: pytest.MonkeyPatch, calls: int, err: int) -
 def test_disk_full_mid_write_leaves_no_file(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
     failing_write_after(monkeypatch, 2, errno.ENOSPC)
     chunks = [b"a" * 1000, b"b" * 1000, b"c" * 1000]
-    with pytest.raises(MediaError) as info:
-        store.put_stream(chunks)
+    with pytest.raises(MediaError) as info, store.open_writer() as writer:
+        for chunk in chunks:
+            writer.write(chunk)
     assert info.value.code == "disk_full"
     assert "disk is full" in info.value.message and "Free some disk space" in info.value.message
-    assert not store.exists(hashlib.sha256(b"".join(chunks)).hexdigest())
+    assert not is_stored(store, hashlib.sha256(b"".join(chunks)).hexdigest())
     assert temp_files(store) == []
     assert stored_files(store) == []
 
@@ -241,7 +250,7 @@ def test_failure_before_rename_leaves_no_final_file(
         store.put_bytes(data)
     monkeypatch.undo()
     assert info.value.code == "io_error"
-    assert not store.exists(hashlib.sha256(data).hexdigest())
+    assert not is_stored(store, hashlib.sha256(data).hexdigest())
     assert temp_files(store) == []
 
 
@@ -249,8 +258,8 @@ def test_interrupted_write_never_appears_under_final_name(store: MediaStore) -> 
     data = b"0123456789" * 1000
     writer = store.open_writer()
     writer.write(data[:5000])  # the process "dies" here
-    assert not store.exists(hashlib.sha256(data).hexdigest())
-    assert not store.exists(hashlib.sha256(data[:5000]).hexdigest())
+    assert not is_stored(store, hashlib.sha256(data).hexdigest())
+    assert not is_stored(store, hashlib.sha256(data[:5000]).hexdigest())
     assert stored_files(store) == []
     writer.abort()
 
@@ -284,19 +293,15 @@ def test_put_bytes_over_cap_is_rejected_before_writing(tmp_path: Path) -> None:
     assert temp_files(store) == []
 
 
-def test_put_stream_stops_reading_once_over_cap(tmp_path: Path) -> None:
+def test_writer_refuses_the_chunk_that_crosses_the_cap(tmp_path: Path) -> None:
     store = MediaStore(tmp_path / "media", max_bytes=10_000)
-    consumed = []
-
-    def endless() -> Iterator[bytes]:
-        while True:
-            consumed.append(1)
-            yield b"z" * 4096
-
+    writer = store.open_writer()
+    writer.write(b"z" * 4096)
+    writer.write(b"z" * 4096)
     with pytest.raises(MediaError) as info:
-        store.put_stream(endless())
+        writer.write(b"z" * 4096)  # 12 KB: the download stops here
     assert info.value.code == "too_large"
-    assert len(consumed) == 3  # 12 KB read, then it stopped
+    assert "9.8 KiB" in info.value.message
     assert temp_files(store) == []
     assert stored_files(store) == []
 
@@ -472,7 +477,7 @@ def test_thumbnail_has_max_side_and_is_jpeg(store: MediaStore) -> None:
     thumb = thumb_of(store, info)
     assert thumb.format == "JPEG"
     assert thumb.size == (384, 192)
-    assert store.exists(info.thumb_sha256 or "")
+    assert is_stored(store, info.thumb_sha256 or "")
 
 
 def test_thumbnail_size_is_configurable_and_never_upscaled(tmp_path: Path) -> None:
@@ -525,14 +530,158 @@ def test_damaged_images_are_rejected_clearly(store: MediaStore, data: bytes) -> 
     assert temp_files(store) == []
 
 
-@pytest.mark.parametrize(("w", "h"), [(20_000, 20_000), (11_000, 10_000)])
+@pytest.mark.parametrize(("w", "h"), [(20_000, 20_000), (10_000, 9_999), (6_325, 6_325)])
 def test_decompression_bombs_are_rejected(store: MediaStore, w: int, h: int) -> None:
     with pytest.raises(MediaError) as info:
         store.put_bytes(png_header_only(w, h))
     assert info.value.code == "too_large"
-    assert "megapixels" in info.value.message
+    assert "40 megapixels" in info.value.message and "Resize it" in info.value.message
     assert stored_files(store) == []
-    assert Image.MAX_IMAGE_PIXELS == media_store.MAX_IMAGE_PIXELS
+    assert temp_files(store) == []
+    assert Image.MAX_IMAGE_PIXELS == images.MAX_IMAGE_PIXELS
+
+
+def test_an_image_at_the_pixel_limit_passes_the_size_check(store: MediaStore) -> None:
+    with pytest.raises(MediaError) as info:
+        store.put_bytes(png_header_only(8_000, 5_000))  # exactly 40 MP, no pixel data
+    assert info.value.code == "unsupported_type"  # refused for being damaged, not for its size
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 291 KB PNG of 10,000 × 9,999 pixels (400 MB decoded)."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    path.write_bytes(solid_png(10_000, 9_999))
+    return path
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding(
+    store: MediaStore, bomb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_decoding(self: object) -> None:
+        raise AssertionError("decoded an image over the pixel limit")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(MediaError) as info:
+        store.put_bytes(bomb.read_bytes(), "image/png")
+    assert info.value.code == "too_large"
+    assert info.value.message == (
+        "The image is too large to process: the limit is 40 megapixels. Resize it and try again."
+    )
+    assert stored_files(store) == []
+
+
+def test_an_image_just_over_the_limit_is_refused_with_its_size(store: MediaStore) -> None:
+    with warnings.catch_warnings():
+        # Pillow warns first (an error under pytest); outside tests the warning is only logged.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(MediaError) as info:
+            store.put_bytes(png_header_only(7_000, 6_000))
+    assert info.value.message == (
+        "The image is too large to process (7000 × 6000 pixels): the limit is 40 megapixels."
+        " Resize it and try again."
+    )
+
+
+@pytest.mark.parametrize(("mode", "fmt", "thumb_mode"), [
+    ("L", "PNG", "RGB"), ("LA", "PNG", "RGBA"), ("I;16", "PNG", "RGB"), ("1", "PNG", "RGB"), ("CMYK", "JPEG", "RGB"),
+])
+def test_every_mode_gets_a_true_colour_thumbnail(
+    store: MediaStore, mode: str, fmt: str, thumb_mode: str
+) -> None:
+    out = io.BytesIO()
+    Image.new(mode, (800, 600)).save(out, format=fmt)
+    info = store.put_bytes(out.getvalue())
+    thumb = thumb_of(store, info)
+    assert (info.width, info.height, thumb.size, thumb.mode) == (800, 600, (384, 288), thumb_mode)
+
+
+def test_at_most_two_images_are_decoded_at_once(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = threading.Lock()
+    both_in = threading.Event()
+    active = peak = 0
+    real_thumbnail = images._thumbnail
+
+    def observed(*args: object) -> bytes:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            if active == images.MAX_CONCURRENT_DECODES:
+                both_in.set()
+        both_in.wait(5)  # hold the slot until a second decode has started (a third must not)
+        try:
+            return real_thumbnail(*args)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(images, "_thumbnail", observed)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        infos = list(pool.map(lambda i: store.put_bytes(png(40, 30, color=(i, 0, 0))), range(6)))
+    assert len({info.sha256 for info in infos}) == 6
+    assert peak == images.MAX_CONCURRENT_DECODES == 2
+
+
+_MEASURE_DECODES = """
+import json, resource, sys, threading
+from pathlib import Path
+from backend.media.errors import MediaError
+from backend.media.store import MediaStore
+
+store = MediaStore(Path(sys.argv[1]))
+files = [Path(name).read_bytes() for name in sys.argv[2:]]
+outcomes = []
+
+def put(data):
+    try:
+        info = store.put_bytes(data, "image/png")
+        outcomes.append([info.width, info.height])
+    except MediaError as exc:
+        outcomes.append(exc.code)
+
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+threads = [threading.Thread(target=put, args=(data,)) for data in files]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"before_mib": before / 1024, "peak_mib": peak / 1024, "outcomes": outcomes}))
+"""
+
+
+def measure_decodes(tmp_path: Path, files: list[Path]) -> dict:
+    """Store ``files`` at once (one thread each) in a fresh process; its peak RSS and what each became."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("ru_maxrss is in KiB on Linux only")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [PYTHON, "-c", _MEASURE_DECODES, str(tmp_path / "media"), *map(str, files)],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_three_bombs_at_once_stay_far_below_a_gigabyte(tmp_path: Path, bomb: Path) -> None:
+    # Before the pixel limit came down, this took 1.2 GB for one bomb and 3.3 GB for three.
+    result = measure_decodes(tmp_path, [bomb, bomb, bomb])
+    assert result["outcomes"] == ["too_large"] * 3
+    assert result["peak_mib"] < 300, result
+
+
+def test_decoding_accepted_images_holds_at_most_two_decoded_copies(tmp_path: Path) -> None:
+    # 4000 × 4000 decodes to 61 MiB (4 bytes a pixel). Three at once, with the thumbnail made in place and
+    # at most two decodes running, stay under 2.5 of those; an extra full-size copy per image (or a third
+    # decode) would go past it.
+    files = []
+    for shade in range(3):
+        files.append(tmp_path / f"big{shade}.png")
+        files[-1].write_bytes(solid_png(4000, 4000, shade=shade))
+    result = measure_decodes(tmp_path, files)
+    assert result["outcomes"] == [[4000, 4000]] * 3
+    decoded_mib = 4000 * 4000 * 4 / 2**20
+    assert result["peak_mib"] - result["before_mib"] < 2.5 * decoded_mib, result
 
 
 # ------------------------------------------------------------------ video and audio
@@ -589,7 +738,7 @@ def test_malformed_mp4_is_stored_without_details(store: MediaStore, data: bytes)
     info = store.put_bytes(data)
     assert info.mime == "video/mp4"
     assert (info.duration_s, info.width, info.height) == (None, None, None)
-    assert store.exists(info.sha256)
+    assert is_stored(store, info.sha256)
 
 
 def test_wav_duration(store: MediaStore) -> None:
@@ -629,8 +778,6 @@ def test_path_for_accepts_only_hex_digests(store: MediaStore, bad: object) -> No
     with pytest.raises(ValueError):
         store.path_for(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        store.exists(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
         store.delete_if_unreferenced(bad, False)  # type: ignore[arg-type]
 
 
@@ -644,12 +791,12 @@ def test_path_for_stays_inside_media_dir(store: MediaStore) -> None:
 def test_delete_if_unreferenced(store: MediaStore) -> None:
     info = store.put_bytes(b"%PDF-1.4 tiny")
     store.delete_if_unreferenced(info.sha256, still_referenced=True)
-    assert store.exists(info.sha256)
+    assert is_stored(store, info.sha256)
     store.delete_if_unreferenced(info.sha256, still_referenced=False)
-    assert not store.exists(info.sha256)
+    assert not is_stored(store, info.sha256)
     store.delete_if_unreferenced(info.sha256, still_referenced=False)  # already gone: fine
     # Stored again later: it comes back.
-    assert store.exists(store.put_bytes(b"%PDF-1.4 tiny").sha256)
+    assert is_stored(store, store.put_bytes(b"%PDF-1.4 tiny").sha256)
 
 
 def test_errors_and_repr_are_plain(store: MediaStore) -> None:

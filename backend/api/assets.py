@@ -14,8 +14,8 @@ from fastapi.responses import StreamingResponse
 from backend.api.deps import StateDep, StoreDep
 from backend.core.errors import AtelierError, NotFound, StorageError
 from backend.db import generations as gens
+from backend.media import MediaError
 from backend.media.http_range import content_range, parse_range, unsatisfiable_content_range
-from backend.media.store import MediaError
 
 router = APIRouter(tags=["assets"])
 

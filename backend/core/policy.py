@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
+from backend.core.sizes import format_size
 from backend.net.hosts import is_loopback_host
 
 __all__ = [
@@ -46,7 +47,7 @@ POLICY_ENV_VAR = "ATELIER_POLICY_FILE"
 THEMES = ("system", "light", "dark")
 # Editors use "$schema" to validate the file against docs/policy.schema.json; it carries no setting.
 _IGNORED_KEYS = frozenset({"$schema"})
-_MAX_POLICY_BYTES = 1_000_000
+_MAX_POLICY_BYTES = 2**20
 
 
 class PolicyError(Exception):
@@ -138,7 +139,7 @@ def load_policy(path: Path | None = None, env: Mapping[str, str] = os.environ) -
     except OSError as exc:
         raise PolicyError(f"Policy file {path}: cannot be read ({exc.strerror or exc}).") from None
     if len(raw) > _MAX_POLICY_BYTES:
-        raise PolicyError(f"Policy file {path}: larger than {_MAX_POLICY_BYTES} bytes; is it the right file?")
+        raise PolicyError(f"Policy file {path}: larger than {format_size(_MAX_POLICY_BYTES)}; is it the right file?")
     try:
         # utf-8-sig: Windows editors like to prepend a byte-order mark.
         text = raw.decode("utf-8-sig")

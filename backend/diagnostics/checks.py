@@ -38,6 +38,7 @@ from backend.core.policy import (
     read_policy_key,
 )
 from backend.core.redaction import redact
+from backend.core.sizes import format_size
 from backend.net.netconfig import (
     NetworkConfigError,
     NetworkSettings,
@@ -251,7 +252,7 @@ def _check_data_dir(ctx: _Context) -> Check:
             "",
             "",
             OK,
-            f"{data_dir} (not created yet; the first start creates it), {_size(free)} free",
+            f"{data_dir} (not created yet; the first start creates it), {format_size(free)} free",
             details=details,
         )
     if not data_dir.is_dir():
@@ -272,7 +273,7 @@ def _check_data_dir(ctx: _Context) -> Check:
             "Fix the folder's permissions or set ATELIER_DATA_DIR to a writable folder.",
             details,
         )
-    summary = f"{data_dir}, {_size(free)} free"
+    summary = f"{data_dir}, {format_size(free)} free"
     if free < _FREE_FAIL_BYTES:
         return Check("", "", FAIL, summary, "Free disk space: generations and media cannot be saved.", details)
     if free < _FREE_WARN_BYTES:
@@ -300,7 +301,7 @@ def _check_database(ctx: _Context) -> Check:
             "",
             "",
             FAIL,
-            f"{db_path} ({_size(size)}) is not a readable DuckDB database",
+            f"{db_path} ({format_size(size)}) is not a readable DuckDB database",
             "Atelier moves a damaged file aside at the next start; restore a copy from the "
             f"backups folder ({ctx.settings.backups_dir}) if you have one.",
             details,
@@ -310,7 +311,7 @@ def _check_database(ctx: _Context) -> Check:
         storage_version=header.storage_version, written_by=header.library_version, library_storage_version=own
     )
     summary = (
-        f"{db_path.name}, {_size(size)}, storage version {header.storage_version}"
+        f"{db_path.name}, {format_size(size)}, storage version {header.storage_version}"
         f" (written by DuckDB {header.library_version or 'unknown'})"
     )
     if header.storage_version > own:
@@ -745,15 +746,6 @@ def _explain_network_error(exc: httpx.HTTPError) -> tuple[str, str]:
             "Check the network connection, DNS, firewall and proxy settings.",
         )
     return (f"{type(exc).__name__}: {text}", "Check the network connection and proxy settings.")
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
 
 
 def _format_text(checks: list[Check], exit_code: int) -> str:

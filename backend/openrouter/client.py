@@ -4,8 +4,9 @@ Everything that can go wrong on the wire is turned into one exception type, :cla
 (``errors.py``; OpenRouter's own error answers are read in ``classification.py``).
 
 Security rules kept here (docs/security.md, "The API key"): the API key travels only in the
-``Authorization`` header and only to the origin of ``base_url``; redirects are never followed for API calls; certificates are verified against the OS trust
-store; the key never appears in an exception's text, ``repr`` or metadata.
+``Authorization`` header and only to the origin of ``base_url``; redirects are never followed for API calls;
+certificates are verified against the OS trust store; the key never appears in an exception's text, ``repr`` or
+metadata.
 
 The network is reached through an ``httpx.AsyncBaseTransport``: by default httpx's own (with the proxy and
 TLS settings given here); tests and the composition root may inject another one (``httpx.MockTransport``,

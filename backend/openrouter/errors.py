@@ -18,6 +18,7 @@ from typing import Literal
 import httpx
 
 from backend.core.redaction import redact
+from backend.core.sizes import format_size
 from backend.openrouter.results import Usage
 
 __all__ = ["Disposition", "UpstreamError", "answer_too_large", "parse_retry_after"]
@@ -138,7 +139,7 @@ def too_large(max_bytes: int) -> UpstreamError:
     return UpstreamError(
         "upstream_error",
         "reject",
-        f"The file is larger than the {max_bytes / 1_000_000:g} MB limit and was not saved.",
+        f"The file is larger than the {format_size(max_bytes)} limit and was not saved.",
         metadata={"max_bytes": max_bytes},
     )
 
@@ -149,7 +150,7 @@ def answer_too_large(max_bytes: int, *, partial_kept: bool) -> UpstreamError:
     return UpstreamError(
         "answer_too_large",
         "reject",
-        f"The answer grew past the {max_bytes / 2**20:g} MiB Atelier accepts, so it was cut off and {kept}; "
+        f"The answer grew past the {format_size(max_bytes)} Atelier accepts, so it was cut off and {kept}; "
         "ask for a shorter answer (lower max tokens) or raise ATELIER_MAX_ANSWER_BYTES.",
         output_started=True,
         metadata={"max_bytes": max_bytes},

@@ -18,7 +18,9 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from backend.core.sizes import format_size
 from frontend.backend_client import BackendError
 from frontend.templating import backend, current_settings, current_status, wants_json
 
@@ -361,7 +363,12 @@ def upload_reference() -> tuple[Response, int]:
     if mime not in REFERENCE_TYPES:
         return jsonify({"error": {"code": "unsupported_type",
                                   "message": "Reference images must be PNG, JPEG, WebP or GIF."}}), 415
-    data = request.get_data(cache=False)
+    if (request.content_length or 0) > MAX_REFERENCE_BYTES:
+        return _reference_too_large()
+    try:
+        data = request.get_data(cache=False)
+    except RequestEntityTooLarge:  # a chunked body without a declared length
+        return _reference_too_large()
     if not data:
         return jsonify({"error": {"code": "invalid_request", "message": "The image is empty."}}), 422
     record = backend().upload_asset(data, mime)
@@ -373,6 +380,11 @@ def upload_reference() -> tuple[Response, int]:
         "width": record.get("width"),
         "height": record.get("height"),
     }), 201
+
+
+def _reference_too_large() -> tuple[Response, int]:
+    message = f"The image is larger than the {format_size(MAX_REFERENCE_BYTES)} limit for reference images."
+    return jsonify({"error": {"code": "payload_too_large", "message": message}}), 413
 
 
 def _sse(event: str, data: Any) -> bytes:

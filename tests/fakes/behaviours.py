@@ -128,7 +128,8 @@ class Reply(Behaviour):
 
     ``text`` defaults to ``"Echo: <last user message>"``. ``images`` defaults to one image when the request
     asked for ``modalities`` including ``image`` and the model can output images. ``untyped_image`` drops
-    ``type`` from the last image entry. ``tool_calls`` are ``[{"name", "arguments"}]``.
+    ``type`` from the last image entry. ``tool_calls`` are ``[{"name", "arguments"}]``. ``image_pixels``
+    (``[width, height]``) makes every image a one-colour PNG of that size, e.g. a decompression bomb.
     """
 
     kind: ClassVar[str] = "reply"
@@ -140,6 +141,7 @@ class Reply(Behaviour):
     native_finish_reason: str | None = None
     images: int | None = None
     untyped_image: bool = False
+    image_pixels: list[int] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     delay: float = 0.0
     token_delay: float | None = None

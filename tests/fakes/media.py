@@ -6,7 +6,7 @@ import hashlib
 import struct
 import zlib
 
-__all__ = ["ASPECT_SIZES", "fake_mp4", "fake_png", "fake_wav", "png_size"]
+__all__ = ["ASPECT_SIZES", "fake_mp4", "fake_png", "fake_wav", "png_size", "solid_png"]
 
 # The real sizes per aspect ratio (docs/openrouter.md, "Images"), scaled down by 64 so the files stay tiny.
 ASPECT_SIZES: dict[str, tuple[int, int]] = {
@@ -47,6 +47,16 @@ def fake_png(seed: str, aspect_ratio: str = "1:1") -> bytes:
         + _chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
         + _chunk(b"IEND", b"")
     )
+
+
+def solid_png(width: int, height: int, shade: int = 0) -> bytes:
+    """A one-colour RGB PNG of any size, compressed row by row: 10,000 × 9,999 pixels take 291 KB here and
+    (almost) nothing to build, but 400 MB to decode — a decompression bomb when large."""
+    compressor = zlib.compressobj()
+    row = b"\x00" + bytes([shade]) * (3 * width)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
 def png_size(data: bytes) -> tuple[int, int]:

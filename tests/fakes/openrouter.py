@@ -93,7 +93,7 @@ from tests.fakes.behaviours import (
     resolve_headers,
     unavailable,
 )
-from tests.fakes.media import fake_mp4, fake_png, fake_wav
+from tests.fakes.media import fake_mp4, fake_png, fake_wav, solid_png
 
 __all__ = ["DEFAULT_KEY", "Completion", "FakeOpenRouter", "ReceivedMedia", "RecordedRequest", "main"]
 
@@ -1117,7 +1117,10 @@ class _Handler(BaseHTTPRequestHandler):
             n_images = 1 if reply.images is None else reply.images
             aspect = str((req.get("image_config") or {}).get("aspect_ratio") or "1:1")
             for i in range(n_images):
-                png = fake_png(f"{model}|{prompt}|{i}", aspect)
+                if reply.image_pixels:
+                    png = solid_png(*reply.image_pixels)
+                else:
+                    png = fake_png(f"{model}|{prompt}|{i}", aspect)
                 images.append("data:image/png;base64," + base64.b64encode(png).decode("ascii"))
         elif reply.images:
             images = [
