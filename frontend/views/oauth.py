@@ -14,8 +14,8 @@ import webbrowser
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from frontend.backend_client import BackendError, BackendUnavailable
-from frontend.templating import backend, wants_json
 from frontend.views.auth import current_port
+from frontend.web import backend, backend_error_json, wants_json
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
@@ -37,7 +37,7 @@ def start():
         answer = backend().oauth_start(f"http://localhost:{current_port()}/oauth/callback")
     except BackendError as exc:
         if wants_json():
-            return jsonify(exc.payload or {"error": {"code": exc.code, "message": exc.message}}), exc.status
+            return backend_error_json(exc)
         flash(exc.message, "error")
         return redirect(url_for("settings.index") + "#key")
     opened = _open_in_browser(answer["auth_url"])
@@ -54,10 +54,10 @@ def callback(state: str):
         return render_template("settings/oauth_done.html", ok=False,
                                message="OpenRouter did not send a sign-in code. Start again from Settings."), 400
     try:
-        backend().oauth_finish(state, code)
-    except BackendError as exc:
-        return render_template("settings/oauth_done.html", ok=False, message=exc.message), 400
+        credentials = backend().oauth_finish(state, code)
     except BackendUnavailable:
         return render_template("settings/oauth_done.html", ok=False,
                                message="Atelier is not running any more. Start it and sign in again."), 503
-    return render_template("settings/oauth_done.html", ok=True, message=None)
+    except BackendError as exc:
+        return render_template("settings/oauth_done.html", ok=False, message=exc.message), 400
+    return render_template("settings/oauth_done.html", ok=True, message=None, credentials=credentials)
