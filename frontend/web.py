@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, current_app, flash, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
 from frontend.backend_client import BackendClient, BackendError
@@ -88,3 +88,8 @@ def json_error(code: str, message: str, status: int = 400) -> tuple[Response, in
 def backend_error_json(exc: BackendError) -> tuple[Response, int]:
     """A backend error passed on to our script as the backend sent it (``action`` and all)."""
     return jsonify(exc.payload or {"error": {"code": exc.code, "message": exc.message}}), exc.status
+
+
+def flash_backend_error(exc: BackendError) -> None:
+    """Show a backend error on the next page (no JavaScript): its message, and its ``action`` for the link."""
+    flash({"message": exc.message, "action": exc.error.get("action")}, "error")

@@ -66,6 +66,16 @@ def test_the_studio_passes_the_backends_error_and_action_to_its_script(ui: httpx
     assert stream.text.startswith("event: error\n") and '"action":"settings"' in stream.text
 
 
+def test_without_javascript_the_flashed_error_carries_its_link(ui: httpx.Client) -> None:
+    response = ui.post("/studio/generate", data={"kind": "text", "model": "openai/gpt-4o-mini", "prompt": "Hi"},
+                       follow_redirects=True)
+    flashed = re.search(r'<div class="flash flash-error">(.*?)</div>', response.text, re.S).group(1)
+    assert flashed.startswith("No OpenRouter key is set.") and SETTINGS_LINK in flashed
+    saved = ui.post("/settings/preferences", data={"theme": "light", "budget_monthly_usd": "5"},
+                      follow_redirects=True)
+    assert "Preferences saved." in saved.text and SETTINGS_LINK not in saved.text
+
+
 # -- pages render the link from the action alone --------------------------------------------------------
 
 

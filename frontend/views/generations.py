@@ -22,7 +22,7 @@ from flask import (
 
 from frontend import forms
 from frontend.backend_client import BackendError
-from frontend.web import backend, safe_next, wants_json
+from frontend.web import backend, flash_backend_error, safe_next, wants_json
 
 bp = Blueprint("generations", __name__)
 
@@ -62,7 +62,7 @@ def _act(generation_id: str, call: Callable[[str], dict[str, Any]], done: str):
     except BackendError as exc:
         if wants_json():
             raise
-        flash(exc.message, "error")
+        flash_backend_error(exc)
         return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))
     return _done(generation_id, done, record)
 

@@ -11,11 +11,11 @@ import logging
 import os
 import webbrowser
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from frontend.backend_client import BackendError, BackendUnavailable
 from frontend.views.auth import current_port
-from frontend.web import backend, backend_error_json, wants_json
+from frontend.web import backend, backend_error_json, flash_backend_error, wants_json
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
@@ -38,7 +38,7 @@ def start():
     except BackendError as exc:
         if wants_json():
             return backend_error_json(exc)
-        flash(exc.message, "error")
+        flash_backend_error(exc)
         return redirect(url_for("settings.index") + "#key")
     opened = _open_in_browser(answer["auth_url"])
     if wants_json():

@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from frontend import forms
 from frontend.backend_client import BackendError
 from frontend.views.studio import load_models
-from frontend.web import backend, current_credentials, current_settings
+from frontend.web import backend, current_credentials, current_settings, flash_backend_error
 
 bp = Blueprint("settings", __name__)
 
@@ -70,10 +70,7 @@ def save_key():
     try:
         answer = backend().set_api_key(api_key)
     except BackendError as exc:
-        message = exc.message
-        if exc.code == "invalid_key":
-            message = "OpenRouter did not accept this key. Copy it again from openrouter.ai/keys."
-        flash(message, "error")
+        flash_backend_error(exc)
         return redirect(url_for("settings.index") + "#key")
     if answer.get("verified"):
         flash("Key saved and verified with OpenRouter.", "success")
@@ -121,7 +118,7 @@ def save_preferences():
         try:
             backend().update_settings(changes)
         except BackendError as exc:
-            flash(exc.message, "error")
+            flash_backend_error(exc)
             return redirect(url_for("settings.index") + "#preferences")
         flash("Preferences saved.", "success")
     else:

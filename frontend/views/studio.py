@@ -10,7 +10,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    flash,
     jsonify,
     redirect,
     render_template,
@@ -29,7 +28,15 @@ from frontend.forms import (
     asset_ids,
     generation_request,
 )
-from frontend.web import backend, backend_error_json, current_settings, current_status, json_error, wants_json
+from frontend.web import (
+    backend,
+    backend_error_json,
+    current_settings,
+    current_status,
+    flash_backend_error,
+    json_error,
+    wants_json,
+)
 
 bp = Blueprint("studio", __name__)
 
@@ -221,7 +228,7 @@ def generate() -> Response | tuple[Any, int]:
             return backend_error_json(exc)
         if exc.generation and exc.generation.get("id"):
             return redirect(url_for("generations.detail", generation_id=exc.generation["id"]))
-        flash(exc.message, "error")
+        flash_backend_error(exc)
         return redirect(url_for("studio.index", mode=body["kind"]))
     if as_json:
         return _json_answer(record)
