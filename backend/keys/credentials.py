@@ -99,7 +99,10 @@ class Credentials:
         if info.get("label") is not None and safe_label(info["label"], await self.get()) is None:
             # Written by a version that kept OpenRouter's label as it came: rewrite it without.
             info["label"] = None
-            await self._save_info(info)
+            try:
+                await self._save_info(info)
+            except Exception:  # noqa: BLE001 - a refused write must not fail a read; the label is dropped anyway
+                log.warning("the stored key details could not be rewritten without their label")
         return info
 
     async def _save_info(self, info: dict[str, Any]) -> None:
