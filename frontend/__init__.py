@@ -51,11 +51,11 @@ def create_app(
     app.extensions["atelier_port_getter"] = port_getter
     app.extensions["atelier_backend"] = BackendClient(api_url, token)
 
-    from frontend import templating
+    from frontend import templating, web
     from frontend.views import auth, generations, library, oauth, queue, settings, status, studio, templates
 
     templating.install(app)
-    app.url_map.converters["rid"] = templating.ResourceIdConverter
+    app.url_map.converters["rid"] = web.ResourceIdConverter
     app.register_blueprint(auth.bp)
     app.register_blueprint(studio.bp)
     app.register_blueprint(generations.bp)

@@ -1,35 +1,21 @@
-"""Template filters, shared page context, error pages and small request helpers for the views."""
+"""Template filters and globals, the page context every template gets, and the error pages."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import Flask, current_app, g, jsonify, render_template, request
-from werkzeug.routing import BaseConverter
+from flask import Flask, jsonify, render_template
 
 from frontend import rendering
-from frontend.backend_client import BackendClient, BackendError, BackendUnavailable
-
-#: What to tell the user for each error code the backend can send: (message, fix, settings link?).
-ERROR_FIXES: dict[str, tuple[str, bool]] = {
-    "no_api_key": ("Add your OpenRouter API key in Settings to start generating.", True),
-    "invalid_key": ("OpenRouter did not accept your API key. Paste a new key in Settings.", True),
-    "insufficient_credits": (
-        "Your OpenRouter account or key is out of credits. Add credits at openrouter.ai/credits, "
-        "lower Max tokens, or pick a cheaper model.",
-        False,
-    ),
-    "model_not_found": ("This model is not available on OpenRouter any more. Pick another model.", False),
-    "context_too_long": (
-        "The prompt is longer than this model can read. Shorten it or pick a model with a longer context.",
-        False,
-    ),
-    "content_blocked": ("The provider's moderation blocked this request. Rephrase the prompt.", False),
-    "bad_request": ("OpenRouter refused these parameters. Check temperature and max tokens.", False),
-    "locked_by_policy": ("Your organisation manages this setting, so it cannot be changed here.", False),
-    "backend_unreachable": ("Atelier's engine is not running. Close and reopen Atelier.", False),
-}
+from frontend.backend_client import BackendError, BackendUnavailable
+from frontend.web import (
+    backend_error_json,
+    current_credentials,
+    current_settings,
+    current_status,
+    forget_request_state,
+    wants_json,
+)
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "interrupted", "cancelled"})
 
@@ -43,72 +29,28 @@ STATUS_LABELS = {
 }
 
 
-class ResourceIdConverter(BaseConverter):
-    """Generation and asset ids in URLs: letters, digits, ``-`` and ``_`` only (never a path)."""
-
-    regex = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
-
-
-def backend() -> BackendClient:
-    """The backend client of the current app."""
-    return current_app.extensions["atelier_backend"]
-
-
-def wants_json() -> bool:
-    """Whether the caller is our JavaScript (fetch/EventSource) rather than a page navigation."""
-    if request.headers.get("X-Requested-With") == "fetch":
-        return True
-    accept = request.accept_mimetypes
-    best = accept.best_match(["text/html", "application/json", "text/event-stream"])
-    return best in {"application/json", "text/event-stream"}
-
-
-def safe_next(default: str) -> str:
-    """A same-app redirect target from ``?next=``/form ``next`` (a path only: no scheme, no host)."""
-    target = request.values.get("next", "")
-    parts = urlsplit(target)
-    if target.startswith("/") and not target.startswith("//") and not parts.scheme and not parts.netloc:
-        return target
-    return default
-
-
-def current_status() -> dict[str, Any] | None:
-    """``GET /status`` once per request; ``None`` when the backend cannot be reached."""
-    if "atelier_status" not in g:
-        try:
-            g.atelier_status = backend().status()
-        except BackendError:
-            g.atelier_status = None
-    return g.atelier_status
-
-
-def current_settings() -> dict[str, Any] | None:
-    """``GET /settings`` once per request; ``None`` when the backend cannot be reached."""
-    if "atelier_settings" not in g:
-        try:
-            g.atelier_settings = backend().settings()
-        except BackendError:
-            g.atelier_settings = None
-    return g.atelier_settings
-
-
-def error_fix(code: str | None) -> str | None:
-    """The sentence that tells the user how to fix an error, if we know one."""
-    entry = ERROR_FIXES.get(code or "")
-    return entry[0] if entry else None
-
-
-def error_needs_settings(code: str | None) -> bool:
-    """Whether the fix for ``code`` happens on the Settings page."""
-    entry = ERROR_FIXES.get(code or "")
-    return bool(entry and entry[1])
-
-
 def model_label(model_id: str | None) -> str:
     """The short part of a model id (``openai/gpt-4o`` → ``gpt-4o``) for dense lists."""
     if not model_id:
         return "—"
     return model_id.split("/", 1)[-1]
+
+
+#: Where the key is (or a pasted key will go), by the backend's ``source``/``saves_to``, for "kept in …".
+KEY_PLACES = {
+    "keyring": "your system keychain",
+    "file": "a private file in Atelier's data folder, readable only by you",
+    "env": "the OPENROUTER_API_KEY environment variable",
+    "policy": "your organisation's policy",
+}
+
+
+def key_place(credentials: dict[str, Any] | None, *, new: bool = False) -> str | None:
+    """Where the key is (``new``: where a pasted key will go), in words; None when the backend did not say."""
+    if not credentials:
+        return None
+    where = credentials.get("saves_to") if new else credentials.get("source")
+    return KEY_PLACES.get(str(where)) if where else None
 
 
 def _theme() -> str:
@@ -119,7 +61,7 @@ def _theme() -> str:
 
 def _error_response(exc: BackendError):
     if wants_json():
-        return jsonify(exc.payload or {"error": {"code": exc.code, "message": exc.message}}), exc.status
+        return backend_error_json(exc)
     status = 503 if isinstance(exc, BackendUnavailable) else (exc.status if exc.status >= 400 else 500)
     if status == 404:
         return render_template("errors/not_found.html"), 404
@@ -140,8 +82,7 @@ def install(app: Flask) -> None:
     )
     app.jinja_env.globals.update(
         duration=rendering.format_duration,
-        error_fix=error_fix,
-        error_needs_settings=error_needs_settings,
+        key_place=key_place,
         status_labels=STATUS_LABELS,
         terminal_statuses=TERMINAL_STATUSES,
     )
@@ -150,7 +91,7 @@ def install(app: Flask) -> None:
 
     @app.context_processor
     def page_context() -> dict[str, Any]:
-        return {"atelier_status": current_status, "theme": _theme}
+        return {"atelier_status": current_status, "atelier_credentials": current_credentials, "theme": _theme}
 
     app.register_error_handler(BackendError, _error_response)
 
@@ -162,5 +103,4 @@ def install(app: Flask) -> None:
 
     @app.teardown_appcontext
     def _forget(_exc):  # type: ignore[no-untyped-def]
-        g.pop("atelier_status", None)
-        g.pop("atelier_settings", None)
+        forget_request_state()

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from frontend import backend_of, create_app
-from frontend.views.studio import MAX_REFERENCE_BYTES, build_request
+from frontend.forms import FormError, generation_request
+from frontend.views.studio import MAX_REFERENCE_BYTES
 from tests.conftest import start_api
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.ui_fixtures import FAST
@@ -63,27 +64,26 @@ def fetch_json(client: httpx.Client, path: str, **kwargs) -> httpx.Response:
 
 
 def test_video_form_becomes_params_and_frames_in_order() -> None:
-    body, problem = build_request({
+    body = generation_request({
         "kind": "video", "model": "google/veo-3.1", "prompt": "a boat", "duration": "6", "resolution": "1080p",
         "aspect_ratio": "16:9", "seed": "42", "audio_offered": "1", "first_frame_id": "aaa111",
         "last_frame_id": "bbb222",
     })
-    assert problem is None
     assert body["input_asset_ids"] == ["aaa111", "bbb222"]
     assert body["params"] == {"duration": 6, "resolution": "1080p", "aspect_ratio": "16:9", "seed": 42,
                               "generate_audio": False}
 
 
 def test_a_last_frame_needs_a_first_frame() -> None:
-    body, problem = build_request({"kind": "video", "model": "google/veo-3.1", "prompt": "x", "last_frame_id": "b1"})
-    assert body is None and "first frame" in problem
+    with pytest.raises(FormError, match="first frame"):
+        generation_request({"kind": "video", "model": "google/veo-3.1", "prompt": "x", "last_frame_id": "b1"})
 
 
 def test_image_form_keeps_known_choices_and_references_only() -> None:
-    body, problem = build_request({"kind": "image", "model": IMAGE_MODEL, "prompt": "",
-                                   "aspect_ratio": "16:9", "image_size": "9K",
-                                   "input_asset_ids": ["abc123", "abc123", "../etc", "def456"]})
-    assert problem is None  # references alone are a valid image edit
+    # References alone are a valid image edit.
+    body = generation_request({"kind": "image", "model": IMAGE_MODEL, "prompt": "",
+                               "aspect_ratio": "16:9", "image_size": "9K",
+                               "input_asset_ids": ["abc123", "abc123", "../etc", "def456"]})
     assert body["params"] == {"aspect_ratio": "16:9"}
     assert body["input_asset_ids"] == ["abc123", "def456"]
 

@@ -128,7 +128,7 @@ def test_sentinel_key_appears_nowhere(data_dir: Path, sentinel_fake: FakeOpenRou
             # A revoked key: the UI and API report it without echoing it.
             fake.revoke_key(SENTINEL)
             rejected = ui.post("/settings/key", data={"api_key": SENTINEL})
-            assert "did not accept this key" in rejected.text
+            assert "OpenRouter rejected this key" in rejected.text
             assert api.put("/api/v1/credentials", json={"api_key": SENTINEL}).json()["error"]["code"] == "invalid_key"
             assert _generate(api, prompt="revoked").json()["error"]["code"] == "invalid_key"
             ui.post("/studio/generate", data={"kind": "text", "model": "openai/gpt-4o-mini", "prompt": "via ui"})

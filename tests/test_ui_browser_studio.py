@@ -157,3 +157,52 @@ def test_first_run_offline_still_takes_a_prompt(browser, data_dir) -> None:
             server.stop()
             backend_of(app).close()
             api.stop()
+
+
+def test_errors_show_the_engines_words_and_the_settings_link_it_names(browser, ui: UiStack) -> None:
+    """No key yet: the text stream and the image composer both show the engine's message in the one error
+    callout, with the Settings link because the error says its fix is there — and nothing added by the page."""
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    page.fill("#prompt", "Hello without a key")
+    page.click("[data-generate]")
+    callout = page.locator("[data-live-result] .callout-error")
+    callout.wait_for(timeout=30_000)
+    assert callout.locator(".callout-title").inner_text().startswith("No OpenRouter key is set.")
+    link = callout.locator("[data-error-action=settings]")
+    assert link.get_attribute("href") == "/settings"
+    assert callout.locator("p").count() == 1  # the link is the only line added to the engine's message
+
+    page.goto(f"{ui.url}/?mode=image")
+    page.fill("#prompt", "A red square without a key")
+    page.click("[data-generate]")
+    card = page.locator("[data-results] .callout-error")
+    card.wait_for(timeout=30_000)
+    assert card.locator(".callout-title").inner_text().startswith("No OpenRouter key is set.")
+    card.locator("[data-error-action=settings]").click()
+    page.wait_for_url(f"{ui.url}/settings")
+    assert page.locator("#api_key").is_visible()
+    assert not [p for p in problems if "400" not in p]  # the refused request itself is the only console line
+    page.context.close()
+
+
+def test_generation_page_follows_a_queued_generation_to_its_end(browser, ui: UiStack) -> None:
+    """The generation page of a queued request shows the answer once it arrives, without a click."""
+    ui.set_key()
+    ui.fake.go_offline()
+    queued = ui.backend("POST", "/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                      "prompt": "Waiting on the detail page", "defer": True})
+    assert queued["status"] == "queued"
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    page.goto(f"{ui.url}/g/{queued['id']}")
+    assert page.locator("[data-live-events]").count() == 1
+    ui.fake.go_online()
+    prose = page.locator(".prose")
+    prose.wait_for(timeout=30_000)  # the page reloaded itself when the generation ended
+    assert prose.inner_text() == "Echo: Waiting on the detail page"
+    assert page.locator("[data-live-events]").count() == 0
+    assert problems == []
+    page.context.close()

@@ -1,7 +1,8 @@
 """The API key as the rest of the backend sees it: async, cached in memory, validated against OpenRouter.
 
 What OpenRouter said about the key (label, remaining limit, verified) is kept in the ``meta`` table; the key
-itself only ever lives in the key store (keychain or private file), never in DuckDB.
+itself only ever lives in the key store (keychain or private file), never in DuckDB. OpenRouter labels a key
+it created after the key's first characters (``sk-or-v1-abc...xyz``): such a label is never kept or shown.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import Any
 
 from backend.core.errors import AtelierError, LockedByPolicy, StorageError
@@ -17,6 +19,43 @@ from backend.keys.keystore import KeyStore, KeyStoreError, key_hint
 from backend.openrouter import OpenRouterClient, UpstreamError
 
 log = logging.getLogger(__name__)
+
+#: The fields of OpenRouter's ``GET /key`` answer worth keeping.
+_INFO_FIELDS = ("label", "limit", "limit_remaining", "is_free_tier")
+#: How every OpenRouter key starts; a label that starts like a key is a piece of the key.
+_KEY_PREFIX = re.compile(r"^\s*sk-", re.IGNORECASE)
+#: The part of a key that is the same for every key (``sk-or-v1-``): showing it shows nothing.
+_PUBLIC_PART = re.compile(r"^sk-(?:or-)?(?:v\d+-)?", re.IGNORECASE)
+#: Shortest run of the key's hidden part that counts as showing it.
+_SHOWN_RUN = 3
+_MAX_LABEL = 100
+
+
+def safe_label(label: Any, key: str | None) -> str | None:
+    """``label`` when it shows nothing of the key but its last four characters; otherwise None.
+
+    OpenRouter's own labels (``sk-or-v1-abc...xyz``) start like a key; a label the user chose is kept unless
+    it repeats any run of characters from the key's hidden part (everything but ``sk-or-v1-`` and the last
+    four).
+    """
+    if not isinstance(label, str) or not label.strip():
+        return None
+    label = label.strip()[:_MAX_LABEL]
+    if _KEY_PREFIX.match(label):
+        return None
+    if key:
+        hidden = _PUBLIC_PART.sub("", key[:-4])
+        folded = label.lower()
+        runs = {hidden[i:i + _SHOWN_RUN].lower() for i in range(len(hidden) - _SHOWN_RUN + 1)}
+        if any(run in folded for run in runs):
+            return None
+    return label
+
+
+def _key_info(data: dict[str, Any], key: str | None) -> dict[str, Any]:
+    info = {k: data.get(k) for k in _INFO_FIELDS}
+    info["label"] = safe_label(info["label"], key)
+    return info
 
 
 class _Held:
@@ -56,7 +95,15 @@ class Credentials:
 
     async def _info(self) -> dict[str, Any]:
         row = await self.store.fetchone("SELECT value FROM meta WHERE key = 'key_info'")
-        return json.loads(row["value"]) if row else {}
+        info = json.loads(row["value"]) if row else {}
+        if info.get("label") is not None and safe_label(info["label"], await self.get()) is None:
+            # Written by a version that kept OpenRouter's label as it came: rewrite it without.
+            info["label"] = None
+            try:
+                await self._save_info(info)
+            except Exception:  # noqa: BLE001 - a refused write must not fail a read; the label is dropped anyway
+                log.warning("the stored key details could not be rewritten without their label")
+        return info
 
     async def _save_info(self, info: dict[str, Any]) -> None:
         await self.store.execute("INSERT OR REPLACE INTO meta VALUES ('key_info', ?)", [json.dumps(info)])
@@ -76,8 +123,14 @@ class Credentials:
             "limit_remaining": info.get("limit_remaining"),
             "is_free_tier": info.get("is_free_tier"),
             "storage_note": status.storage_note,
+            "saves_to": await self._saves_to(),
             "user_key_allowed": self.user_key_allowed,
         }
+
+    async def _saves_to(self) -> str:
+        """Where a pasted key goes: ``"keyring"`` (the OS keychain) or ``"file"`` (the private fallback file)."""
+        name = await asyncio.to_thread(lambda: self.keystore.backend_name)
+        return "file" if name == "file" else "keyring"
 
     async def set(self, api_key: str) -> dict[str, Any]:
         """Validate with ``GET /key`` when OpenRouter answers; store it either way unless it is rejected."""
@@ -92,7 +145,7 @@ class Credentials:
         try:
             data = await self.client.get_key_info(api_key)
             verified = True
-            info = {k: data.get(k) for k in ("label", "limit", "limit_remaining", "is_free_tier")}
+            info = _key_info(data, api_key)
         except UpstreamError as exc:
             if exc.code == "invalid_key" or exc.upstream_status == 401:
                 raise AtelierError(
@@ -128,8 +181,7 @@ class Credentials:
                 await self._save_info({**info, "verified": False, "revoked": True})
             return
         status = await self.status()
-        await self._save_info({**{k: data.get(k) for k in ("label", "limit", "limit_remaining", "is_free_tier")},
-                               "verified": True, "hint": status.hint})
+        await self._save_info({**_key_info(data, key), "verified": True, "hint": status.hint})
 
     async def delete(self) -> dict[str, Any]:
         async with self._lock:

@@ -1,4 +1,5 @@
-/* Atelier — behaviour shared by every page: status pill, outbox count, confirmations, SSE reading. */
+/* Atelier — behaviour shared by every page: status pill, outbox count, confirmations, following a generation's
+   event stream, and the error callout. */
 (function () {
   "use strict";
 
@@ -38,6 +39,95 @@
     }
     buffer += decoder.decode();
     if (buffer.trim()) dispatch(buffer);
+  };
+
+  /** Statuses a generation never leaves. */
+  Atelier.TERMINAL = ["succeeded", "failed", "interrupted", "cancelled"];
+
+  /**
+   * The one reader of the engine's generation events, whichever way they arrive (a fetch() stream or an
+   * EventSource). Returns onEvent(name, data) for Atelier.readEvents / Atelier.follow. Handlers (all optional):
+   *   record(record)      — the record as it is now (``generation``/``message`` events);
+   *   delta(text)         — more streamed text;
+   *   progress(data)      — a media job's progress (``{status}``);
+   *   end(record, error)  — once: the generation reached its end (done, failed, queued for later…); ``record``
+   *                         is the final record when the engine sent one, ``error`` the engine's error object.
+   */
+  Atelier.generationEvents = function (handlers) {
+    const on = handlers || {};
+    let ended = false;
+    const end = (record, error) => {
+      if (ended) return;
+      ended = true;
+      if (on.end) on.end(record || null, error || null);
+    };
+    return (name, data) => {
+      if (ended) return;
+      if (name === "delta") {
+        if (on.delta && data && typeof data.text === "string") on.delta(data.text);
+      } else if (name === "progress") {
+        if (on.progress && data) on.progress(data);
+      } else if (name === "done") {
+        end(data && data.id ? data : null, null);
+      } else if (name === "error") {
+        end(data && data.generation, data && data.error);
+      } else if (name === "generation" || name === "message") {
+        const record = data && data.generation ? data.generation : data;
+        if (!record || !record.status) return;
+        if (on.record) on.record(record);
+        if (Atelier.TERMINAL.includes(record.status)) end(record, record.error);
+      }
+    };
+  };
+
+  /**
+   * Follow a generation's live events from ``url`` (GET, EventSource) with Atelier.generationEvents handlers.
+   * Closes the stream at the end; a dropped connection is re-opened by the browser. Returns a close function.
+   */
+  Atelier.follow = function (url, handlers) {
+    const source = new EventSource(url);
+    const userEnd = handlers.end;
+    const onEvent = Atelier.generationEvents({
+      ...handlers,
+      end: (record, error) => {
+        source.close();
+        if (userEnd) userEnd(record, error);
+      },
+    });
+    const relay = (event) => {
+      if (!event.data) return; // EventSource's own "error": the connection dropped, it reconnects by itself
+      let data;
+      try { data = JSON.parse(event.data); } catch (e) { return; }
+      onEvent(event.type, data);
+    };
+    ["generation", "message", "delta", "progress", "done", "error"].forEach((name) => source.addEventListener(name, relay));
+    return () => source.close();
+  };
+
+  /**
+   * The error callout every page shows: the engine's message as it is, and a link to the screen that fixes it
+   * when the error names one (``action``). ``error`` is the engine's error object (or ``{message}``).
+   */
+  Atelier.errorCallout = function (error, fallback) {
+    const err = error || {};
+    const box = document.createElement("div");
+    box.className = "callout callout-error";
+    box.setAttribute("role", "alert");
+    const title = document.createElement("strong");
+    title.className = "callout-title";
+    title.textContent = err.message || fallback || "The generation failed.";
+    box.append(title);
+    if (err.action === "settings") {
+      const p = document.createElement("p");
+      p.className = "callout-action";
+      const a = document.createElement("a");
+      a.href = "/settings";
+      a.dataset.errorAction = "settings";
+      a.textContent = "Open Settings →";
+      p.append(a);
+      box.append(p);
+    }
+    return box;
   };
 
   /** POST with our JSON marker header (same-origin; cookies are sent automatically). */
@@ -109,7 +199,6 @@
   };
 
   /* ---- follow an unfinished result (image/video in the Studio) until it is done ------------------- */
-  const TERMINAL = ["succeeded", "failed", "interrupted", "cancelled"];
   const PROGRESS = { pending: "Waiting for the provider…", queued: "Waiting for the provider…", in_progress: "Rendering…", processing: "Rendering…" };
 
   function follow(result) {
@@ -117,12 +206,12 @@
     const resultUrl = result.dataset.followResult;
     if (!eventsUrl || !resultUrl || !window.EventSource || result.atelierFollowing) return;
     result.atelierFollowing = true;
-    const source = new EventSource(eventsUrl);
     let settled = false;
+    let close = null;
     const settle = async () => {
       if (settled) return;
       settled = true;
-      source.close();
+      if (close) close();
       try {
         const response = await fetch(resultUrl, { credentials: "same-origin" });
         if (!response.ok) return;
@@ -135,25 +224,15 @@
         document.dispatchEvent(new CustomEvent("atelier:generated"));
       } catch (e) { /* keep what is shown; the Library has the result */ }
     };
-    const onRecord = (event) => {
-      let record;
-      try { record = JSON.parse(event.data); } catch (e) { return; }
-      if (record && record.generation) record = record.generation;
-      if (record && TERMINAL.includes(record.status)) settle();
-      else if (record && record.status === "queued" && result.dataset.resultStatus !== "queued") settle();
-    };
-    source.addEventListener("generation", onRecord);
-    source.addEventListener("message", onRecord);
-    source.addEventListener("done", settle);
-    source.addEventListener("error", (event) => {
-      if (event.data) settle(); // an "error" event from the engine: show the record's final state
-    });
-    source.addEventListener("progress", (event) => {
-      let data;
-      try { data = JSON.parse(event.data); } catch (e) { return; }
-      const label = result.querySelector("[data-running-label]");
-      if (label && data && PROGRESS[data.status]) label.textContent = PROGRESS[data.status];
-      if (data && data.status === "running" && result.dataset.resultStatus === "queued") settle();
+    const shownQueued = () => result.dataset.resultStatus === "queued";
+    close = Atelier.follow(eventsUrl, {
+      record: (record) => { if (record.status === "queued" && !shownQueued()) settle(); },
+      progress: (data) => {
+        const label = result.querySelector("[data-running-label]");
+        if (label && PROGRESS[data.status]) label.textContent = PROGRESS[data.status];
+        if (data.status === "running" && shownQueued()) settle();
+      },
+      end: settle, // the page shows the record's final state, error included
     });
   }
 

@@ -2,43 +2,26 @@
 (function () {
   "use strict";
 
-  const TERMINAL = ["succeeded", "failed", "interrupted", "cancelled"];
+  const Atelier = window.Atelier;
 
   document.addEventListener("DOMContentLoaded", () => {
     const box = document.querySelector("[data-live-events]");
     if (!box || !window.EventSource) return;
     const liveText = box.querySelector("[data-live-text]");
-    const source = new EventSource(box.getAttribute("data-live-events"));
     let lastStatus = (box.querySelector("[data-result-status]") || {}).dataset?.resultStatus;
 
-    const finish = () => {
-      source.close();
-      window.location.reload();
-    };
-    const onRecord = (event) => {
-      let record;
-      try { record = JSON.parse(event.data); } catch (e) { return; }
-      if (record && record.generation) record = record.generation;
-      if (!record || !record.status) return;
-      if (TERMINAL.includes(record.status)) finish();
-      else if (record.status !== lastStatus) {
+    Atelier.follow(box.getAttribute("data-live-events"), {
+      record: (record) => {
+        if (record.status === lastStatus) return;
         lastStatus = record.status;
         if (record.status === "running" && liveText) liveText.classList.remove("hidden");
-      }
-    };
-    source.addEventListener("generation", onRecord);
-    source.addEventListener("done", finish);
-    source.addEventListener("error", (event) => {
-      if (event.data) onRecord(event); // an "error" event from the engine carries the record
-    });
-    source.addEventListener("message", onRecord);
-    source.addEventListener("delta", (event) => {
-      if (!liveText) return;
-      try {
-        const data = JSON.parse(event.data);
+      },
+      delta: (text) => {
+        if (!liveText) return;
         liveText.classList.remove("hidden");
-        liveText.textContent += data.text || "";
-      } catch (e) { /* ignore a malformed event */ }
+        liveText.textContent += text; // textContent: model output is never parsed as HTML here
+      },
+      end: () => window.location.reload(), // the server renders the final record, error included
     });
   });
 })();

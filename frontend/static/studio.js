@@ -166,25 +166,10 @@
       } catch (e) { /* keep the streamed text */ }
     };
 
-    const showError = (payload) => {
-      const error = (payload && payload.error) || {};
+    const showError = (error) => {
       liveStatus.textContent = "Failed";
       liveStatus.className = "badge badge-failed";
-      const box = document.createElement("div");
-      box.className = "callout callout-error";
-      const title = document.createElement("strong");
-      title.className = "callout-title";
-      title.textContent = error.message || "The generation failed.";
-      box.append(title);
-      if (error.code === "no_api_key" || error.code === "invalid_key") {
-        const p = document.createElement("p");
-        const a = document.createElement("a");
-        a.href = "/settings#key";
-        a.textContent = "Open Settings to add your OpenRouter key →";
-        p.append(a);
-        box.append(p);
-      }
-      liveResult.replaceChildren(box);
+      liveResult.replaceChildren(Atelier.errorCallout(error));
     };
 
     const run = async () => {
@@ -212,30 +197,29 @@
           signal: controller.signal,
         });
         if (response.status === 401) {
-          showError({ error: { message: "Atelier was restarted. Reopen it from the app to continue." } });
+          showError({ message: "Atelier was restarted. Reopen it from the app to continue." });
           return;
         }
-        await Atelier.readEvents(response, (name, payload) => {
-          if (name === "generation" && payload && payload.id) {
-            generationId = payload.id;
+        await Atelier.readEvents(response, Atelier.generationEvents({
+          record: (record) => {
+            if (!record.id || generationId) return;
+            generationId = record.id;
             liveStatus.textContent = "Generating";
-            liveLink.href = urlFor("data-detail-url", payload.id);
+            liveLink.href = urlFor("data-detail-url", record.id);
             liveLink.classList.remove("hidden");
-          } else if (name === "delta" && payload && typeof payload.text === "string") {
-            liveText.textContent += payload.text; // textContent: model output is never parsed as HTML here
-          } else if (name === "done") {
+          },
+          delta: (text) => {
+            liveText.textContent += text; // textContent: model output is never parsed as HTML here
+          },
+          end: (record, error) => {
             finished = true;
-            if (payload && payload.id) generationId = payload.id;
-          } else if (name === "error") {
-            finished = true;
-            const record = payload && payload.generation;
             if (record && record.id) generationId = record.id;
-            else showError(payload);
-          }
-        });
+            else if (error) showError(error);
+          },
+        }));
       } catch (e) {
         if (!stopping) {
-          showError({ error: { message: "The connection to Atelier broke. Whatever arrived is saved in the Library." } });
+          showError({ message: "The connection to Atelier broke. Whatever arrived is saved in the Library." });
         }
       } finally {
         setBusy(false);
@@ -434,15 +418,7 @@
       return card;
     };
 
-    const fail = (card, message) => {
-      const box = document.createElement("div");
-      box.className = "callout callout-error";
-      const title = document.createElement("strong");
-      title.className = "callout-title";
-      title.textContent = message;
-      box.append(title);
-      card.replaceChildren(box);
-    };
+    const fail = (card, error) => card.replaceChildren(Atelier.errorCallout(error));
 
     const run = async () => {
       if (busy) return;
@@ -468,23 +444,15 @@
           credentials: "same-origin",
         });
         const answer = await response.json().catch(() => ({}));
-        if (response.status === 401) fail(card, "Atelier was restarted. Reopen it from the app to continue.");
+        if (response.status === 401) fail(card, { message: "Atelier was restarted. Reopen it from the app to continue." });
         else if (answer.html) {
           card.innerHTML = answer.html; // server-rendered and escaped, from our own origin
           Atelier.enhance(card);
         } else {
-          fail(card, (answer.error && answer.error.message) || "The generation failed.");
-          if (answer.error && (answer.error.code === "no_api_key" || answer.error.code === "invalid_key")) {
-            const p = document.createElement("p");
-            const a = document.createElement("a");
-            a.href = "/settings#key";
-            a.textContent = "Open Settings to add your OpenRouter key →";
-            p.append(a);
-            card.querySelector(".callout").append(p);
-          }
+          fail(card, answer.error);
         }
       } catch (e) {
-        fail(card, "Atelier did not answer. If the request reached the engine it is in the Library.");
+        fail(card, { message: "Atelier did not answer. If the request reached the engine it is in the Library." });
       } finally {
         busy = false;
         generateButton.disabled = false;

@@ -25,7 +25,7 @@ from frontend.security import (
     is_cross_site_write,
     secrets_equal,
 )
-from frontend.templating import wants_json
+from frontend.web import wants_json
 
 bp = Blueprint("auth", __name__)
 

@@ -20,8 +20,9 @@ from flask import (
     url_for,
 )
 
+from frontend import forms
 from frontend.backend_client import BackendError
-from frontend.templating import backend, safe_next, wants_json
+from frontend.web import backend, flash_backend_error, safe_next, wants_json
 
 bp = Blueprint("generations", __name__)
 
@@ -29,16 +30,6 @@ bp = Blueprint("generations", __name__)
 _ASSET_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified")
 #: Asset types the browser may render inline; anything else is offered as a download.
 _INLINE_PREFIXES = ("image/", "video/", "audio/")
-
-
-def _parse_tags(text: str) -> list[str]:
-    """``"cats, Sketches , cats"`` → ``["cats", "Sketches"]`` (trimmed, de-duplicated, order kept)."""
-    seen: dict[str, None] = {}
-    for part in text.replace("\n", ",").split(","):
-        tag = part.strip()[:64]
-        if tag and tag.lower() not in {t.lower() for t in seen}:
-            seen[tag] = None
-    return list(seen)[:32]
 
 
 def _done(generation_id: str, message: str | None = None, record: dict[str, Any] | None = None):
@@ -71,7 +62,7 @@ def _act(generation_id: str, call: Callable[[str], dict[str, Any]], done: str):
     except BackendError as exc:
         if wants_json():
             raise
-        flash(exc.message, "error")
+        flash_backend_error(exc)
         return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))
     return _done(generation_id, done, record)
 
@@ -104,7 +95,7 @@ def delete(generation_id: str):
 @bp.post("/g/<rid:generation_id>/favorite")
 def favorite(generation_id: str):
     """Mark or unmark as a favourite (``favorite=1|0``)."""
-    value = request.form.get("favorite", "1") in {"1", "true", "on"}
+    value = forms.is_on(request.form.get("favorite", "1"))
     record = backend().update_generation(generation_id, {"favorite": value})
     return _done(generation_id, None, record)
 
@@ -112,7 +103,7 @@ def favorite(generation_id: str):
 @bp.post("/g/<rid:generation_id>/tags")
 def tags(generation_id: str):
     """Replace the tags (comma-separated)."""
-    record = backend().update_generation(generation_id, {"tags": _parse_tags(request.form.get("tags", ""))})
+    record = backend().update_generation(generation_id, {"tags": forms.tags(request.form.get("tags", ""))})
     return _done(generation_id, "Tags saved.", record)
 
 

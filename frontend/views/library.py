@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 
-from frontend.templating import backend
+from frontend.web import backend
 
 bp = Blueprint("library", __name__)
 

@@ -11,11 +11,11 @@ import logging
 import os
 import webbrowser
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from frontend.backend_client import BackendError, BackendUnavailable
-from frontend.templating import backend, wants_json
 from frontend.views.auth import current_port
+from frontend.web import backend, backend_error_json, flash_backend_error, wants_json
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
@@ -37,8 +37,8 @@ def start():
         answer = backend().oauth_start(f"http://localhost:{current_port()}/oauth/callback")
     except BackendError as exc:
         if wants_json():
-            return jsonify(exc.payload or {"error": {"code": exc.code, "message": exc.message}}), exc.status
-        flash(exc.message, "error")
+            return backend_error_json(exc)
+        flash_backend_error(exc)
         return redirect(url_for("settings.index") + "#key")
     opened = _open_in_browser(answer["auth_url"])
     if wants_json():
@@ -54,10 +54,10 @@ def callback(state: str):
         return render_template("settings/oauth_done.html", ok=False,
                                message="OpenRouter did not send a sign-in code. Start again from Settings."), 400
     try:
-        backend().oauth_finish(state, code)
-    except BackendError as exc:
-        return render_template("settings/oauth_done.html", ok=False, message=exc.message), 400
+        credentials = backend().oauth_finish(state, code)
     except BackendUnavailable:
         return render_template("settings/oauth_done.html", ok=False,
                                message="Atelier is not running any more. Start it and sign in again."), 503
-    return render_template("settings/oauth_done.html", ok=True, message=None)
+    except BackendError as exc:
+        return render_template("settings/oauth_done.html", ok=False, message=exc.message), 400
+    return render_template("settings/oauth_done.html", ok=True, message=None, credentials=credentials)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from frontend.templating import backend, wants_json
+from frontend.web import backend, wants_json
 
 bp = Blueprint("queue", __name__)
 

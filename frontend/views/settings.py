@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from frontend import forms
 from frontend.backend_client import BackendError
-from frontend.templating import backend, current_settings
 from frontend.views.studio import load_models
+from frontend.web import backend, current_credentials, current_settings, flash_backend_error
 
 bp = Blueprint("settings", __name__)
 
@@ -21,12 +22,6 @@ EDITABLE: dict[str, str] = {
     "default_model_video": "model",
     "retry_unknown_text": "bool",
     "budget_monthly_usd": "money",
-}
-KEY_SOURCES = {
-    "keyring": "your system keychain",
-    "file": "a private file in Atelier's data folder",
-    "env": "the OPENROUTER_API_KEY environment variable",
-    "policy": "your organisation's policy",
 }
 
 
@@ -41,7 +36,9 @@ def _usage(group_by: str) -> dict[str, Any] | None:
 def index() -> str:
     """The settings page."""
     settings = current_settings() or {"values": {}, "locked": [], "policy_file": None}
-    credentials = backend().credentials()
+    credentials = current_credentials()
+    if credentials is None:
+        credentials = backend().credentials()  # unreachable: let the error page say so
     models = {kind: load_models(kind)[0] for kind in ("text", "image", "video")}
     by_model = _usage("model")
     by_day = _usage("day")
@@ -56,7 +53,6 @@ def index() -> str:
         policy_file=settings.get("policy_file"),
         others=others,
         credentials=credentials,
-        key_sources=KEY_SOURCES,
         models=models,
         themes=THEMES,
         by_model=by_model,
@@ -74,10 +70,7 @@ def save_key():
     try:
         answer = backend().set_api_key(api_key)
     except BackendError as exc:
-        message = exc.message
-        if exc.code == "invalid_key":
-            message = "OpenRouter did not accept this key. Copy it again from openrouter.ai/keys."
-        flash(message, "error")
+        flash_backend_error(exc)
         return redirect(url_for("settings.index") + "#key")
     if answer.get("verified"):
         flash("Key saved and verified with OpenRouter.", "success")
@@ -106,20 +99,13 @@ def save_preferences():
         if kind != "bool" and name not in request.form:
             continue  # not on the submitted form: leave it as it is (an unticked checkbox is absent too)
         if kind == "bool":
-            new: Any = request.form.get(name) in {"1", "on", "true"}
+            new: Any = forms.is_on(request.form.get(name))
         elif kind == "money":
-            text = request.form.get(name, "").strip().lstrip("$").replace(",", "")
-            if not text:
-                new = None  # an empty box means "no limit"
-            else:
-                try:
-                    new = round(float(text), 2)
-                except ValueError:
-                    flash("The monthly budget must be an amount in dollars, such as 25 or 12.50.", "error")
-                    return redirect(url_for("settings.index") + "#preferences")
-                if new < 0 or new != new or new == float("inf"):
-                    flash("The monthly budget must be zero or more.", "error")
-                    return redirect(url_for("settings.index") + "#preferences")
+            try:
+                new = forms.budget(request.form.get(name, ""))
+            except forms.FormError as exc:
+                flash(exc.message, "error")
+                return redirect(url_for("settings.index") + "#preferences")
         else:
             new = request.form.get(name, "").strip()
             if kind == "choice" and new not in THEMES:
@@ -132,7 +118,7 @@ def save_preferences():
         try:
             backend().update_settings(changes)
         except BackendError as exc:
-            flash(exc.message, "error")
+            flash_backend_error(exc)
             return redirect(url_for("settings.index") + "#preferences")
         flash("Preferences saved.", "success")
     else:

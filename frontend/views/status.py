@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from frontend.backend_client import BackendError
-from frontend.templating import backend
+from frontend.web import backend
 
 bp = Blueprint("status", __name__)
 

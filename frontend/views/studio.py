@@ -10,7 +10,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    flash,
     jsonify,
     redirect,
     render_template,
@@ -22,17 +21,27 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend.core.sizes import format_size
 from frontend.backend_client import BackendError
-from frontend.templating import backend, current_settings, current_status, wants_json
+from frontend.forms import (
+    IMAGE_ASPECT_RATIOS,
+    IMAGE_SIZES,
+    MAX_REFERENCES,
+    MODES,
+    FormError,
+    asset_ids,
+    generation_request,
+)
+from frontend.web import (
+    backend,
+    backend_error_json,
+    current_settings,
+    current_status,
+    flash_backend_error,
+    json_error,
+    wants_json,
+)
 
 bp = Blueprint("studio", __name__)
 
-MODES = ("text", "image", "video")
-MAX_PROMPT_CHARS = 200_000
-#: Aspect ratios and sizes OpenRouter's image models accept (``image_config``); the model ignores what it lacks.
-IMAGE_ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-IMAGE_SIZES = ("1K", "2K", "4K")
-#: Reference images the backend accepts per generation.
-MAX_REFERENCES = 16
 #: Largest reference image the UI forwards (the backend applies its own, possibly lower, limit).
 MAX_REFERENCE_BYTES = 25 * 1024 * 1024
 REFERENCE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
@@ -65,129 +74,6 @@ def remember_model(kind: str, model: str) -> None:
     # Remembering is a convenience: never fail a generation over it.
     with suppress(BackendError):
         backend().update_settings({name: model})
-
-
-def _float(value: Any, low: float, high: float) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return min(max(number, low), high)
-
-
-def _int(value: Any, low: int, high: int) -> int | None:
-    if value is None or str(value).strip() == "":
-        return None
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return min(max(number, low), high)
-
-
-def _choice(value: Any, allowed: tuple[str, ...] | list[Any] | None = None) -> str | None:
-    text = str(value or "").strip()
-    if not text or len(text) > 20:
-        return None
-    if allowed is not None and text not in {str(a) for a in allowed}:
-        return None
-    return text
-
-
-def _asset_ids(values: Any) -> list[str]:
-    """Reference asset ids from the form (a list, or one comma-separated string), de-duplicated."""
-    if isinstance(values, str):
-        values = values.split(",")
-    ids: list[str] = []
-    for value in values or []:
-        ident = str(value or "").strip()
-        if ident and ident.isalnum() and len(ident) <= 64 and ident not in ids:
-            ids.append(ident)
-    return ids
-
-
-def _text_params(form: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    temperature = _float(form.get("temperature"), 0.0, 2.0)
-    if temperature is not None:
-        params["temperature"] = temperature
-    max_tokens = _int(form.get("max_tokens"), 1, 1_000_000)
-    if max_tokens is not None:
-        params["max_tokens"] = max_tokens
-    return params
-
-
-def _image_params(form: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    aspect_ratio = _choice(form.get("aspect_ratio"), IMAGE_ASPECT_RATIOS)
-    if aspect_ratio:
-        params["aspect_ratio"] = aspect_ratio
-    image_size = _choice(form.get("image_size"), IMAGE_SIZES)
-    if image_size:
-        params["image_size"] = image_size
-    return params
-
-
-def _video_params(form: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    duration = _int(form.get("duration"), 1, 600)
-    if duration is not None:
-        params["duration"] = duration
-    for name in ("resolution", "aspect_ratio", "size"):
-        value = _choice(form.get(name))
-        if value:
-            params[name] = value
-    # A checkbox sends nothing when unticked: ``audio_offered`` says the model offered the choice at all.
-    if form.get("audio_offered") or "generate_audio" in form:
-        params["generate_audio"] = str(form.get("generate_audio") or "").lower() in {"1", "on", "true"}
-    seed = _int(form.get("seed"), 0, 2**31 - 1)
-    if seed is not None:
-        params["seed"] = seed
-    return params
-
-
-def build_request(form: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """Turn the Studio form (or its JSON twin) into a ``POST /generations`` body, or an error message.
-
-    Image forms carry ``input_asset_ids`` (reference images); video forms ``first_frame_id`` and
-    ``last_frame_id``, sent as the first two ``input_asset_ids`` as the backend expects.
-    """
-    kind = str(form.get("kind") or "text")
-    if kind not in MODES:
-        return None, "Unknown generation kind."
-    prompt = str(form.get("prompt") or "").strip()
-    model = str(form.get("model") or "").strip()
-    references: list[str] = []
-    if kind == "image":
-        references = _asset_ids(form.get("input_asset_ids"))
-    elif kind == "video":
-        first, last = _asset_ids(form.get("first_frame_id")), _asset_ids(form.get("last_frame_id"))
-        if last and not first:
-            return None, "Add a first frame too: a last frame is only used together with a first frame."
-        references = (first[:1] + last[:1]) if first else []
-    if not prompt and not (kind != "text" and references):
-        return None, "Write a prompt first."
-    if len(prompt) > MAX_PROMPT_CHARS:
-        return None, f"The prompt is too long (over {MAX_PROMPT_CHARS:,} characters)."
-    if not model:
-        return None, "Pick a model first."
-    if len(references) > MAX_REFERENCES:
-        return None, f"Use at most {MAX_REFERENCES} reference images."
-    body: dict[str, Any] = {"kind": kind, "model": model, "prompt": prompt}
-    if kind == "text":
-        system = str(form.get("system") or "").strip()
-        if system:
-            body["system"] = system
-        params = _text_params(form)
-    elif kind == "image":
-        params = _image_params(form)
-    else:
-        params = _video_params(form)
-    if params:
-        body["params"] = params
-    if references:
-        body["input_asset_ids"] = references
-    return body, None
 
 
 def video_options(model: dict[str, Any] | None) -> dict[str, Any]:
@@ -229,7 +115,7 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         selected = models[0]["id"]
     chosen = next((m for m in models if m["id"] == selected), None)
     def ids(name: str) -> list[str]:
-        return _asset_ids(form.getlist(name) if hasattr(form, "getlist") else form.get(name))
+        return asset_ids(form.getlist(name) if hasattr(form, "getlist") else form.get(name))
 
     refs = ids("ref") + ids("input_asset_ids")
     return render_template(
@@ -318,22 +204,21 @@ def generate() -> Response | tuple[Any, int]:
         uploaded = _upload_files(request.files.getlist("reference_files"))
     except BackendError as exc:
         if as_json:
-            return jsonify(exc.payload or {"error": {"code": exc.code, "message": exc.message}}), exc.status
-        uploaded, form_problem = [], exc.message
-    else:
-        form_problem = None
+            return backend_error_json(exc)
+        return _render_studio(mode, form=request.form, selected=request.form.get("model"), form_error=exc.message,
+                              recent=[]), 400
     if uploaded:
         if mode == "video":
-            frames = _asset_ids(form.get("first_frame_id")) + uploaded
+            frames = asset_ids(form.get("first_frame_id")) + uploaded
             form["first_frame_id"], form["last_frame_id"] = frames[0], (frames[1] if len(frames) > 1 else "")
         else:
             form["input_asset_ids"] = list(form["input_asset_ids"]) + uploaded
-    body, problem = build_request(form)
-    problem = form_problem or problem
-    if body is None or problem:
+    try:
+        body = generation_request(form)
+    except FormError as exc:
         if as_json:
-            return jsonify({"error": {"code": "bad_request", "message": problem}}), 400
-        return _render_studio(mode, form=request.form, selected=request.form.get("model"), form_error=problem,
+            return json_error("bad_request", exc.message, 400)
+        return _render_studio(mode, form=request.form, selected=request.form.get("model"), form_error=exc.message,
                               recent=[]), 400
     remember_model(body["kind"], body["model"])
     try:
@@ -342,10 +227,10 @@ def generate() -> Response | tuple[Any, int]:
         if as_json:
             if exc.generation:
                 return _json_answer(exc.generation, 200)
-            return jsonify(exc.payload or {"error": {"code": exc.code, "message": exc.message}}), exc.status
+            return backend_error_json(exc)
         if exc.generation and exc.generation.get("id"):
             return redirect(url_for("generations.detail", generation_id=exc.generation["id"]))
-        flash(exc.message, "error")
+        flash_backend_error(exc)
         return redirect(url_for("studio.index", mode=body["kind"]))
     if as_json:
         return _json_answer(record)
@@ -361,8 +246,7 @@ def upload_reference() -> tuple[Response, int]:
     request.max_content_length = MAX_REFERENCE_BYTES
     mime = (request.mimetype or "").lower()
     if mime not in REFERENCE_TYPES:
-        return jsonify({"error": {"code": "unsupported_type",
-                                  "message": "Reference images must be PNG, JPEG, WebP or GIF."}}), 415
+        return json_error("unsupported_type", "Reference images must be PNG, JPEG, WebP or GIF.", 415)
     if (request.content_length or 0) > MAX_REFERENCE_BYTES:
         return _reference_too_large()
     try:
@@ -370,7 +254,7 @@ def upload_reference() -> tuple[Response, int]:
     except RequestEntityTooLarge:  # a chunked body without a declared length
         return _reference_too_large()
     if not data:
-        return jsonify({"error": {"code": "invalid_request", "message": "The image is empty."}}), 422
+        return json_error("invalid_request", "The image is empty.", 422)
     record = backend().upload_asset(data, mime)
     return jsonify({
         "id": record["id"],
@@ -384,11 +268,17 @@ def upload_reference() -> tuple[Response, int]:
 
 def _reference_too_large() -> tuple[Response, int]:
     message = f"The image is larger than the {format_size(MAX_REFERENCE_BYTES)} limit for reference images."
-    return jsonify({"error": {"code": "payload_too_large", "message": message}}), 413
+    return json_error("payload_too_large", message, 413)
 
 
 def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _sse_error(code: str, message: str, status: int) -> Response:
+    """One ``error`` event as the whole answer: the page reads every outcome from the stream the same way."""
+    return Response(_sse("error", {"error": {"code": code, "message": message}}), status=status,
+                    mimetype="text/event-stream")
 
 
 @bp.post("/studio/stream")
@@ -403,13 +293,12 @@ def stream() -> Response:
     except RecursionError:  # nested deeper than the parser can follow: malformed for our purposes
         payload = None
     if not isinstance(payload, dict):
-        return Response(_sse("error", {"error": {"code": "bad_request", "message": "Malformed request."}}),
-                        mimetype="text/event-stream")
+        return _sse_error("bad_request", "Malformed request.", 400)
     payload["kind"] = "text"
-    body, problem = build_request(payload)
-    if body is None:
-        return Response(_sse("error", {"error": {"code": "bad_request", "message": problem}}),
-                        mimetype="text/event-stream")
+    try:
+        body = generation_request(payload)
+    except FormError as exc:
+        return _sse_error("bad_request", exc.message, 400)
     stack = ExitStack()
     try:
         upstream = stack.enter_context(backend().stream_generation(body))

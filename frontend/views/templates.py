@@ -8,7 +8,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from werkzeug.wrappers import Response
 
 from frontend.backend_client import BackendError
-from frontend.templating import backend
+from frontend.web import backend
 
 bp = Blueprint("templates", __name__)
 
