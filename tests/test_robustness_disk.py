@@ -24,14 +24,13 @@ FAST = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "probe_seconds": 0
 OTHER_KEY = "sk-or-v1-" + "b0b" * 21 + "f"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 24 MiB tmpfs mounted for this test (needs root and mount rights; skipped otherwise)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
+@contextlib.contextmanager
+def mounted_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``mnt`` (needs root and mount rights; skips the test otherwise)."""
+    mnt.mkdir(exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root (it simulates a full disk)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(mnt)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mnt)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {done.stderr.strip()}")
@@ -39,6 +38,20 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs mounted for this test (needs root and mount rights; skipped otherwise)."""
+    with mounted_tmpfs(tmp_path / "disk", "24m") as mnt:
+        yield mnt
+
+
+@pytest.fixture
+def roomier_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB tmpfs: room for DuckDB's journal to reach its automatic checkpoint threshold (16 MiB)."""
+    with mounted_tmpfs(tmp_path / "disk", "64m") as mnt:
+        yield mnt
 
 
 def fill(path: Path) -> Path:
@@ -206,3 +219,65 @@ def test_unwritable_media_folder_is_a_storage_error(data_dir: Path, immutable_me
                                                      fake_openrouter: FakeOpenRouter) -> None:
     body, _ = _image_into_unwritable_media(data_dir, fake_openrouter)
     assert body["_status"] == 507 and body["error"]["code"] == "storage_error"
+
+
+def _noise(n: int) -> str:
+    """Text that compresses poorly, so the database file needs about as much room as the journal."""
+    return os.urandom(n // 2).hex()
+
+
+def test_failed_checkpoint_on_a_full_disk_recovers_once_space_is_freed(roomier_disk: Path,
+                                                                       fake_openrouter: FakeOpenRouter) -> None:
+    """DuckDB invalidates the database when its automatic checkpoint cannot write (every call on the connection
+    fails after that, reads too); the store opens the file again in place: no restart, nothing acknowledged lost."""
+    data_dir = roomier_disk / "atelier"
+    running = start_api(data_dir, openrouter_base_url=fake_openrouter.base_url, **FAST)
+    wal = data_dir / "atelier.duckdb.wal"
+    try:
+        with running.client() as api:
+            assert api.put("/api/v1/credentials", json={"api_key": fake_openrouter.key}).status_code == 200
+            first = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": "saved before the disk filled"})
+            assert first.status_code == 201, first.text
+            # Grow the journal close to DuckDB's automatic checkpoint threshold (16 MiB).
+            queued = []
+            while not wal.exists() or wal.stat().st_size < 15 * 2**20 + 512 * 2**10:
+                r = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": _noise(100_000), "defer": True})
+                assert r.status_code == 202, r.text
+                queued.append(r.json()["id"])
+            filler = fill(roomier_disk)
+            # Leave room for the journal's next entries, not for the checkpoint they trigger.
+            os.truncate(filler, filler.stat().st_size - 2 * 2**20)
+            store = running.app.state.store
+            statuses = []
+            for _ in range(60):
+                r = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": _noise(100_000), "defer": True})
+                statuses.append(r.status_code)
+                if r.status_code == 202:
+                    queued.append(r.json()["id"])
+                else:
+                    assert r.status_code == 507 and r.json()["error"]["code"] == "storage_error", r.text
+                    break
+            assert statuses[-1] == 507, statuses
+            # Reads go on while the disk is still full.
+            r = api.get(f"/api/v1/generations/{first.json()['id']}")
+            assert r.status_code == 200, r.text
+            # The commit that crossed the threshold was acknowledged, and its checkpoint failed: the database
+            # was invalidated, and opened again on the next call.
+            assert getattr(store, "reopened", 0) >= 1
+
+            filler.unlink()
+
+            again = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": "after the disk was freed"})
+            assert again.status_code == 201, again.text
+            assert again.json()["output_text"] == "Echo: after the disk was freed"
+            g = api.get(f"/api/v1/generations/{first.json()['id']}")
+            assert g.status_code == 200 and g.json()["output_text"] == "Echo: saved before the disk filled"
+            for gen_id in queued:  # every acknowledged row, the one whose commit triggered the checkpoint too
+                assert api.get(f"/api/v1/generations/{gen_id}").status_code == 200
+    finally:
+        running.stop()
+    assert not wal.exists()  # the journal was folded into the file at shutdown

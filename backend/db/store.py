@@ -3,11 +3,17 @@
 DuckDB 2.x refuses concurrent use of one connection, so every call runs on its own ``cursor()`` inside
 ``asyncio.to_thread`` (the event loop never blocks), and every write goes through one ``asyncio.Lock``
 (without it, concurrent UPDATEs fail with "Conflict on update").
+
+When a checkpoint cannot be written (a full disk), DuckDB "invalidates" the database: every later call on
+that connection fails, reads included, until the file is opened again. The store notices, and on the next
+call (under the write lock) closes the connection and opens the file again; the journal holds every
+committed write, so nothing acknowledged is lost and the app carries on without a restart once space is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import struct
@@ -31,12 +37,28 @@ _HEADER_BYTES = 116
 
 
 class StoreOpenError(Exception):
-    """The database file cannot be opened. ``reason`` is newer_version | corrupt | locked | io."""
+    """The database file cannot be opened. ``reason`` is newer_version | corrupt | locked | io | disk_full."""
 
     def __init__(self, message: str, *, reason: str, path: Path):
         super().__init__(message)
         self.reason = reason
         self.path = path
+
+    @property
+    def is_storage_failure(self) -> bool:
+        return self.reason in ("io", "disk_full")
+
+
+def is_invalidated(exc: BaseException) -> bool:
+    """True when DuckDB has given up on the open database (after a failed checkpoint, for instance)."""
+    if isinstance(exc, duckdb.FatalException):
+        return True
+    return isinstance(exc, duckdb.Error) and "database has been invalidated" in str(exc).lower()
+
+
+def commit_was_durable(exc: BaseException) -> bool:
+    """True when DuckDB reports that the COMMIT itself succeeded and only the checkpoint after it failed."""
+    return isinstance(exc, duckdb.Error) and "commit succeeded and is durable" in str(exc).lower()
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,9 @@ class Store:
         self.write_lock = asyncio.Lock()
         self._closed = False
         self._close_lock = threading.Lock()
+        # The error that invalidated the connection; the next call opens the file again.
+        self._invalidated: BaseException | None = None
+        self.reopened = 0
 
     # -- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -149,12 +174,29 @@ class Store:
             raise RuntimeError("the store is closed")
         return self._con.cursor()
 
+    def _note_invalidated(self, exc: BaseException) -> None:
+        if self._invalidated is None and (is_invalidated(exc) or commit_was_durable(exc)):
+            self._invalidated = exc
+            log.error("the database was invalidated; it is opened again on the next call: %s", exc)
+
     def _run(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         cur = self._cursor()
         try:
             return fn(cur)
+        except duckdb.Error as exc:
+            self._note_invalidated(exc)
+            raise
         finally:
-            cur.close()
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
+
+    def _run_write(self, sql: str, params: Sequence[Any] | dict) -> None:
+        try:
+            self._run(lambda cur: cur.execute(sql, params))
+        except duckdb.Error as exc:
+            if not commit_was_durable(exc):
+                raise
+            # The row is in the journal: acknowledge it; the store reopens the file on the next call.
 
     def _run_tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         cur = self._cursor()
@@ -162,16 +204,64 @@ class Store:
             cur.execute("BEGIN TRANSACTION")
             try:
                 result = fn(cur)
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                if isinstance(exc, duckdb.Error):
+                    self._note_invalidated(exc)
+                # An invalidated database refuses the ROLLBACK too; the transaction is gone with it.
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
                 raise
-            cur.execute("COMMIT")
+            try:
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._note_invalidated(exc)
+                if not commit_was_durable(exc):
+                    raise
             return result
         finally:
-            cur.close()
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
+
+    def _reopen(self) -> None:
+        """Close the invalidated connection and open the file again (runs under the write lock).
+
+        Raises the error that invalidated the database when the file cannot be opened yet (the disk is still
+        full); the next call tries again.
+        """
+        with self._close_lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            cause = self._invalidated
+            if cause is None:
+                return
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+            try:
+                con = _connect(self.path, True)
+            except (StoreOpenError, _Damaged) as exc:
+                log.warning("the database cannot be opened again yet: %s", exc)
+                raise cause from None
+            try:
+                # A cursor still open elsewhere keeps the old (invalid) instance alive: check that this one works.
+                con.execute("SELECT 1").fetchall()
+            except duckdb.Error:
+                con.close()
+                raise cause from None
+            self._con = con
+            self._invalidated = None
+            self.reopened += 1
+            log.warning("the database was opened again after: %s", cause)
+
+    async def _recover(self) -> None:
+        """Reopen an invalidated database. The caller holds the write lock."""
+        if self._invalidated is not None:
+            await asyncio.to_thread(self._reopen)
 
     async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Run ``fn(cursor)`` in a worker thread (reads; no lock)."""
+        """Run ``fn(cursor)`` in a worker thread (reads; no lock, unless the database must be opened again)."""
+        if self._invalidated is not None:
+            async with self.write_lock:
+                await self._recover()
         return await asyncio.to_thread(self._run, fn)
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[dict[str, Any]]:
@@ -189,11 +279,13 @@ class Store:
     async def execute(self, sql: str, params: Sequence[Any] | dict | None = None) -> None:
         """One write statement, autocommitted, under the write lock."""
         async with self.write_lock:
-            await asyncio.to_thread(self._run, lambda cur: cur.execute(sql, params or []))
+            await self._recover()
+            await asyncio.to_thread(self._run_write, sql, params or [])
 
     async def transaction(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run ``fn(cursor)`` inside BEGIN … COMMIT under the write lock; any exception rolls back."""
         async with self.write_lock:
+            await self._recover()
             return await asyncio.to_thread(self._run_tx, fn)
 
     def close(self) -> None:
@@ -202,11 +294,13 @@ class Store:
             if self._closed:
                 return
             self._closed = True
-            try:
-                self._con.execute("CHECKPOINT")
-            except duckdb.Error as exc:  # a full disk must not prevent closing
-                log.warning("checkpoint at shutdown failed: %s", exc)
-            self._con.close()
+            if self._invalidated is None:
+                try:
+                    self._con.execute("CHECKPOINT")
+                except duckdb.Error as exc:  # a full disk must not prevent closing; the journal keeps the rest
+                    log.warning("checkpoint at shutdown failed: %s", exc)
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
 
 
 class _Damaged(Exception):
