@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningApi, start_api
+from tests.conftest import PYTHON, ROOT, RunningApi, start_api, subprocess_env
 from tests.fakes.openrouter import FakeOpenRouter
 
 FAST = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "probe_seconds": 0.1}
@@ -281,3 +281,58 @@ def test_failed_checkpoint_on_a_full_disk_recovers_once_space_is_freed(roomier_d
     finally:
         running.stop()
     assert not wal.exists()  # the journal was folded into the file at shutdown
+
+
+def _start_process(data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -m desktop --no-window`` on ``data_dir``; it must exit by itself (it cannot start)."""
+    return subprocess.run([PYTHON, "-m", "desktop", "--no-window"], cwd=ROOT, env=subprocess_env(data_dir),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_restart_on_a_still_full_disk_says_so_and_exits(small_disk: Path, fake_openrouter: FakeOpenRouter) -> None:
+    """The journal cannot be folded into the file on a full disk: the app says so (where, how much room it
+    needs) and exits, instead of dying with DuckDB's FatalException; nothing is lost."""
+    data_dir = small_disk / "atelier"
+    running = start_api(data_dir, openrouter_base_url=fake_openrouter.base_url, **FAST)
+    ids = []
+    try:
+        with running.client() as api:
+            for _ in range(30):
+                r = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": _noise(100_000), "defer": True})
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["id"])
+        filler = fill(small_disk)
+    finally:
+        running.stop()  # its checkpoint fails on the full disk: the journal stays
+    wal = data_dir / "atelier.duckdb.wal"
+    assert wal.exists() and wal.stat().st_size > 2**20
+    before = {p.name: p.stat().st_size for p in data_dir.glob("atelier.duckdb*")}
+
+    done = _start_process(data_dir)
+    assert done.returncode not in (0, None), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "FatalException" not in done.stderr, done.stderr
+    assert "full" in done.stderr and str(small_disk) in done.stderr, done.stderr
+    assert "MB" in done.stderr, done.stderr  # how much room it needs
+    assert {p.name: p.stat().st_size for p in data_dir.glob("atelier.duckdb*")} == before
+
+    filler.unlink()
+    with contextlib.closing(__import__("duckdb").connect(str(data_dir / "atelier.duckdb"))) as con:
+        assert con.execute("SELECT count(*) FROM generations").fetchone()[0] == len(ids)
+
+
+def test_start_on_a_full_disk_says_so_and_exits(small_disk: Path) -> None:
+    """A cleanly closed library on a disk with no room left: the app cannot even write runtime.json; it says so
+    and exits instead of a traceback."""
+    data_dir = small_disk / "atelier"
+    start_api(data_dir).stop()
+    assert not (data_dir / "atelier.duckdb.wal").exists()
+    fill(small_disk)
+    before = (data_dir / "atelier.duckdb").read_bytes()
+
+    done = _start_process(data_dir)
+    assert done.returncode not in (0, None), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "full" in done.stderr and str(data_dir) in done.stderr, done.stderr
+    assert (data_dir / "atelier.duckdb").read_bytes() == before
+    assert not (data_dir / "runtime.json").exists()

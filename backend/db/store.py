@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from backend.core.files import is_storage_failure
 from backend.db.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,14 @@ class Store:
         if existed and recovered_from is None and _wal_path(path).exists():
             # DuckDB silently skips a journal it cannot read and leaves it in place; a checkpoint folds a good
             # journal into the file, so one still there afterwards was not read back.
-            con.execute("CHECKPOINT")
+            try:
+                con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+                if is_storage_failure(exc):
+                    raise _cannot_write(path, exc) from None
+                raise
             if _wal_path(path).exists() and _wal_path(path).stat().st_size > 0:
                 con.close()
                 wal_kept = _move_wal_aside(path)
@@ -337,8 +345,8 @@ def _connect(path: Path, existed: bool) -> duckdb.DuckDBPyConnection:
         if "lock" in text:
             raise StoreOpenError(f"{path} is in use by another Atelier process.", reason="locked",
                                  path=path) from None
-        if "permission" in text or "no space" in text or "read-only" in text:
-            raise StoreOpenError(f"Cannot open {path}: {exc}", reason="io", path=path) from None
+        if "permission" in text or "no space" in text or "read-only" in text or "quota" in text:
+            raise _cannot_write(path, exc) from None
         raise _Damaged(str(exc)) from None  # short reads: a truncated file
     except duckdb.Error as exc:
         raise _Damaged(str(exc)) from None
@@ -354,14 +362,52 @@ def _connect(path: Path, existed: bool) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as exc:
         con.close()
         text = str(exc).lower()
-        if "no space" in text or "permission" in text:
-            raise StoreOpenError(f"Cannot write {path}: {exc}", reason="io", path=path) from None
+        if "no space" in text or "permission" in text or "read-only" in text or "quota" in text:
+            raise _cannot_write(path, exc) from None
         raise _Damaged(str(exc)) from None
-    except (duckdb.SerializationException, duckdb.InternalException, duckdb.CatalogException,
-            duckdb.InvalidInputException) as exc:
-        con.close()
-        raise _Damaged(str(exc)) from None
+    except duckdb.Error as exc:
+        with contextlib.suppress(duckdb.Error):
+            con.close()
+        if is_storage_failure(exc):  # a migration's commit or checkpoint refused by the disk
+            raise _cannot_write(path, exc) from None
+        if isinstance(exc, (duckdb.SerializationException, duckdb.InternalException, duckdb.CatalogException,
+                            duckdb.InvalidInputException)):
+            raise _Damaged(str(exc)) from None
+        raise
     return con
+
+
+_MB = 1_000_000
+# Room asked for on top of the journal: the checkpoint's metadata, the log file, runtime.json.
+_HEADROOM = 8 * 2**20
+
+
+def _cannot_write(path: Path, exc: BaseException) -> StoreOpenError:
+    """The error for a database the disk will not let us write: full (with how much room is needed), or
+    read-only / not permitted."""
+    text = str(exc).lower()
+    folder = path.parent
+    if "no space" in text or "quota" in text or isinstance(exc, duckdb.FatalException):
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = 0
+        wal = _wal_path(path)
+        journal = wal.stat().st_size if wal.exists() else 0
+        need = max(journal + _HEADROOM - free, _HEADROOM)
+        return StoreOpenError(
+            f"The disk holding the Atelier library ({folder}) is full: Atelier needs about "
+            f"{-(-need // _MB)} MB more free space there to open {path.name} ({free // _MB} MB free now). "
+            "Free some space and start Atelier again; nothing saved was lost.",
+            reason="disk_full",
+            path=path,
+        )
+    return StoreOpenError(
+        f"Atelier cannot write its library {path}: the folder {folder} is read-only or not writable by this "
+        f"user ({exc}). Make it writable, or choose another data folder with ATELIER_DATA_DIR or --data-dir.",
+        reason="io",
+        path=path,
+    )
 
 
 def _refuse_or_move(path: Path, recover: bool, why: str) -> Path:
