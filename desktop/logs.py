@@ -56,12 +56,12 @@ def describe_unwritable(path: Path, exc: OSError) -> str:
 
     reason = exc.strerror or type(exc).__name__
     if exc.errno in STORAGE_ERRNOS and exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return (f"Atelier cannot write to its data folder: {path} is read-only or not writable by this user "
+        return (f"cannot write to the data folder: {path} is read-only or not writable by this user "
                 f"({reason}). Make it writable, or choose another folder with ATELIER_DATA_DIR or --data-dir.")
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return (f"Atelier cannot write to its data folder: the disk holding {path} is full ({reason}). "
+        return (f"cannot write to the data folder: the disk holding {path} is full ({reason}). "
                 "Free some space there (at least 10 MB) and start Atelier again.")
-    return f"Atelier cannot write to its data folder {path} ({reason})."
+    return f"cannot write to the data folder {path} ({reason})."
 
 
 class _LogFile(logging.handlers.RotatingFileHandler):

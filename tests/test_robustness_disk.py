@@ -336,3 +336,62 @@ def test_start_on_a_full_disk_says_so_and_exits(small_disk: Path) -> None:
     assert "full" in done.stderr and str(data_dir) in done.stderr, done.stderr
     assert (data_dir / "atelier.duckdb").read_bytes() == before
     assert not (data_dir / "runtime.json").exists()
+
+
+@pytest.fixture
+def read_only_data_dir(data_dir: Path) -> Iterator[Path]:
+    """The data directory of an earlier run, bind-mounted read-only onto itself (EROFS; root included)."""
+    start_api(data_dir).stop()
+    (data_dir / "logs").mkdir(exist_ok=True)
+    (data_dir / "logs" / "atelier.log").write_text("an earlier run\n", encoding="utf-8")
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs root")
+    done = subprocess.run(["mount", "--bind", str(data_dir), str(data_dir)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs CAP_SYS_ADMIN): {done.stderr.strip()}")
+    try:
+        done = subprocess.run(["mount", "-o", "remount,bind,ro", str(data_dir)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {done.stderr.strip()}")
+        yield data_dir
+    finally:
+        subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
+
+
+@pytest.fixture
+def immutable_logs(data_dir: Path) -> Iterator[Path]:
+    """A fresh data directory whose ``logs`` folder is immutable (``chattr +i``: EPERM even for root)."""
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (data_dir / "media").mkdir(exist_ok=True)
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed (needed to make a folder unwritable for root)")
+    done = subprocess.run(["chattr", "+i", str(logs)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"this file system does not support the immutable flag: {done.stderr.strip()}")
+    try:
+        yield logs
+    finally:
+        subprocess.run(["chattr", "-i", str(logs)], capture_output=True)
+
+
+def _assert_one_clear_message(done: subprocess.CompletedProcess, where: Path) -> None:
+    assert done.returncode in (1, 2), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert str(where) in lines[0] and "cannot write" in lines[0], lines[0]
+    assert "read-only or not writable" in lines[0], lines[0]
+
+
+def test_read_only_data_dir_at_start_is_one_clear_message(read_only_data_dir: Path) -> None:
+    before = sorted(p.name for p in read_only_data_dir.rglob("*"))
+    done = _start_process(read_only_data_dir)
+    _assert_one_clear_message(done, read_only_data_dir)
+    assert "Read-only file system" in done.stderr
+    assert sorted(p.name for p in read_only_data_dir.rglob("*")) == before
+
+
+def test_unwritable_logs_folder_at_start_is_one_clear_message(data_dir: Path, immutable_logs: Path) -> None:
+    done = _start_process(data_dir)
+    _assert_one_clear_message(done, immutable_logs)
