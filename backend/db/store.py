@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import shutil
 import struct
@@ -266,11 +267,21 @@ class Store:
             await asyncio.to_thread(self._reopen)
 
     async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Run ``fn(cursor)`` in a worker thread (reads; no lock, unless the database must be opened again)."""
-        if self._invalidated is not None:
-            async with self.write_lock:
-                await self._recover()
-        return await asyncio.to_thread(self._run, fn)
+        """Run ``fn(cursor)`` in a worker thread (reads; no lock, unless the database must be opened again).
+
+        A read that meets a database invalidated meanwhile is run once more on the reopened file.
+        """
+        for attempt in (1, 2):
+            if self._invalidated is not None:
+                async with self.write_lock:
+                    await self._recover()
+            reopened = self.reopened
+            try:
+                return await asyncio.to_thread(self._run, fn)
+            except duckdb.Error:
+                if attempt == 2 or (self._invalidated is None and self.reopened == reopened):
+                    raise
+        raise AssertionError("unreachable")
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[dict[str, Any]]:
         def run(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -333,7 +344,14 @@ def _check_version(path: Path, backups_dir: Path) -> None:
             path=path,
         )
     if theirs < _version_tuple(ours):
-        _backup(path, backups_dir, f"duckdb-{header.library_version}")
+        try:
+            _backup(path, backups_dir, f"duckdb-{header.library_version}")
+        except OSError as exc:
+            if not is_storage_failure(exc):
+                raise
+            # No backup, no upgrade: the file stays as it is until there is room for the copy.
+            raise _cannot_write(backups_dir / path.name, exc, need=_file_bytes(path) + _file_bytes(_wal_path(path)),
+                                why="to back up the library before this version of Atelier opens it") from None
 
 
 def _connect(path: Path, existed: bool) -> duckdb.DuckDBPyConnection:
@@ -382,23 +400,32 @@ _MB = 1_000_000
 _HEADROOM = 8 * 2**20
 
 
-def _cannot_write(path: Path, exc: BaseException) -> StoreOpenError:
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _cannot_write(path: Path, exc: BaseException, *, need: int | None = None,
+                  why: str | None = None) -> StoreOpenError:
     """The error for a database the disk will not let us write: full (with how much room is needed), or
-    read-only / not permitted."""
+    read-only / not permitted. ``need`` defaults to the journal that opening has to fold into the file."""
     text = str(exc).lower()
     folder = path.parent
-    if "no space" in text or "quota" in text or isinstance(exc, duckdb.FatalException):
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    if full or "no space" in text or "quota" in text or isinstance(exc, duckdb.FatalException):
         try:
             free = shutil.disk_usage(folder).free
         except OSError:
             free = 0
-        wal = _wal_path(path)
-        journal = wal.stat().st_size if wal.exists() else 0
-        need = max(journal + _HEADROOM - free, _HEADROOM)
+        if need is None:
+            need = _file_bytes(_wal_path(path))
+        more = max(need + _HEADROOM - free, _HEADROOM)
         return StoreOpenError(
             f"The disk holding the Atelier library ({folder}) is full: Atelier needs about "
-            f"{-(-need // _MB)} MB more free space there to open {path.name} ({free // _MB} MB free now). "
-            "Free some space and start Atelier again; nothing saved was lost.",
+            f"{-(-more // _MB)} MB more free space there {why or f'to open {path.name}'} ({free // _MB} MB free "
+            "now). Free some space and start Atelier again; nothing saved was lost.",
             reason="disk_full",
             path=path,
         )
@@ -477,9 +504,16 @@ def _move_aside(path: Path, why: str) -> Path:
 def _backup(path: Path, backups_dir: Path, label: str) -> Path:
     backups_dir.mkdir(parents=True, exist_ok=True)
     target = backups_dir / f"{path.stem}-{_stamp()}-{label}{path.suffix}"
-    shutil.copy2(path, target)
     wal = path.with_name(path.name + ".wal")
-    if wal.exists():
-        shutil.copy2(wal, target.with_name(target.name + ".wal"))
+    wal_target = target.with_name(target.name + ".wal")
+    try:
+        shutil.copy2(path, target)
+        if wal.exists():
+            shutil.copy2(wal, wal_target)
+    except OSError:
+        for partial in (target, wal_target):  # never leave a half copy that looks like a backup
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        raise
     log.info("backed up %s to %s before opening it with DuckDB %s", path, target, duckdb.__version__)
     return target
