@@ -210,7 +210,11 @@ class Store:
     def _run_tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         cur = self._cursor()
         try:
-            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute("BEGIN TRANSACTION")
+            except duckdb.Error as exc:
+                self._note_invalidated(exc)
+                raise
             try:
                 result = fn(cur)
             except BaseException as exc:
@@ -413,8 +417,12 @@ def _cannot_write(path: Path, exc: BaseException, *, need: int | None = None,
     read-only / not permitted. ``need`` defaults to the journal that opening has to fold into the file."""
     text = str(exc).lower()
     folder = path.parent
-    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-    if full or "no space" in text or "quota" in text or isinstance(exc, duckdb.FatalException):
+    if isinstance(exc, OSError):
+        full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    else:
+        refused = "read-only" in text or "permission" in text
+        full = not refused and ("no space" in text or "quota" in text or isinstance(exc, duckdb.FatalException))
+    if full:
         try:
             free = shutil.disk_usage(folder).free
         except OSError:
