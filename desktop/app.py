@@ -17,7 +17,7 @@ from backend import __version__
 from backend.core.settings import Settings
 
 from . import instance
-from .logs import REDACTOR, setup_logging
+from .logs import REDACTOR, LogsUnwritable, describe_unwritable, setup_logging
 
 log = logging.getLogger("atelier")
 
@@ -77,7 +77,11 @@ class App:
         except OSError as exc:
             print(f"atelier: cannot create the data directory {settings.data_dir}: {exc.strerror}", file=sys.stderr)
             return 2
-        setup_logging(settings.logs_dir, settings.log_level)
+        try:
+            setup_logging(settings.logs_dir, settings.log_level)
+        except LogsUnwritable as exc:
+            print(f"atelier: {exc}", file=sys.stderr)
+            return 2
 
         running = instance.find_live_instance(settings.runtime_path)
         if running:
@@ -117,7 +121,12 @@ class App:
             "version": __version__,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        instance.write_runtime(settings.runtime_path, info)
+        try:
+            instance.write_runtime(settings.runtime_path, info)
+        except OSError as exc:  # a full or read-only disk: say so instead of a traceback
+            print(f"atelier: {describe_unwritable(settings.data_dir, exc)}", file=sys.stderr)
+            self._shutdown()
+            return 1
         login_url = f"{self.ui.url}/login?token={token}"
         log.info("Atelier %s serving the UI on %s (API on %s)", __version__, self.ui.url, self.api.url)
         try:

@@ -18,6 +18,9 @@ def _hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("ATELIER_DATA_DIR", str(data_dir))
     monkeypatch.setenv("ATELIER_KEYRING_BACKEND", "file")
     monkeypatch.setenv("ATELIER_POLICY_FILE", str(data_dir / "no-policy.json"))
+    # The machine policy always applies and no environment variable moves it: keep this machine's out of tests.
+    no_machine_policy = data_dir / "no-machine-policy" / "Atelier" / "policy.json"
+    monkeypatch.setattr("backend.core.policy.system_policy_path", lambda: no_machine_policy)
     monkeypatch.setenv("ATELIER_NO_BROWSER", "1")
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):

@@ -17,21 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningApi, start_api
+from tests.conftest import PYTHON, ROOT, RunningApi, start_api, subprocess_env
 from tests.fakes.openrouter import FakeOpenRouter
 
 FAST = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "probe_seconds": 0.1}
 OTHER_KEY = "sk-or-v1-" + "b0b" * 21 + "f"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 24 MiB tmpfs mounted for this test (needs root and mount rights; skipped otherwise)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
+@contextlib.contextmanager
+def mounted_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``mnt`` (needs root and mount rights; skips the test otherwise)."""
+    mnt.mkdir(exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root (it simulates a full disk)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(mnt)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mnt)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {done.stderr.strip()}")
@@ -39,6 +38,20 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs mounted for this test (needs root and mount rights; skipped otherwise)."""
+    with mounted_tmpfs(tmp_path / "disk", "24m") as mnt:
+        yield mnt
+
+
+@pytest.fixture
+def roomier_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB tmpfs: room for DuckDB's journal to reach its automatic checkpoint threshold (16 MiB)."""
+    with mounted_tmpfs(tmp_path / "disk", "64m") as mnt:
+        yield mnt
 
 
 def fill(path: Path) -> Path:
@@ -206,3 +219,179 @@ def test_unwritable_media_folder_is_a_storage_error(data_dir: Path, immutable_me
                                                      fake_openrouter: FakeOpenRouter) -> None:
     body, _ = _image_into_unwritable_media(data_dir, fake_openrouter)
     assert body["_status"] == 507 and body["error"]["code"] == "storage_error"
+
+
+def _noise(n: int) -> str:
+    """Text that compresses poorly, so the database file needs about as much room as the journal."""
+    return os.urandom(n // 2).hex()
+
+
+def test_failed_checkpoint_on_a_full_disk_recovers_once_space_is_freed(roomier_disk: Path,
+                                                                       fake_openrouter: FakeOpenRouter) -> None:
+    """DuckDB invalidates the database when its automatic checkpoint cannot write (every call on the connection
+    fails after that, reads too); the store opens the file again in place: no restart, nothing acknowledged lost."""
+    data_dir = roomier_disk / "atelier"
+    running = start_api(data_dir, openrouter_base_url=fake_openrouter.base_url, **FAST)
+    wal = data_dir / "atelier.duckdb.wal"
+    try:
+        with running.client() as api:
+            assert api.put("/api/v1/credentials", json={"api_key": fake_openrouter.key}).status_code == 200
+            first = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": "saved before the disk filled"})
+            assert first.status_code == 201, first.text
+            # Grow the journal close to DuckDB's automatic checkpoint threshold (16 MiB).
+            queued = []
+            while not wal.exists() or wal.stat().st_size < 15 * 2**20 + 512 * 2**10:
+                r = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": _noise(100_000), "defer": True})
+                assert r.status_code == 202, r.text
+                queued.append(r.json()["id"])
+            filler = fill(roomier_disk)
+            # Leave room for the journal's next entries, not for the checkpoint they trigger.
+            os.truncate(filler, filler.stat().st_size - 2 * 2**20)
+            store = running.app.state.store
+            statuses = []
+            for _ in range(60):
+                r = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": _noise(100_000), "defer": True})
+                statuses.append(r.status_code)
+                if r.status_code == 202:
+                    queued.append(r.json()["id"])
+                else:
+                    assert r.status_code == 507 and r.json()["error"]["code"] == "storage_error", r.text
+                    break
+            assert statuses[-1] == 507, statuses
+            # Reads go on while the disk is still full.
+            r = api.get(f"/api/v1/generations/{first.json()['id']}")
+            assert r.status_code == 200, r.text
+            # The commit that crossed the threshold was acknowledged, and its checkpoint failed: the database
+            # was invalidated, and opened again on the next call.
+            assert getattr(store, "reopened", 0) >= 1
+
+            filler.unlink()
+
+            again = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": "after the disk was freed"})
+            assert again.status_code == 201, again.text
+            assert again.json()["output_text"] == "Echo: after the disk was freed"
+            g = api.get(f"/api/v1/generations/{first.json()['id']}")
+            assert g.status_code == 200 and g.json()["output_text"] == "Echo: saved before the disk filled"
+            for gen_id in queued:  # every acknowledged row, the one whose commit triggered the checkpoint too
+                assert api.get(f"/api/v1/generations/{gen_id}").status_code == 200
+    finally:
+        running.stop()
+    assert not wal.exists()  # the journal was folded into the file at shutdown
+
+
+def _start_process(data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -m desktop --no-window`` on ``data_dir``; it must exit by itself (it cannot start)."""
+    return subprocess.run([PYTHON, "-m", "desktop", "--no-window"], cwd=ROOT, env=subprocess_env(data_dir),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_restart_on_a_still_full_disk_says_so_and_exits(small_disk: Path, fake_openrouter: FakeOpenRouter) -> None:
+    """The journal cannot be folded into the file on a full disk: the app says so (where, how much room it
+    needs) and exits, instead of dying with DuckDB's FatalException; nothing is lost."""
+    data_dir = small_disk / "atelier"
+    running = start_api(data_dir, openrouter_base_url=fake_openrouter.base_url, **FAST)
+    ids = []
+    try:
+        with running.client() as api:
+            for _ in range(30):
+                r = api.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                          "prompt": _noise(100_000), "defer": True})
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["id"])
+        filler = fill(small_disk)
+    finally:
+        running.stop()  # its checkpoint fails on the full disk: the journal stays
+    wal = data_dir / "atelier.duckdb.wal"
+    assert wal.exists() and wal.stat().st_size > 2**20
+    before = {p.name: p.stat().st_size for p in data_dir.glob("atelier.duckdb*")}
+
+    done = _start_process(data_dir)
+    assert done.returncode not in (0, None), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "FatalException" not in done.stderr, done.stderr
+    assert "full" in done.stderr and str(small_disk) in done.stderr, done.stderr
+    assert "MB" in done.stderr, done.stderr  # how much room it needs
+    assert {p.name: p.stat().st_size for p in data_dir.glob("atelier.duckdb*")} == before
+
+    filler.unlink()
+    with contextlib.closing(__import__("duckdb").connect(str(data_dir / "atelier.duckdb"))) as con:
+        assert con.execute("SELECT count(*) FROM generations").fetchone()[0] == len(ids)
+
+
+def test_start_on_a_full_disk_says_so_and_exits(small_disk: Path) -> None:
+    """A cleanly closed library on a disk with no room left: the app cannot even write runtime.json; it says so
+    and exits instead of a traceback."""
+    data_dir = small_disk / "atelier"
+    start_api(data_dir).stop()
+    assert not (data_dir / "atelier.duckdb.wal").exists()
+    fill(small_disk)
+    before = (data_dir / "atelier.duckdb").read_bytes()
+
+    done = _start_process(data_dir)
+    assert done.returncode not in (0, None), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "full" in done.stderr and str(data_dir) in done.stderr, done.stderr
+    assert (data_dir / "atelier.duckdb").read_bytes() == before
+    assert not (data_dir / "runtime.json").exists()
+
+
+@pytest.fixture
+def read_only_data_dir(data_dir: Path) -> Iterator[Path]:
+    """The data directory of an earlier run, bind-mounted read-only onto itself (EROFS; root included)."""
+    start_api(data_dir).stop()
+    (data_dir / "logs").mkdir(exist_ok=True)
+    (data_dir / "logs" / "atelier.log").write_text("an earlier run\n", encoding="utf-8")
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs root")
+    done = subprocess.run(["mount", "--bind", str(data_dir), str(data_dir)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs CAP_SYS_ADMIN): {done.stderr.strip()}")
+    try:
+        done = subprocess.run(["mount", "-o", "remount,bind,ro", str(data_dir)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {done.stderr.strip()}")
+        yield data_dir
+    finally:
+        subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
+
+
+@pytest.fixture
+def immutable_logs(data_dir: Path) -> Iterator[Path]:
+    """A fresh data directory whose ``logs`` folder is immutable (``chattr +i``: EPERM even for root)."""
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (data_dir / "media").mkdir(exist_ok=True)
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed (needed to make a folder unwritable for root)")
+    done = subprocess.run(["chattr", "+i", str(logs)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"this file system does not support the immutable flag: {done.stderr.strip()}")
+    try:
+        yield logs
+    finally:
+        subprocess.run(["chattr", "-i", str(logs)], capture_output=True)
+
+
+def _assert_one_clear_message(done: subprocess.CompletedProcess, where: Path) -> None:
+    assert done.returncode in (1, 2), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert str(where) in lines[0] and "cannot write" in lines[0], lines[0]
+    assert "read-only or not writable" in lines[0], lines[0]
+
+
+def test_read_only_data_dir_at_start_is_one_clear_message(read_only_data_dir: Path) -> None:
+    before = sorted(p.name for p in read_only_data_dir.rglob("*"))
+    done = _start_process(read_only_data_dir)
+    _assert_one_clear_message(done, read_only_data_dir)
+    assert "Read-only file system" in done.stderr
+    assert sorted(p.name for p in read_only_data_dir.rglob("*")) == before
+
+
+def test_unwritable_logs_folder_at_start_is_one_clear_message(data_dir: Path, immutable_logs: Path) -> None:
+    done = _start_process(data_dir)
+    _assert_one_clear_message(done, immutable_logs)

@@ -162,3 +162,36 @@ def test_second_process_cannot_open_while_first_holds_it(tmp_path: Path) -> None
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "locked"
     store.close()
+
+
+def test_a_backup_the_disk_refuses_stops_the_open_clearly_and_leaves_no_half_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before a newer DuckDB opens an older file it is copied; a full disk refuses the copy: a clear
+    ``disk_full`` error (how much room), the file untouched, no partial copy posing as a backup."""
+    import errno
+
+    from backend.db import store as store_module
+
+    path = tmp_path / "a.duckdb"
+    Store.open(path).close()
+    real_header = store_module.read_header
+
+    def older(p: Path):
+        header = real_header(p)
+        return header and store_module.FileHeader(header.storage_version, "v1.4.1")
+
+    def copy_until_full(src, dst, **_):
+        Path(dst).write_bytes(b"half a copy")
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(store_module, "read_header", older)
+    monkeypatch.setattr(store_module.shutil, "copy2", copy_until_full)
+    before = path.read_bytes()
+    backups = tmp_path / "backups"
+    with pytest.raises(StoreOpenError) as info:
+        Store.open(path, backups_dir=backups)
+    assert info.value.reason == "disk_full"
+    assert "full" in str(info.value) and "MB" in str(info.value) and str(backups) in str(info.value)
+    assert path.read_bytes() == before
+    assert list(backups.iterdir()) == []

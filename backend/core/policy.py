@@ -1,12 +1,17 @@
 """Machine policy: settings that IT deploys once per machine.
 
-The policy is a JSON object in ``<site config dir>/policy.json`` (``/etc/xdg/Atelier`` on Linux,
-``%ProgramData%\\Atelier`` on Windows, ``/Library/Application Support/Atelier`` on macOS), or wherever
-``ATELIER_POLICY_FILE`` points. Each key holds either a bare value — a default the user may change — or
+The policy is a JSON object in the system location, ``policy.json`` in the platform's site config folder
+(``/etc/xdg/Atelier`` on Linux, ``%ProgramData%\\Atelier`` on Windows, ``/Library/Application Support/Atelier``
+on macOS). Each key holds either a bare value — a default the user may change — or
 ``{"value": ..., "locked": true|false}``. A locked value cannot be changed by the user: the settings API
 refuses it with 403 ``locked_by_policy`` and the UI shows it as locked.
 
-The file is validated strictly: an unknown key (a typo), a wrong type or an out-of-range value raises
+The user cannot turn the machine policy off. The system location is fixed per platform: no environment
+variable moves it (not ``XDG_CONFIG_DIRS``, not platformdirs' overrides), and the system file always applies.
+``ATELIER_POLICY_FILE`` (or the ``policy_file`` setting) names an *extra* file, layered on top: it can set
+defaults and lock more keys, but a value the system file locks keeps the system's value and stays locked.
+
+The files are validated strictly: an unknown key (a typo), a wrong type or an out-of-range value raises
 :class:`PolicyError` whose message names the file and the field, because a silently ignored policy is
 worse than an app that refuses to start with a clear message.
 """
@@ -19,14 +24,13 @@ import json
 import math
 import os
 import ssl
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-import platformdirs
 
 from backend.core.sizes import format_size
 from backend.net.hosts import is_loopback_host
@@ -40,6 +44,7 @@ __all__ = [
     "PolicyValue",
     "default_policy_path",
     "load_policy",
+    "system_policy_path",
     "read_policy_key",
 ]
 
@@ -64,10 +69,17 @@ class PolicyValue:
 
 @dataclass(frozen=True)
 class Policy:
-    """The machine policy in force. ``path`` is None when no policy file exists."""
+    """The machine policy in force. ``path`` is None when no policy file exists.
+
+    ``path`` is the system file when there is one, else the extra file; ``extra_path`` is the extra file
+    when both apply. ``ignored`` names the keys the extra file tried to change although the system file
+    locks them (the system's values were kept).
+    """
 
     path: Path | None = None
     values: Mapping[str, PolicyValue] = field(default_factory=lambda: MappingProxyType({}))
+    extra_path: Path | None = None
+    ignored: tuple[str, ...] = ()
 
     def get(self, name: str) -> PolicyValue | None:
         """The policy entry for ``name``, or None when the policy does not mention it."""
@@ -108,26 +120,89 @@ class Policy:
         return bool(self.value("allow_user_key", True))
 
 
+def system_policy_path() -> Path:
+    """The machine policy file. Fixed per platform: no environment variable can move it."""
+    if sys.platform == "win32":
+        return _windows_program_data() / "Atelier" / "policy.json"
+    if sys.platform == "darwin":
+        return Path("/Library/Application Support/Atelier/policy.json")
+    # The XDG default for system configuration; XDG_CONFIG_DIRS is the user's to set, so it is not consulted.
+    return Path("/etc/xdg/Atelier/policy.json")
+
+
 def default_policy_path() -> Path:
-    """Where the machine policy lives when ``ATELIER_POLICY_FILE`` is not set."""
-    return Path(platformdirs.site_config_dir("Atelier", appauthor=False)) / "policy.json"
+    """Where the machine policy lives (the system location; see :func:`system_policy_path`)."""
+    return system_policy_path()
 
 
-def load_policy(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Policy:
-    """Read and validate the machine policy.
+def _windows_program_data() -> Path:
+    # The shell's known folder, not %ProgramData% or platformdirs' WIN_PD_OVERRIDE_* (both are environment).
+    try:
+        from platformdirs.windows import get_win_folder_via_ctypes
 
-    The file is ``path`` when given, else ``ATELIER_POLICY_FILE`` when set, else
-    :func:`default_policy_path`. A missing file means no policy (an empty :class:`Policy`); an unreadable
-    or invalid file raises :class:`PolicyError`.
+        return Path(get_win_folder_via_ctypes("CSIDL_COMMON_APPDATA"))
+    except Exception:  # noqa: BLE001 - any failure falls back to the standard location
+        return Path("C:/ProgramData")
+
+
+def load_policy(
+    path: Path | None = None, env: Mapping[str, str] = os.environ, *, system_path: Path | None = None
+) -> Policy:
+    """Read and validate the machine policy in force.
+
+    The system file (:func:`system_policy_path`; ``system_path`` is for tests only) always applies. The
+    extra file is ``path`` when given, else ``ATELIER_POLICY_FILE`` when set: its entries are layered on
+    top, except for keys the system file locks, which keep the system's value and lock. A missing file
+    means no policy from it; an unreadable or invalid file raises :class:`PolicyError`.
     """
+    system_file = Path(system_path) if system_path is not None else system_policy_path()
+    system = _read_file(system_file)
     if path is None:
         configured = env.get(POLICY_ENV_VAR, "").strip()
-        path = Path(configured) if configured else default_policy_path()
+        path = Path(configured) if configured else None
+    if path is None:
+        return system
+    extra_file = Path(os.path.expanduser(path))
+    if _same_file(extra_file, system_file):
+        return system
+    extra = _read_file(extra_file)
+    if extra.path is None:
+        return system
+    if system.path is None:
+        return extra
+    return _layer(system, extra)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _layer(system: Policy, extra: Policy) -> Policy:
+    """The system policy with the extra file's entries on top, where the system file does not lock them."""
+    values = dict(system.values)
+    ignored = []
+    for name, entry in extra.values.items():
+        if system.is_locked(name):
+            if entry != system.values[name]:
+                ignored.append(name)
+            continue
+        values[name] = entry
+    _check_consistency(values, f"Policy file {extra.path} (on top of {system.path})")
+    return Policy(path=system.path, values=MappingProxyType(values), extra_path=extra.path,
+                  ignored=tuple(sorted(ignored)))
+
+
+def _read_file(path: Path) -> Policy:
     path = Path(os.path.expanduser(path))
     try:
         with path.open("rb") as handle:
             raw = handle.read(_MAX_POLICY_BYTES + 1)
     except FileNotFoundError:
+        return Policy(path=None)
+    except NotADirectoryError:
         return Policy(path=None)
     except IsADirectoryError:
         raise PolicyError(f"Policy file {path}: is a directory, expected a JSON file.") from None

@@ -163,7 +163,7 @@ SETTINGS_DOCS: dict[str, str] = {
     "max_request_bytes": "Largest request body the local API accepts.",
     "models_refresh_hours": "How often the model catalogue is refreshed while online.",
     "keyring_backend": "'auto' (OS keychain, file fallback), 'file', or 'module:Class' for a keyring backend.",
-    "policy_file": "Machine policy file (default: the platform site config dir).",
+    "policy_file": "An extra policy file on top of the machine one: it can add locks, never remove or unlock one.",
     "proxy": "HTTPS proxy for OpenRouter (default: HTTPS_PROXY / the policy).",
     "ca_bundle": "Extra CA certificates (PEM) trusted besides the OS store.",
     "log_level": "Log level: DEBUG, INFO, WARNING or ERROR.",

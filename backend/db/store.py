@@ -3,11 +3,18 @@
 DuckDB 2.x refuses concurrent use of one connection, so every call runs on its own ``cursor()`` inside
 ``asyncio.to_thread`` (the event loop never blocks), and every write goes through one ``asyncio.Lock``
 (without it, concurrent UPDATEs fail with "Conflict on update").
+
+When a checkpoint cannot be written (a full disk), DuckDB "invalidates" the database: every later call on
+that connection fails, reads included, until the file is opened again. The store notices, and on the next
+call (under the write lock) closes the connection and opens the file again; the journal holds every
+committed write, so nothing acknowledged is lost and the app carries on without a restart once space is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import shutil
 import struct
@@ -21,6 +28,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from backend.core.files import is_storage_failure
 from backend.db.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -31,12 +39,28 @@ _HEADER_BYTES = 116
 
 
 class StoreOpenError(Exception):
-    """The database file cannot be opened. ``reason`` is newer_version | corrupt | locked | io."""
+    """The database file cannot be opened. ``reason`` is newer_version | corrupt | locked | io | disk_full."""
 
     def __init__(self, message: str, *, reason: str, path: Path):
         super().__init__(message)
         self.reason = reason
         self.path = path
+
+    @property
+    def is_storage_failure(self) -> bool:
+        return self.reason in ("io", "disk_full")
+
+
+def is_invalidated(exc: BaseException) -> bool:
+    """True when DuckDB has given up on the open database (after a failed checkpoint, for instance)."""
+    if isinstance(exc, duckdb.FatalException):
+        return True
+    return isinstance(exc, duckdb.Error) and "database has been invalidated" in str(exc).lower()
+
+
+def commit_was_durable(exc: BaseException) -> bool:
+    """True when DuckDB reports that the COMMIT itself succeeded and only the checkpoint after it failed."""
+    return isinstance(exc, duckdb.Error) and "commit succeeded and is durable" in str(exc).lower()
 
 
 @dataclass(frozen=True)
@@ -95,6 +119,9 @@ class Store:
         self.write_lock = asyncio.Lock()
         self._closed = False
         self._close_lock = threading.Lock()
+        # The error that invalidated the connection; the next call opens the file again.
+        self._invalidated: BaseException | None = None
+        self.reopened = 0
 
     # -- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -134,7 +161,14 @@ class Store:
         if existed and recovered_from is None and _wal_path(path).exists():
             # DuckDB silently skips a journal it cannot read and leaves it in place; a checkpoint folds a good
             # journal into the file, so one still there afterwards was not read back.
-            con.execute("CHECKPOINT")
+            try:
+                con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+                if is_storage_failure(exc):
+                    raise _cannot_write(path, exc) from None
+                raise
             if _wal_path(path).exists() and _wal_path(path).stat().st_size > 0:
                 con.close()
                 wal_kept = _move_wal_aside(path)
@@ -149,30 +183,109 @@ class Store:
             raise RuntimeError("the store is closed")
         return self._con.cursor()
 
+    def _note_invalidated(self, exc: BaseException) -> None:
+        if self._invalidated is None and (is_invalidated(exc) or commit_was_durable(exc)):
+            self._invalidated = exc
+            log.error("the database was invalidated; it is opened again on the next call: %s", exc)
+
     def _run(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         cur = self._cursor()
         try:
             return fn(cur)
+        except duckdb.Error as exc:
+            self._note_invalidated(exc)
+            raise
         finally:
-            cur.close()
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
+
+    def _run_write(self, sql: str, params: Sequence[Any] | dict) -> None:
+        try:
+            self._run(lambda cur: cur.execute(sql, params))
+        except duckdb.Error as exc:
+            if not commit_was_durable(exc):
+                raise
+            # The row is in the journal: acknowledge it; the store reopens the file on the next call.
 
     def _run_tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         cur = self._cursor()
         try:
-            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute("BEGIN TRANSACTION")
+            except duckdb.Error as exc:
+                self._note_invalidated(exc)
+                raise
             try:
                 result = fn(cur)
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                if isinstance(exc, duckdb.Error):
+                    self._note_invalidated(exc)
+                # An invalidated database refuses the ROLLBACK too; the transaction is gone with it.
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
                 raise
-            cur.execute("COMMIT")
+            try:
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._note_invalidated(exc)
+                if not commit_was_durable(exc):
+                    raise
             return result
         finally:
-            cur.close()
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
+
+    def _reopen(self) -> None:
+        """Close the invalidated connection and open the file again (runs under the write lock).
+
+        Raises the error that invalidated the database when the file cannot be opened yet (the disk is still
+        full); the next call tries again.
+        """
+        with self._close_lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            cause = self._invalidated
+            if cause is None:
+                return
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+            try:
+                con = _connect(self.path, True)
+            except (StoreOpenError, _Damaged) as exc:
+                log.warning("the database cannot be opened again yet: %s", exc)
+                raise cause from None
+            try:
+                # A cursor still open elsewhere keeps the old (invalid) instance alive: check that this one works.
+                con.execute("SELECT 1").fetchall()
+            except duckdb.Error:
+                con.close()
+                raise cause from None
+            self._con = con
+            self._invalidated = None
+            self.reopened += 1
+            log.warning("the database was opened again after: %s", cause)
+
+    async def _recover(self) -> None:
+        """Reopen an invalidated database. The caller holds the write lock."""
+        if self._invalidated is not None:
+            await asyncio.to_thread(self._reopen)
 
     async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Run ``fn(cursor)`` in a worker thread (reads; no lock)."""
-        return await asyncio.to_thread(self._run, fn)
+        """Run ``fn(cursor)`` in a worker thread (reads; no lock, unless the database must be opened again).
+
+        A read that meets a database invalidated meanwhile is run once more on the reopened file.
+        """
+        for attempt in (1, 2):
+            if self._invalidated is not None:
+                async with self.write_lock:
+                    await self._recover()
+            reopened = self.reopened
+            try:
+                return await asyncio.to_thread(self._run, fn)
+            except duckdb.Error:
+                if attempt == 2 or (self._invalidated is None and self.reopened == reopened):
+                    raise
+        raise AssertionError("unreachable")
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[dict[str, Any]]:
         def run(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -189,11 +302,13 @@ class Store:
     async def execute(self, sql: str, params: Sequence[Any] | dict | None = None) -> None:
         """One write statement, autocommitted, under the write lock."""
         async with self.write_lock:
-            await asyncio.to_thread(self._run, lambda cur: cur.execute(sql, params or []))
+            await self._recover()
+            await asyncio.to_thread(self._run_write, sql, params or [])
 
     async def transaction(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run ``fn(cursor)`` inside BEGIN … COMMIT under the write lock; any exception rolls back."""
         async with self.write_lock:
+            await self._recover()
             return await asyncio.to_thread(self._run_tx, fn)
 
     def close(self) -> None:
@@ -202,11 +317,13 @@ class Store:
             if self._closed:
                 return
             self._closed = True
-            try:
-                self._con.execute("CHECKPOINT")
-            except duckdb.Error as exc:  # a full disk must not prevent closing
-                log.warning("checkpoint at shutdown failed: %s", exc)
-            self._con.close()
+            if self._invalidated is None:
+                try:
+                    self._con.execute("CHECKPOINT")
+                except duckdb.Error as exc:  # a full disk must not prevent closing; the journal keeps the rest
+                    log.warning("checkpoint at shutdown failed: %s", exc)
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
 
 
 class _Damaged(Exception):
@@ -231,7 +348,14 @@ def _check_version(path: Path, backups_dir: Path) -> None:
             path=path,
         )
     if theirs < _version_tuple(ours):
-        _backup(path, backups_dir, f"duckdb-{header.library_version}")
+        try:
+            _backup(path, backups_dir, f"duckdb-{header.library_version}")
+        except OSError as exc:
+            if not is_storage_failure(exc):
+                raise
+            # No backup, no upgrade: the file stays as it is until there is room for the copy.
+            raise _cannot_write(backups_dir / path.name, exc, need=_file_bytes(path) + _file_bytes(_wal_path(path)),
+                                why="to back up the library before this version of Atelier opens it") from None
 
 
 def _connect(path: Path, existed: bool) -> duckdb.DuckDBPyConnection:
@@ -243,8 +367,8 @@ def _connect(path: Path, existed: bool) -> duckdb.DuckDBPyConnection:
         if "lock" in text:
             raise StoreOpenError(f"{path} is in use by another Atelier process.", reason="locked",
                                  path=path) from None
-        if "permission" in text or "no space" in text or "read-only" in text:
-            raise StoreOpenError(f"Cannot open {path}: {exc}", reason="io", path=path) from None
+        if "permission" in text or "no space" in text or "read-only" in text or "quota" in text:
+            raise _cannot_write(path, exc) from None
         raise _Damaged(str(exc)) from None  # short reads: a truncated file
     except duckdb.Error as exc:
         raise _Damaged(str(exc)) from None
@@ -260,14 +384,65 @@ def _connect(path: Path, existed: bool) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as exc:
         con.close()
         text = str(exc).lower()
-        if "no space" in text or "permission" in text:
-            raise StoreOpenError(f"Cannot write {path}: {exc}", reason="io", path=path) from None
+        if "no space" in text or "permission" in text or "read-only" in text or "quota" in text:
+            raise _cannot_write(path, exc) from None
         raise _Damaged(str(exc)) from None
-    except (duckdb.SerializationException, duckdb.InternalException, duckdb.CatalogException,
-            duckdb.InvalidInputException) as exc:
-        con.close()
-        raise _Damaged(str(exc)) from None
+    except duckdb.Error as exc:
+        with contextlib.suppress(duckdb.Error):
+            con.close()
+        if is_storage_failure(exc):  # a migration's commit or checkpoint refused by the disk
+            raise _cannot_write(path, exc) from None
+        if isinstance(exc, (duckdb.SerializationException, duckdb.InternalException, duckdb.CatalogException,
+                            duckdb.InvalidInputException)):
+            raise _Damaged(str(exc)) from None
+        raise
     return con
+
+
+_MB = 1_000_000
+# Room asked for on top of the journal: the checkpoint's metadata, the log file, runtime.json.
+_HEADROOM = 8 * 2**20
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _cannot_write(path: Path, exc: BaseException, *, need: int | None = None,
+                  why: str | None = None) -> StoreOpenError:
+    """The error for a database the disk will not let us write: full (with how much room is needed), or
+    read-only / not permitted. ``need`` defaults to the journal that opening has to fold into the file."""
+    text = str(exc).lower()
+    folder = path.parent
+    if isinstance(exc, OSError):
+        full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    else:
+        refused = "read-only" in text or "permission" in text
+        full = not refused and ("no space" in text or "quota" in text or isinstance(exc, duckdb.FatalException))
+    if full:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = 0
+        if need is None:
+            need = _file_bytes(_wal_path(path))
+        more = max(need + _HEADROOM - free, _HEADROOM)
+        return StoreOpenError(
+            f"The disk holding the Atelier library ({folder}) is full: Atelier needs about "
+            f"{-(-more // _MB)} MB more free space there {why or f'to open {path.name}'} ({free // _MB} MB free "
+            "now). Free some space and start Atelier again; nothing saved was lost.",
+            reason="disk_full",
+            path=path,
+        )
+    return StoreOpenError(
+        f"Atelier cannot write its library {path}: the folder {folder} is read-only or not writable by this "
+        f"user ({exc}). Make it writable, or choose another data folder with ATELIER_DATA_DIR or --data-dir.",
+        reason="io",
+        path=path,
+    )
 
 
 def _refuse_or_move(path: Path, recover: bool, why: str) -> Path:
@@ -337,9 +512,16 @@ def _move_aside(path: Path, why: str) -> Path:
 def _backup(path: Path, backups_dir: Path, label: str) -> Path:
     backups_dir.mkdir(parents=True, exist_ok=True)
     target = backups_dir / f"{path.stem}-{_stamp()}-{label}{path.suffix}"
-    shutil.copy2(path, target)
     wal = path.with_name(path.name + ".wal")
-    if wal.exists():
-        shutil.copy2(wal, target.with_name(target.name + ".wal"))
+    wal_target = target.with_name(target.name + ".wal")
+    try:
+        shutil.copy2(path, target)
+        if wal.exists():
+            shutil.copy2(wal, wal_target)
+    except OSError:
+        for partial in (target, wal_target):  # never leave a half copy that looks like a backup
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        raise
     log.info("backed up %s to %s before opening it with DuckDB %s", path, target, duckdb.__version__)
     return target
