@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backend.api.deps import SettingsDep, StateDep, StoreDep
 from backend.core.errors import AtelierError, NotFound
 from backend.core.files import write_all
+from backend.core.sizes import format_size
 from backend.data import exports, imports
 from backend.db.generations import new_id
 
@@ -124,7 +125,5 @@ async def _receive(request: Request, target: Path, limit: int) -> None:
 
 
 def _too_large(limit: int) -> AtelierError:
-    size = f"{limit / 2**30:.1f} GiB" if limit >= 2**30 else f"{limit / 2**20:.1f} MiB" if limit >= 2**20 \
-        else f"{limit:,} bytes"
-    return AtelierError(f"The file is larger than the import limit ({size}); import a smaller export.",
+    return AtelierError(f"The file is larger than the import limit ({format_size(limit)}); import a smaller export.",
                         code="payload_too_large", status=413)
