@@ -122,7 +122,7 @@ def test_ui_post_routes_refuse_bad_bodies(small_api: RunningApi, ui_url: str, ge
         for route in routes:
             r = ui.post(route, content=huge, headers={"Content-Type": "application/x-www-form-urlencoded"})
             if route == "/studio/stream":  # the page's event stream reports every failure as an event
-                assert r.status_code in (200, 413) and (r.status_code == 413 or "event: error" in r.text)
+                assert r.status_code in (200, 400, 413) and (r.status_code == 413 or "event: error" in r.text)
             elif route in form_readers:  # 413 from Flask's cap, or 400 when the view finds the form empty
                 assert r.status_code in (400, 413), (route, r.status_code, r.text[:300])
             else:  # routes that never read a body just ignore it
@@ -137,7 +137,7 @@ def test_ui_post_routes_refuse_bad_bodies(small_api: RunningApi, ui_url: str, ge
         assert "event: error" in r.text and "Malformed request" in r.text
         r = ui.post("/studio/stream", json={"prompt": "x", "model": "openai/gpt-4o-mini", "max_tokens": "NaN",
                                             "temperature": [1]})
-        assert r.status_code == 200 and "event: " in r.text
+        assert r.status_code in (200, 400) and "event: error" in r.text
 
 
 def test_ui_stream_with_deeply_nested_json_is_not_500(small_api: RunningApi, ui_url: str) -> None:

@@ -12,7 +12,7 @@ from backend.core.sizes import format_size
 from backend.media.errors import MediaError
 from backend.media.sniff import decode_data_url
 from backend.media.store import MediaStore
-from backend.openrouter import client as openrouter_client
+from backend.openrouter.errors import too_large
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_the_same_limit_reads_the_same_in_every_message(tmp_path: Path) -> None:
         writer.write(bytes(limit + 1))
     messages.append(streamed.value.message)
 
-    messages.append(openrouter_client._too_large(limit).message)
+    messages.append(too_large(limit).message)
 
     for message in messages:
         assert "the 3 MiB limit" in message, message

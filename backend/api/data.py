@@ -86,11 +86,11 @@ async def download_export(export_id: str, settings: SettingsDep) -> FileResponse
 
 
 @router.post("/imports", response_model=ImportResult,
-             openapi_extra={"requestBody": {"content": {"application/zip": {"schema": {"type": "string",
-                                                                                     "format": "binary"}}}}})
+             openapi_extra={"requestBody": {"content": {"application/octet-stream": {
+                 "schema": {"type": "string", "format": "binary"}}}}})
 async def import_export(request: Request, state: StateDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    """Merge a JSONL or Parquet export zip (the raw body) into this library: nothing duplicated, nothing
-    overwritten, media checked against its sha256."""
+    """Merge a JSONL or Parquet export zip (the raw body, any content type) into this library: nothing duplicated,
+    nothing overwritten, media checked against its sha256."""
     folder = settings.data_dir / "imports"
     await asyncio.to_thread(folder.mkdir, exist_ok=True)
     upload = folder / f".upload-{new_id()}.zip"
