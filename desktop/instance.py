@@ -1,6 +1,6 @@
 """The single-instance hand-off.
 
-A second launch that finds a live instance through ``runtime.json`` (see ``backend/runtime_file.py``) asks it
+A second launch that finds a live instance through ``runtime.json`` (see ``desktop/runtime_file.py``) asks it
 (an authenticated API call) to show its window, then exits 0 instead of hitting DuckDB's file lock.
 """
 

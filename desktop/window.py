@@ -13,17 +13,23 @@ import sys
 import threading
 from collections.abc import Callable
 
+from .toolkit import display_reachable, missing_libraries, qt_binaries
+
 log = logging.getLogger(__name__)
 
 
 def gui_unavailable_reason(env: dict[str, str] | None = None) -> str | None:
     """Why a window cannot be opened here, or None when it can."""
     env = dict(os.environ) if env is None else env
-    if env.get("ATELIER_NO_WINDOW") == "1":
-        return "ATELIER_NO_WINDOW=1 is set"
+    if env.get("ATELIER_NO_WINDOW", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "ATELIER_NO_WINDOW is set"
     if sys.platform.startswith("linux"):
-        if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or env.get("QT_QPA_PLATFORM") == "offscreen"):
+        if env.get("QT_QPA_PLATFORM") == "offscreen":
+            pass
+        elif not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
             return "no display was found (DISPLAY and WAYLAND_DISPLAY are not set)"
+        elif not display_reachable(env):
+            return f"no X server answers at DISPLAY={env.get('DISPLAY')}"
         if importlib.util.find_spec("webview") is None:
             return "pywebview is not installed"
         has_qt = importlib.util.find_spec("PySide6") is not None and importlib.util.find_spec("qtpy") is not None
@@ -69,7 +75,11 @@ def gui_probe_result(probe: subprocess.Popen, timeout: float = 20.0) -> str | No
     telling = [line for line in lines if "could not" in line.lower() or "error" in line.lower()]
     detail = (telling or lines[-1:] or [f"exit status {probe.returncode}"])[0]
     log.warning("GUI probe failed (%s): %s", probe.returncode, (err or "").strip()[-2000:])
-    return f"the GUI toolkit could not start ({detail[:200]})"
+    reason = f"the GUI toolkit could not start ({detail[:200]})"
+    libraries = missing_libraries(qt_binaries())
+    if libraries.missing or libraries.bundled_missing:
+        reason += f"; {libraries.describe()}"
+    return reason
 
 
 def gui_probe_main() -> int:

@@ -59,12 +59,13 @@ def test_window_opens_the_studio(data_dir: Path) -> None:
     assert not (data_dir / "runtime.json").exists()
 
 
-def test_a_display_qt_cannot_use_falls_back_to_headless(data_dir: Path) -> None:
+def test_a_display_qt_cannot_use_falls_back_to_headless(data_dir: Path, fake_x_server) -> None:
     """Qt aborts the process when it cannot use the display; the probe child takes that hit instead."""
     import signal
     import time
 
-    env = subprocess_env(data_dir, DISPLAY=":4321")  # no X server there
+    # Something answers there (so the shell tries), but it is no X server: Qt cannot connect.
+    env = subprocess_env(data_dir, DISPLAY=fake_x_server.display)
     proc = subprocess.Popen([PYTHON, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
