@@ -47,6 +47,8 @@ class Settings:
     proxy: str | None = None
     ca_bundle: Path | None = None
     log_level: str = "INFO"
+    no_window: bool = False
+    no_browser: bool = False
 
     @property
     def db_path(self) -> Path:
@@ -155,5 +157,7 @@ SETTINGS_DOCS: dict[str, str] = {
     "policy_file": "Machine policy file (default: the platform site config dir).",
     "proxy": "HTTPS proxy for OpenRouter (default: HTTPS_PROXY / the policy).",
     "ca_bundle": "Extra CA certificates (PEM) trusted besides the OS store.",
-    "log_level": "Log level: DEBUG, INFO, WARNING or ERROR.",
+    "log_level": "Log level: DEBUG, INFO, WARNING or ERROR (any case).",
+    "no_window": "Open no app window: serve the UI and open it in the system browser (--no-window: print it only).",
+    "no_browser": "Never start the system browser (headless start-up, OAuth sign-in); print the address instead.",
 }
