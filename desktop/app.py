@@ -92,6 +92,7 @@ class App:
         self.debug_window = debug_window and not getattr(sys, "frozen", False)
         self.stop_event = threading.Event()
         self.window = None
+        self._token = ""
         self.api = None
         self.ui = None
 
@@ -118,7 +119,7 @@ class App:
             if reason is None:
                 probe = start_gui_probe()  # runs while the servers start
 
-        token = secrets.token_urlsafe(32)  # 256 bits, new every launch
+        token = self._token = secrets.token_urlsafe(32)  # 256 bits, new every launch
         REDACTOR.add(token)
         self._block_signals()
         try:
@@ -210,13 +211,25 @@ class App:
     def _run_window(self, login_url: str) -> None:
         from .window import Window
 
-        self.window = Window(login_url)
+        self.window = Window(login_url, theme=self._theme())
 
         def closed() -> None:
             self.stop_event.set()
 
         threading.Thread(target=self._close_window_on_stop, name="atelier-stop", daemon=True).start()
         self.window.run(closed, debug=self.debug_window)
+
+    def _theme(self) -> str:
+        """The user's colour theme (light, dark or system), so the window's first frame matches the page."""
+        import httpx
+
+        try:
+            answer = httpx.get(f"{self.api.url}/api/v1/settings", headers={"Authorization": f"Bearer {self._token}"},
+                               timeout=2.0)
+            theme = answer.json().get("values", {}).get("theme") if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            theme = None
+        return theme if theme in ("light", "dark", "system") else "system"
 
     def _close_window_on_stop(self) -> None:
         self.stop_event.wait()
