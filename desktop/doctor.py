@@ -163,7 +163,7 @@ def _display_note(env: Mapping[str, str], display: str | None, reachable: bool) 
     if display is None:
         return "; no display (DISPLAY and WAYLAND_DISPLAY are not set): Atelier serves headless"
     if not reachable:
-        return f"; but no X server answers at DISPLAY={display}: Atelier serves headless"
+        return f", but no X server answers at DISPLAY={display}: Atelier serves headless"
     return f" on {display}"
 
 
