@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import html
 import logging
 import os
 import secrets
@@ -28,14 +30,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"Atelier {__version__}")
     parser.add_argument("--no-window", action="store_true", help="serve headless and print the UI login URL")
-    parser.add_argument("--data-dir", type=Path, help="data directory (default: ATELIER_DATA_DIR or the platform one)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    _add_common_options(parser, default=None)
     parser.add_argument("--debug-window", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--gui-probe", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command")
     doctor = sub.add_parser("doctor", help="check the installation, network and key; exit 1 when broken")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    # Accepted after the subcommand too (``atelier doctor --data-dir X``); SUPPRESS keeps a value given
+    # before the subcommand from being reset.
+    _add_common_options(doctor, default=argparse.SUPPRESS)
     return parser
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(_LOG_LEVELS)})")
+    return level
+
+
+def _add_common_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, default=default,
+        help="data directory (default: ATELIER_DATA_DIR or the platform one)",
+    )
+    parser.add_argument(
+        "--log-level", type=_log_level, default=default, metavar="LEVEL",
+        help="log level: debug, info, warning or error (any case)",
+    )
 
 
 def run(argv: list[str]) -> int:
@@ -61,11 +86,13 @@ class App:
 
     def __init__(self, settings: Settings, *, window: bool = True, debug_window: bool = False):
         self.settings = settings
+        self.login_file = Path(settings.data_dir) / LOGIN_FILE_NAME  # see write_login_file
         self.want_window = window
         # Developer tools only from a source checkout: a packaged (frozen) build never opens them.
         self.debug_window = debug_window and not getattr(sys, "frozen", False)
         self.stop_event = threading.Event()
         self.window = None
+        self._token = ""
         self.api = None
         self.ui = None
 
@@ -92,11 +119,11 @@ class App:
         if self.want_window:
             from .window import gui_unavailable_reason, start_gui_probe
 
-            reason = gui_unavailable_reason()
+            reason = "ATELIER_NO_WINDOW is set" if settings.no_window else gui_unavailable_reason()
             if reason is None:
                 probe = start_gui_probe()  # runs while the servers start
 
-        token = secrets.token_urlsafe(32)  # 256 bits, new every launch
+        token = self._token = secrets.token_urlsafe(32)  # 256 bits, new every launch
         REDACTOR.add(token)
         self._block_signals()
         try:
@@ -145,7 +172,10 @@ class App:
                     self.stop_event.wait()
             else:
                 if self.want_window:
-                    print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
+                    if settings.no_window:
+                        print("ATELIER_NO_WINDOW is set: Atelier opens in your browser.", flush=True)
+                    else:
+                        print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
                     self._open_browser(login_url)
                 print(f"Atelier is running. Open this address in your browser:\n{login_url}", flush=True)
                 self.stop_event.wait()
@@ -190,13 +220,25 @@ class App:
     def _run_window(self, login_url: str) -> None:
         from .window import Window
 
-        self.window = Window(login_url)
+        self.window = Window(login_url, theme=self._theme())
 
         def closed() -> None:
             self.stop_event.set()
 
         threading.Thread(target=self._close_window_on_stop, name="atelier-stop", daemon=True).start()
         self.window.run(closed, debug=self.debug_window)
+
+    def _theme(self) -> str:
+        """The user's colour theme (light, dark or system), so the window's first frame matches the page."""
+        import httpx
+
+        try:
+            answer = httpx.get(f"{self.api.url}/api/v1/settings", headers={"Authorization": f"Bearer {self._token}"},
+                               timeout=2.0)
+            theme = answer.json().get("values", {}).get("theme") if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            theme = None
+        return theme if theme in ("light", "dark", "system") else "system"
 
     def _close_window_on_stop(self) -> None:
         self.stop_event.wait()
@@ -206,16 +248,34 @@ class App:
     def _show_window(self) -> bool:
         return self.window.show() if self.window is not None else False
 
-    def _open_browser(self, url: str) -> None:
-        if os.environ.get("ATELIER_NO_BROWSER") == "1":
-            return
+    def _open_browser(self, login_url: str) -> bool:
+        """Open the UI in the system browser, if there is one to open here. True when one was started.
+
+        The browser never gets the login URL itself: a command line is readable by every local user (``ps``),
+        and that URL carries the launch token. It gets the path of a file only this user can read, which
+        sends it on to the login URL.
+        """
+        if self.settings.no_browser:
+            return False
+        from .toolkit import display_reachable
+
+        if not display_reachable():
+            # DISPLAY names no X server (and there is no Wayland session): a browser started now would fail, or
+            # a terminal browser would take over the console. The address is printed instead.
+            log.info("no reachable display: not starting a browser")
+            return False
         try:
             browser = webbrowser.get()
         except webbrowser.Error:
-            return
-        if type(browser).__name__ in ("GenericBrowser", "BackgroundBrowser") and not os.environ.get("DISPLAY"):
-            return  # a terminal browser would take over the console
-        browser.open(url)
+            return False
+        try:
+            target = write_login_file(self.login_file, login_url).as_uri()
+        except OSError as exc:
+            log.warning("cannot write the browser login file: %s", exc.strerror or exc)
+            return False
+        # Some browser commands only return when the browser exits: do not hold start-up or shutdown on them.
+        threading.Thread(target=_open_quietly, args=(browser, target), name="atelier-browser", daemon=True).start()
+        return True
 
     def _shutdown(self) -> None:
         log.info("shutting down")
@@ -224,6 +284,7 @@ class App:
         if self.api is not None:
             self.api.stop()  # the app's lifespan checkpoints and closes DuckDB
         instance.remove_runtime(self.settings.runtime_path, os.getpid())
+        remove_login_file(self.login_file)
         log.info("stopped cleanly")
 
     # -- signals -----------------------------------------------------------------------------------------------
@@ -246,6 +307,45 @@ class App:
         else:
             for signum in wanted:
                 signal.signal(signum, lambda *_: self.stop_event.set())
+
+
+LOGIN_FILE_NAME = "open-atelier.html"
+
+
+def write_login_file(path: Path, login_url: str) -> Path:
+    """Write an HTML page, readable by this user only (0600), that sends the browser to ``login_url``."""
+    url = html.escape(login_url, quote=True)
+    page = (
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\">\n"
+        '<meta name="referrer" content="no-referrer">\n'
+        f'<meta http-equiv="refresh" content="0;url={url}">\n'
+        "<title>Opening Atelier…</title></head>\n"
+        f'<body><p><a href="{url}">Open Atelier</a></p></body></html>\n'
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
+        os.write(fd, page.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
+
+
+def remove_login_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _open_quietly(browser: webbrowser.BaseBrowser, target: str) -> None:
+    try:
+        browser.open(target)
+    except Exception as exc:  # noqa: BLE001 - a browser that fails to start must not take the app down
+        log.warning("the system browser could not be started: %s", exc)
 
 
 class _AlreadyRunning(Exception):

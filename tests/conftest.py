@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,56 @@ def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+class FakeXServer:
+    """Something listening where ``DISPLAY=127.0.0.1:N`` points that closes every connection at once.
+
+    To the shell's reachability check it is a display; to Qt it is an X server that refuses the connection.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        for number in range(60, 400):
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", 6000 + number))
+            except OSError:
+                sock.close()
+                continue
+            break
+        else:
+            raise RuntimeError("no free X display port")
+        sock.listen(16)
+        self.sock = sock
+        self.display = f"127.0.0.1:{number}"
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+@pytest.fixture
+def fake_x_server():
+    server = FakeXServer()
+    yield server
+    server.close()
 
 
 class RunningApi:

@@ -22,6 +22,7 @@ SENTINEL = "sk-or-v1-SENTINEL-doctor-do-not-print-0000wxyz"
 CHECK_IDS = [
     "version",
     "os",
+    "window",
     "data_dir",
     "database",
     "instance",
@@ -32,6 +33,8 @@ CHECK_IDS = [
     "openrouter",
     "api_key",
 ]
+#: Checks only the desktop shell can make (the API inside the app reports the others).
+SHELL_ONLY_IDS = {"window"}
 
 
 @pytest.fixture
@@ -304,3 +307,57 @@ def test_cli_doctor_json_in_a_subprocess(data_dir, fake):
     report = json.loads(result.stdout)
     assert [c["id"] for c in report["checks"]] == CHECK_IDS
     assert {c["id"]: c["status"] for c in report["checks"]}["api_key"] == "OK"
+
+
+def test_options_after_the_subcommand_and_any_case_log_level(data_dir, fake, tmp_path):
+    other = tmp_path / "elsewhere"
+    env = subprocess_env(
+        data_dir, ATELIER_OPENROUTER_BASE_URL=fake.base_url, ATELIER_POLICY_FILE=str(data_dir / "none.json")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "desktop", "doctor", "--json", "--data-dir", str(other), "--log-level", "debug"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(result.stdout)["data_dir"]["details"]["path"] == str(other)
+
+    from desktop.app import build_parser
+
+    before = build_parser().parse_args(["--data-dir", str(other), "--log-level", "Warning", "doctor"])
+    assert before.data_dir == other and before.log_level == "WARNING" and before.command == "doctor"
+    assert build_parser().parse_args(["--log-level", "info"]).log_level == "INFO"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--log-level", "loud"])
+
+
+def test_the_backend_never_imports_the_desktop_shell():
+    """Not even inside a function: the shell hands the backend what only it knows (e.g. runtime.json)."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "backend").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] == "desktop"]
+    assert offenders == []
+
+
+def test_diagnostics_modules_stay_small():
+    modules = (ROOT / "backend" / "diagnostics").glob("*.py")
+    sizes = {path.name: len(path.read_text("utf-8").splitlines()) for path in modules}
+    assert max(sizes.values()) < 600, sizes
+
+
+def test_without_the_shell_the_instance_is_not_guessed(data_dir, fake):
+    from backend.diagnostics.checks import diagnose
+
+    settings = Settings.load(env={}, data_dir=data_dir, openrouter_base_url=fake.base_url, keyring_backend="file",
+                             policy_file=data_dir / "none.json")
+    report = diagnose(settings, env={})
+    checks = {check.id: check for check in report.checks}
+    assert "window" not in checks
+    assert checks["instance"].status == "WARN" and checks["instance"].message == "not checked"

@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent(
                 break
             time.sleep(0.2)
         print("TITLE:", title, flush=True)
+        print("BACKGROUND:", app.window.page_background(), flush=True)
         # A second launch must hand off to this window instead of opening the database.
         import os, subprocess
         second = subprocess.run([sys.executable, "-m", "desktop"], capture_output=True, text=True, timeout=60,
@@ -48,23 +49,37 @@ SCRIPT = textwrap.dedent(
 )
 
 
+#: Lines Qt WebEngine/Chromium printed on every launch (no GPU, no Vulkan, no system bus, the CSP refusing
+#: pywebview's injected style): none may reach the console.
+NOISE = ("QRhi", "RHI", "Vulkan", "vulkan", "GBM", "GPU vendor", "GPUInfo", "DRI3", "dbus", "bus.cc",
+         "Refused to apply inline style", "Content Security Policy", ":ERROR:", "software rendering")
+
+
 def test_window_opens_the_studio(data_dir: Path) -> None:
-    env = subprocess_env(data_dir, QT_QPA_PLATFORM="offscreen", QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox --disable-gpu")
+    env = subprocess_env(data_dir, QT_QPA_PLATFORM="offscreen")  # the app chooses the Chromium flags itself
+    env.pop("QTWEBENGINE_CHROMIUM_FLAGS", None)
+    env.pop("QT_LOGGING_RULES", None)
     out = subprocess.run([PYTHON, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     titles = [line for line in out.stdout.splitlines() if line.startswith("TITLE:")]
     assert titles and "Studio" in titles[0], out.stdout + out.stderr[-2000:]
+    noisy = [line for line in out.stderr.splitlines() if any(word in line for word in NOISE)]
+    assert noisy == [], out.stderr[-3000:]
+    # The web view paints the dark theme's background until the page does (never white): "system" theme,
+    # and the offscreen platform reports no light desktop.
+    assert "BACKGROUND: #111218" in out.stdout, out.stdout
     second = [line for line in out.stdout.splitlines() if line.startswith("SECOND:")]
     assert second and second[0].startswith("SECOND: 0 ") and "brought to the front" in second[0], out.stdout
     assert not (data_dir / "runtime.json").exists()
 
 
-def test_a_display_qt_cannot_use_falls_back_to_headless(data_dir: Path) -> None:
+def test_a_display_qt_cannot_use_falls_back_to_headless(data_dir: Path, fake_x_server) -> None:
     """Qt aborts the process when it cannot use the display; the probe child takes that hit instead."""
     import signal
     import time
 
-    env = subprocess_env(data_dir, DISPLAY=":4321")  # no X server there
+    # Something answers there (so the shell tries), but it is no X server: Qt cannot connect.
+    env = subprocess_env(data_dir, DISPLAY=fake_x_server.display)
     proc = subprocess.Popen([PYTHON, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -81,3 +96,37 @@ def test_a_display_qt_cannot_use_falls_back_to_headless(data_dir: Path) -> None:
     proc.stdout.close()
     proc.stderr.close()
     assert "cannot open its window" in out and "could not" in out and "/login?token=" in out
+
+
+def test_first_frame_colours_are_the_themes() -> None:
+    """The window's first colour is the page's own ``--bg`` for the theme, so nothing flashes."""
+    import re
+
+    from desktop.window import BACKGROUNDS, Window
+
+    css = (ROOT / "frontend" / "static" / "app.css").read_text("utf-8")
+    light = re.search(r":root \{[^}]*?--bg: (#[0-9a-f]{6})", css).group(1)
+    dark = re.search(r':root\[data-theme="dark"\] \{[^}]*?--bg: (#[0-9a-f]{6})', css).group(1)
+    assert {"light": light, "dark": dark} == BACKGROUNDS
+    assert Window("u", theme="light").background == light
+    assert Window("u", theme="dark").background == dark
+    assert Window("u", theme="system").background == dark
+    assert Window("u", theme="anything").background == dark
+
+
+def test_quiet_chromium_flags(monkeypatch) -> None:
+    from desktop import window
+
+    env = {"QTWEBENGINE_CHROMIUM_FLAGS": "--foo", "QT_QPA_PLATFORM": "offscreen"}
+    window.prepare_qt_environment(env)
+    flags = env["QTWEBENGINE_CHROMIUM_FLAGS"].split()
+    assert flags[0] == "--foo" and "--disable-logging" in flags and "--log-level=3" in flags
+    assert "--disable-gpu" in flags  # offscreen: no GPU to use
+    window.prepare_qt_environment(env)
+    assert env["QTWEBENGINE_CHROMIUM_FLAGS"].split() == flags  # idempotent
+
+    debug = {"QTWEBENGINE_CHROMIUM_FLAGS": ""}
+    monkeypatch.setattr(window, "has_gpu", lambda env=None: True)
+    window.prepare_qt_environment(debug, debug=True)
+    assert "--log-level=3" not in debug["QTWEBENGINE_CHROMIUM_FLAGS"]
+    assert "--disable-gpu" not in debug["QTWEBENGINE_CHROMIUM_FLAGS"]

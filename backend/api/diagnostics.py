@@ -1,6 +1,6 @@
 """``/diagnostics``: the ``atelier doctor`` checks, run inside the app, for the Settings page and IT tooling.
 
-The checks are the doctor's own (``backend/diagnostics/checks.py``), run with the policy this app started with and
+The checks are the doctor's own (``backend/diagnostics/``), run with the policy this app started with and
 ``in_process=True``: the database file is never opened a second time (only its header is read) and the
 running-instance check describes this process. The report is scrubbed of the API key and of the launch
 token before it leaves the process.

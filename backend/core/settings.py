@@ -50,6 +50,8 @@ class Settings:
     log_level: str = "INFO"
     import_max_bytes: int = 4 * 2**30
     backup_keep: int = 7
+    no_window: bool = False
+    no_browser: bool = False
 
     @property
     def db_path(self) -> Path:
@@ -166,7 +168,9 @@ SETTINGS_DOCS: dict[str, str] = {
     "policy_file": "An extra policy file on top of the machine one: it can add locks, never remove or unlock one.",
     "proxy": "HTTPS proxy for OpenRouter (default: HTTPS_PROXY / the policy).",
     "ca_bundle": "Extra CA certificates (PEM) trusted besides the OS store.",
-    "log_level": "Log level: DEBUG, INFO, WARNING or ERROR.",
+    "log_level": "Log level: DEBUG, INFO, WARNING or ERROR (any case).",
     "import_max_bytes": "Largest export zip that POST /imports accepts (bytes).",
     "backup_keep": "How many backups are kept (the oldest are removed after a new one).",
+    "no_window": "Open no app window: serve the UI and open it in the system browser (--no-window: print it only).",
+    "no_browser": "Never start the system browser (headless start-up, OAuth sign-in); print the address instead.",
 }

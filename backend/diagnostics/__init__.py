@@ -1,0 +1,1 @@
+"""``atelier doctor`` and ``GET /api/v1/diagnostics``: see :mod:`backend.diagnostics.checks`."""

@@ -92,13 +92,28 @@ def security_headers(response: Response) -> Response:
     return response
 
 
+_CONTINUE_PAGE = (
+    '<!doctype html>\n<html><head><meta charset="utf-8">'
+    '<meta http-equiv="refresh" content="0;url={url}"><title>Opening Atelier…</title></head>'
+    '<body><p><a href="{url}">Open Atelier</a></p></body></html>\n'
+)
+
+
 @bp.get("/login")
 def login() -> Response:
     """``/login?token=<launch token>``: set the session cookie and go to the Studio."""
     token = request.args.get("token", "")
     if not secrets_equal(token, current_app.config["ATELIER_TOKEN"]):
         return make_response(render_template("errors/unauthorized.html", bad_token=True), 401)
-    response = redirect(url_for("studio.index"))
+    studio = url_for("studio.index")
+    if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+        # Opened from another site or a local file (the page the app hands the system browser, so the token
+        # is never on a command line). A browser withholds SameSite=Strict cookies from every request of a
+        # navigation another site started, redirects included: continue from a page of our own instead.
+        response = make_response(_CONTINUE_PAGE.format(url=studio), 200)
+        response.mimetype = "text/html"
+    else:
+        response = redirect(studio)
     response.set_cookie(
         current_app.config["ATELIER_SESSION_COOKIE"],
         current_app.config["ATELIER_SESSION_VALUE"],

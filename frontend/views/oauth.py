@@ -22,7 +22,8 @@ bp = Blueprint("oauth", __name__)
 
 
 def _open_in_browser(url: str) -> bool:
-    if os.environ.get("ATELIER_NO_BROWSER") == "1":
+    # ATELIER_NO_BROWSER is a boolean setting (backend/core/settings.py): 1/true/yes/on.
+    if os.environ.get("ATELIER_NO_BROWSER", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
     try:
         return webbrowser.open(url)
