@@ -35,6 +35,9 @@ def test_spending_chart_and_budget_gauge_in_both_themes(browser, ui) -> None:  #
         assert chart.locator(".chart-bar").count() == 30
         assert chart.locator(".chart-bar:not(.is-empty)").count() == 1
         expect(page.locator("[data-budget]")).to_contain_text("nearly all of your budget is spent")
+        page.goto(f"{ui.url}/")
+        expect(page.locator("[data-budget-warning]")).to_contain_text("budget is spent")
+        page.goto(f"{ui.url}/settings")
         page.click("#usage >> text=12 months")
         expect(page.locator("#usage svg.chart-svg .chart-bar")).to_have_count(12)
         page.locator("#usage").scroll_into_view_if_needed()
