@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 from fastapi import FastAPI
 
+from backend.data import backups
 from backend.keys.credentials import Credentials
 from backend.keys.keystore import KeyStore
 from backend.keys.oauth import OAuthFlows
@@ -77,12 +78,15 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
         concurrency=_policy_value(policy, "outbox_concurrency", settings.outbox_concurrency),
     )
     await state.outbox.start()
-    background = asyncio.create_task(_refresh_loop(app), name="catalogue-refresh")
+    tasks = [asyncio.create_task(_refresh_loop(app), name="catalogue-refresh"),
+             asyncio.create_task(_backup_loop(app), name="daily-backup")]
 
     async def shutdown() -> None:
-        background.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await background
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await state.outbox.stop()
         await client.aclose()
 
@@ -105,3 +109,24 @@ async def _refresh_loop(app: FastAPI) -> None:
         except Exception:
             log.exception("catalogue refresh failed")
         await asyncio.sleep(state.settings.probe_seconds)
+
+
+async def _backup_loop(app: FastAPI) -> None:
+    """Back up the library once per ``backup_interval_hours`` while the app runs (not at start: start-up stays
+    quick), keeping the newest ``backup_keep``. A failed backup is logged and tried again at the next check."""
+    state = app.state
+    interval = state.settings.backup_interval_hours * 3600
+    await asyncio.sleep(min(300.0, interval))
+    while True:
+        try:
+            age = await asyncio.to_thread(backups.newest_age_seconds, state.settings.backups_dir)
+            has_items = await state.store.fetchone("SELECT 1 AS one FROM generations LIMIT 1")
+            if has_items and (age is None or age >= interval):
+                info = await state.store.read(lambda cur: backups.make_backup(
+                    cur, backups_dir=state.settings.backups_dir, keep=state.settings.backup_keep))
+                log.info("daily backup %s made (%d items)", info.id, info.items)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("automatic backup failed")
+        await asyncio.sleep(min(3600.0, interval))

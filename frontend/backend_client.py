@@ -334,3 +334,36 @@ class BackendClient:
         """Render an unsaved template with sample values."""
         body = {"prompt": prompt, "system": system, "variables": dict(variables), "placeholders": True}
         return self.request("POST", "/templates/preview", json=body)
+
+    # -- your data: exports, imports, backups --------------------------------------------------------
+
+    def exports(self) -> dict[str, Any]:
+        return self.request("GET", "/exports")
+
+    def create_export(self, fmt: str, selection: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``POST /exports``; a large library takes a while, so the read timeout is a generation's."""
+        body = {"format": fmt, "filter": dict(selection or {})}
+        return self.request("POST", "/exports", json=body, timeout=GENERATION_TIMEOUT)
+
+    def import_export(self, chunks: Iterator[bytes], length: int | None) -> dict[str, Any]:
+        """``POST /imports`` with the zip streamed from ``chunks``."""
+        headers = {"Content-Type": "application/zip"}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        try:
+            response = self._client.post("/imports", content=chunks, headers=headers,
+                                         timeout=httpx.Timeout(GENERATION_TIMEOUT, connect=CONNECT_TIMEOUT))
+        except httpx.TransportError as exc:
+            raise _unavailable(exc) from exc
+        if response.status_code >= 400:
+            raise _error_from_response(response)
+        return response.json()
+
+    def backups(self) -> dict[str, Any]:
+        return self.request("GET", "/backups")
+
+    def make_backup(self) -> dict[str, Any]:
+        return self.request("POST", "/backups", timeout=GENERATION_TIMEOUT)
+
+    def restore_backup(self, backup_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/backups/{_segment(backup_id)}/restore", timeout=GENERATION_TIMEOUT)

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template
 
+from backend.core.sizes import format_size
 from frontend import rendering
 from frontend.backend_client import BackendError, BackendUnavailable
 from frontend.web import (
@@ -79,6 +80,7 @@ def install(app: Flask) -> None:
         when=rendering.format_time,
         relative=rendering.format_relative,
         model_label=model_label,
+        filesize=format_size,
     )
     app.jinja_env.globals.update(
         duration=rendering.format_duration,

@@ -17,5 +17,5 @@ def register_routers(app: FastAPI) -> None:
 # Resource routers, in the order they appear in the OpenAPI document.
 ROUTERS: list[str] = [
     "generations", "collections", "templates", "queue", "credentials", "models", "usage", "assets", "data",
-    "diagnostics",
+    "backups", "diagnostics",
 ]

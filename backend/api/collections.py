@@ -63,6 +63,12 @@ class BulkOut(BaseModel):
     missing: list[str]
 
 
+async def _apply(state: Any, store: Any, ids: list[str], action: library.BulkAction,
+                 value: str | None = None) -> dict[str, Any]:
+    return await library.apply(store, media=state.media, outbox=state.outbox, backups_dir=state.settings.backups_dir,
+                               ids=ids, action=action, value=value)
+
+
 @router.post("/collections", status_code=201, response_model=Collection)
 async def create_collection(body: CollectionIn, store: StoreDep) -> dict[str, Any]:
     return await rows.insert(store, name=body.name)
@@ -100,20 +106,17 @@ async def delete_collection(collection_id: str, store: StoreDep) -> Response:
 @router.post("/collections/{collection_id}/items", response_model=BulkOut)
 async def add_to_collection(collection_id: str, body: ItemsIn, state: StateDep, store: StoreDep) -> dict[str, Any]:
     """Add generations (each once); ids that do not exist are listed in ``missing``."""
-    return await library.apply(store, media=state.media, outbox=state.outbox, ids=body.generation_ids,
-                               action="add_to_collection", value=collection_id)
+    return await _apply(state, store, body.generation_ids, "add_to_collection", collection_id)
 
 
 @router.delete("/collections/{collection_id}/items", response_model=BulkOut)
 async def remove_from_collection(collection_id: str, body: ItemsIn, state: StateDep,
                                  store: StoreDep) -> dict[str, Any]:
-    return await library.apply(store, media=state.media, outbox=state.outbox, ids=body.generation_ids,
-                               action="remove_from_collection", value=collection_id)
+    return await _apply(state, store, body.generation_ids, "remove_from_collection", collection_id)
 
 
 @router.post("/generations/bulk", response_model=BulkOut)
 async def bulk(body: BulkIn, state: StateDep, store: StoreDep) -> dict[str, Any]:
     """One action on up to 500 generations, in one transaction: favorite, unfavorite, tag, untag (``value`` is
     the tag), add_to_collection, remove_from_collection (``value`` is the collection id) or delete."""
-    return await library.apply(store, media=state.media, outbox=state.outbox, ids=body.ids, action=body.action,
-                               value=body.value)
+    return await _apply(state, store, body.ids, body.action, body.value)

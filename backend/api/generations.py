@@ -300,7 +300,8 @@ async def patch_generation(gen_id: str, body: GenerationPatch, store: StoreDep) 
 async def delete_generation(gen_id: str, state: StateDep, store: StoreDep) -> Response:
     """Delete a generation and its files (files still used by another generation are kept)."""
     await gens.get_row(store, _checked(gen_id))
-    await library.delete_generations(store, media=state.media, outbox=state.outbox, ids=[gen_id])
+    await library.delete_generations(store, media=state.media, outbox=state.outbox,
+                                     backups_dir=state.settings.backups_dir, ids=[gen_id])
     return Response(status_code=204)
 
 

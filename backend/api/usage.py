@@ -25,15 +25,22 @@ def _iso_date(value: Any) -> Any:
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
-_KEYS = {"day": "strftime(created_at, '%Y-%m-%d')", "model": "coalesce(upstream_model, model)", "kind": "kind"}
+_KEYS = {
+    "day": "strftime(created_at, '%Y-%m-%d')",
+    "week": "strftime(date_trunc('week', created_at), '%Y-%m-%d')",  # the Monday that starts the week
+    "month": "strftime(created_at, '%Y-%m')",
+    "model": "coalesce(upstream_model, model)",
+    "kind": "kind",
+}
+_PERIODS = ("day", "week", "month")
 
 
 @router.get("/usage")
-async def usage(store: StoreDep, group_by: Literal["day", "model", "kind"] = "day",
+async def usage(store: StoreDep, group_by: Literal["day", "week", "month", "model", "kind"] = "day",
                 from_: Annotated[IsoDate | None, Query(alias="from")] = None,
                 to: Annotated[IsoDate | None, Query()] = None) -> dict[str, Any]:
-    """Totals per day, model or kind for finished generations, optionally between ``from`` and ``to``
-    (inclusive dates)."""
+    """Totals per day, week (keyed by its Monday), month (``YYYY-MM``), model or kind for finished generations,
+    optionally between ``from`` and ``to`` (inclusive dates). Periods come newest first."""
     return await _usage(store, group_by, from_, to)
 
 
@@ -50,7 +57,7 @@ async def _usage(store: Any, group_by: str, start: date | None, end: date | None
     rows = await store.fetchall(
         f"SELECT {key} AS key, count(*) AS count, coalesce(sum(cost_usd), 0) AS cost_usd, "  # noqa: S608
         f"coalesce(sum(prompt_tokens), 0) AS prompt_tokens, coalesce(sum(completion_tokens), 0) AS completion_tokens "
-        f"FROM generations WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1 {'DESC' if group_by == 'day' else ''}",
+        f"FROM generations WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1 {'DESC' if group_by in _PERIODS else ''}",
         params,
     )
     for row in rows:

@@ -110,6 +110,10 @@ class Preferences:
                 out[name] = self.defaults[name]
         return out
 
+    def forget_cached(self) -> None:
+        """Read the preferences from the database again next time (after a restore replaced it)."""
+        self._cache = None
+
     async def get(self, name: str) -> Any:
         return (await self.values())[name]
 

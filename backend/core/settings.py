@@ -50,6 +50,7 @@ class Settings:
     log_level: str = "INFO"
     import_max_bytes: int = 4 * 2**30
     backup_keep: int = 7
+    backup_interval_hours: float = 24.0
     no_window: bool = False
     no_browser: bool = False
 
@@ -110,6 +111,8 @@ class Settings:
                 raise ValueError(f"ATELIER_{name.upper()} must be greater than 0")
         if self.max_answer_bytes < 1024:
             raise ValueError("ATELIER_MAX_ANSWER_BYTES must be at least 1024")
+        if self.backup_interval_hours <= 0 or self.backup_keep < 1:
+            raise ValueError("ATELIER_BACKUP_INTERVAL_HOURS must be above 0 and ATELIER_BACKUP_KEEP at least 1")
         if self.outbox_concurrency < 1:
             raise ValueError("ATELIER_OUTBOX_CONCURRENCY must be at least 1")
 
@@ -171,6 +174,7 @@ SETTINGS_DOCS: dict[str, str] = {
     "log_level": "Log level: DEBUG, INFO, WARNING or ERROR (any case).",
     "import_max_bytes": "Largest export zip that POST /imports accepts (bytes).",
     "backup_keep": "How many backups are kept (the oldest are removed after a new one).",
+    "backup_interval_hours": "How often the library is backed up automatically while Atelier runs.",
     "no_window": "Open no app window: serve the UI and open it in the system browser (--no-window: print it only).",
     "no_browser": "Never start the system browser (headless start-up, OAuth sign-in); print the address instead.",
 }

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import shutil
 import struct
 import tempfile
@@ -310,6 +311,41 @@ class Store:
         async with self.write_lock:
             await self._recover()
             return await asyncio.to_thread(self._run_tx, fn)
+
+    async def replace_file(self, new_file: Path, *, aside_label: str) -> Path:
+        """Put ``new_file`` (a complete, checkpointed database) in place of the library's file and carry on with
+        it. The current file is checkpointed, closed and kept beside it as ``<name>.<aside_label>-<stamp>``
+        (returned); if the new file cannot be opened, the current one is put back and the error raised."""
+        async with self.write_lock:
+            return await asyncio.to_thread(self._replace_file, new_file, aside_label)
+
+    def _replace_file(self, new_file: Path, aside_label: str) -> Path:
+        with self._close_lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            if self._invalidated is None:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.execute("CHECKPOINT")
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+            aside = self.path.with_name(f"{self.path.name}.{aside_label}-{_stamp()}")
+            os.replace(self.path, aside)
+            if _wal_path(self.path).exists():
+                os.replace(_wal_path(self.path), aside.with_name(aside.name + ".wal"))
+            try:
+                os.replace(new_file, self.path)
+                self._con = _connect(self.path, True)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.replace(self.path, new_file)
+                os.replace(aside, self.path)
+                if aside.with_name(aside.name + ".wal").exists():
+                    os.replace(aside.with_name(aside.name + ".wal"), _wal_path(self.path))
+                self._con = _connect(self.path, True)
+                raise
+            self._invalidated = None
+            log.warning("the library was replaced by %s; the previous file is kept as %s", new_file.name, aside)
+            return aside
 
     def close(self) -> None:
         """CHECKPOINT (so no .wal is left) and close. Safe to call twice and from any thread."""

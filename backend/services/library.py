@@ -7,9 +7,11 @@ the media files no other asset refers to. See docs/api.md ("Collections and bulk
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Literal
 
 from backend.core.errors import AtelierError
+from backend.data.backups import media_in_backups
 from backend.db import collections
 from backend.db.generations import existing_ids
 from backend.db.store import Store
@@ -25,8 +27,8 @@ DELETE_ORDER: tuple[tuple[str, str], ...] = (
 )
 
 
-async def apply(store: Store, *, media: MediaStore, outbox: Any, ids: list[str], action: BulkAction,
-                value: str | None = None) -> dict[str, Any]:
+async def apply(store: Store, *, media: MediaStore, outbox: Any, backups_dir: Path, ids: list[str],
+                action: BulkAction, value: str | None = None) -> dict[str, Any]:
     """Apply ``action`` to every generation in ``ids`` in one transaction: all of it or none of it.
 
     Returns ``{"done": n, "missing": [ids that do not exist]}``.
@@ -37,7 +39,7 @@ async def apply(store: Store, *, media: MediaStore, outbox: Any, ids: list[str],
                            code="invalid_request", status=422)
     value = value.strip() if value else value
     if action == "delete":
-        missing = await delete_generations(store, media=media, outbox=outbox, ids=ids)
+        missing = await delete_generations(store, media=media, outbox=outbox, ids=ids, backups_dir=backups_dir)
         return {"done": len(set(ids)) - len(missing), "missing": missing}
 
     def write(cur: Any) -> list[str]:
@@ -69,10 +71,12 @@ def _update(action: str, value: str | None) -> tuple[str, list[Any]]:
     raise AssertionError(action)
 
 
-async def delete_generations(store: Store, *, media: MediaStore, outbox: Any, ids: list[str]) -> list[str]:
+async def delete_generations(store: Store, *, media: MediaStore, outbox: Any, ids: list[str],
+                             backups_dir: Path) -> list[str]:
     """Delete generations with their rows and unshared files; returns the ids that did not exist.
 
-    Anything still being sent is cancelled first, so no answer lands on a deleted row.
+    Anything still being sent is cancelled first, so no answer lands on a deleted row. A file that a kept
+    backup refers to stays until that backup is removed, so restoring it brings the media back too.
     """
     present = await store.read(lambda cur: existing_ids(cur, ids))
     if not present:
@@ -95,7 +99,7 @@ async def delete_generations(store: Store, *, media: MediaStore, outbox: Any, id
             "WHERE list_contains(?::VARCHAR[], sha256) OR list_contains(?::VARCHAR[], thumb_sha256)",
             [shas, shas],
         )
-        referenced = {row["sha"] for row in still}
+        referenced = {row["sha"] for row in still} | await asyncio.to_thread(media_in_backups, backups_dir)
         for sha in shas:
             await asyncio.to_thread(media.delete_if_unreferenced, sha, sha in referenced)
     return [gen_id for gen_id in dict.fromkeys(ids) if gen_id not in set(present)]

@@ -26,3 +26,43 @@
     }
   });
 })();
+
+/* Settings → Your data: send an export zip to the import endpoint and say what was added. */
+(function () {
+  "use strict";
+
+  const form = document.querySelector("[data-import-form]");
+  if (!form) return;
+  const status = document.querySelector("[data-import-status]");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = form.querySelector("input[type=file]").files[0];
+    if (!file) return;
+    const button = form.querySelector("button");
+    button.disabled = true;
+    status.textContent = "Importing " + file.name + "…";
+    try {
+      const response = await fetch(form.getAttribute("action"), {
+        method: "POST",
+        body: file,
+        headers: { "Content-Type": "application/zip", "X-Requested-With": "fetch", Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      const answer = await response.json();
+      if (!response.ok) {
+        status.textContent = (answer.error && answer.error.message) || "The import failed.";
+        status.classList.add("is-error");
+        return;
+      }
+      status.classList.remove("is-error");
+      const added = answer.added, skipped = answer.skipped;
+      status.textContent = "Added " + added + " item" + (added === 1 ? "" : "s") +
+        (skipped ? "; " + skipped + " already here were skipped." : ".");
+    } catch (e) {
+      status.textContent = "The Atelier engine did not answer; try again.";
+      status.classList.add("is-error");
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();

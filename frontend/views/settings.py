@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from frontend import forms
+from frontend import forms, spending
 from frontend.backend_client import BackendError
 from frontend.views.studio import load_models
 from frontend.web import backend, current_credentials, current_settings, flash_backend_error
@@ -41,10 +42,13 @@ def index() -> str:
         credentials = backend().credentials()  # unreachable: let the error page say so
     models = {kind: load_models(kind)[0] for kind in ("text", "image", "video")}
     by_model = _usage("model")
-    by_day = _usage("day")
-    if by_day:
-        by_day = {**by_day, "rows": sorted(by_day.get("rows", []), key=lambda r: str(r.get("key")),
-                                           reverse=True)[:30]}
+    period = request.args.get("period", "30d")
+    if period not in spending.PERIODS:
+        period = "30d"
+    group_by, count, _ = spending.PERIODS[period]
+    by_period = _usage(group_by)
+    by_month = by_period if group_by == "month" else _usage("month")
+    today = date.today()
     others = {k: v for k, v in settings.get("values", {}).items() if k not in EDITABLE}
     return render_template(
         "settings/index.html",
@@ -56,8 +60,22 @@ def index() -> str:
         models=models,
         themes=THEMES,
         by_model=by_model,
-        by_day=by_day,
+        period=period,
+        periods=spending.PERIODS,
+        period_bars=spending.bars(by_period["rows"], group_by, count, today) if by_period else None,
+        model_bars=spending.model_bars(by_model["rows"]) if by_model else None,
+        budget=spending.budget(by_month["rows"] if by_month else [], settings.get("values", {}).get(
+            "budget_monthly_usd"), today),
+        backups=_listing(backend().backups),
+        exports=_listing(backend().exports)[:5],
     )
+
+
+def _listing(call: Any) -> list[dict[str, Any]] | None:
+    try:
+        return call().get("items", [])
+    except BackendError:
+        return None
 
 
 @bp.post("/settings/key")

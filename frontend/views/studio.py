@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
+from datetime import date
 from typing import Any
 
 from flask import (
@@ -20,6 +21,7 @@ from flask import (
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend.core.sizes import format_size
+from frontend import spending
 from frontend.backend_client import BackendError
 from frontend.forms import (
     IMAGE_ASPECT_RATIOS,
@@ -107,6 +109,18 @@ def active_generations(mode: str) -> list[dict[str, Any]]:
     return items
 
 
+def _budget() -> spending.Budget | None:
+    """This month's spending against the budget, for the warning from 80 % (only when a budget is set)."""
+    limit = ((current_settings() or {}).get("values") or {}).get("budget_monthly_usd")
+    if not limit:
+        return None
+    try:
+        rows = backend().usage("month", **{"from": date.today().replace(day=1).isoformat()}).get("rows", [])
+    except BackendError:
+        return None
+    return spending.budget(rows, limit, date.today())
+
+
 def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: str | None, recent: list) -> str:
     models, models_answer, models_error = load_models(mode)
     if models and selected not in {m["id"] for m in models}:
@@ -136,6 +150,7 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         first_frame=reference_records((ids("first") + ids("first_frame_id"))[:1]),
         last_frame=reference_records((ids("last") + ids("last_frame_id"))[:1]),
         active=active_generations(mode),
+        budget=_budget(),
         max_references=MAX_REFERENCES,
         reference_types=REFERENCE_TYPES,
     )

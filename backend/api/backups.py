@@ -1,0 +1,78 @@
+"""``/backups``: list, make now, restore (see docs/data.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from backend.api.deps import SettingsDep, StateDep, StoreDep
+from backend.core.vocabulary import Status
+from backend.data import backups
+
+router = APIRouter(tags=["backups"])
+
+RESTORED_RUNNING = {"code": "restored_unknown",
+                    "message": "This was being sent when the backup was made; Atelier cannot tell whether it reached "
+                               "the model. Retry it if you still want it."}
+
+
+class Backup(BaseModel):
+    id: str
+    created_at: str
+    bytes: int
+    items: int
+    app_version: str
+
+
+class BackupList(BaseModel):
+    items: list[Backup]
+    next_cursor: str | None = None
+
+
+class Restored(BaseModel):
+    restored: str
+    items: int
+    kept_aside: str
+    outbox_paused: bool
+
+
+@router.get("/backups", response_model=BackupList)
+async def list_backups(settings: SettingsDep) -> dict[str, Any]:
+    """Backups, newest first."""
+    return {"items": await asyncio.to_thread(backups.list_backups, settings.backups_dir), "next_cursor": None}
+
+
+@router.post("/backups", status_code=201, response_model=Backup)
+async def make_backup(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    """Back up the library now (the oldest backups beyond ``BACKUP_KEEP`` are removed)."""
+    info = await store.read(lambda cur: backups.make_backup(cur, backups_dir=settings.backups_dir,
+                                                            keep=settings.backup_keep))
+    return info.to_dict()
+
+
+@router.post("/backups/{backup_id}/restore", response_model=Restored)
+async def restore_backup(backup_id: str, state: StateDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    """Verify the backup, build a new library file from it, set the current file aside and carry on with the
+    restored library — no restart. The outbox is paused afterwards: what was waiting in the backup may have been
+    sent since, so the user decides when to resume."""
+    folder = backups.find(settings.backups_dir, backup_id)
+    manifest = await asyncio.to_thread(backups.verify, folder)
+    target = settings.db_path.with_name(f".{settings.db_path.name}.restoring")
+    try:
+        items = await asyncio.to_thread(backups.build_database, folder, manifest, target)
+        aside = await store.replace_file(target, aside_label="before-restore")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+    await store.execute(
+        "UPDATE generations SET status = ?, error = ?, next_attempt_at = NULL, updated_at = now() WHERE status = ?",
+        [Status.INTERRUPTED, json.dumps(RESTORED_RUNNING), Status.RUNNING],
+    )
+    state.preferences.forget_cached()
+    await state.outbox.set_paused(True)
+    return {"restored": backup_id, "items": items, "kept_aside": aside.name, "outbox_paused": True}
