@@ -16,7 +16,9 @@ from backend.keys.oauth import OAuthFlows
 from backend.media.store import MediaStore
 from backend.net.netconfig import build_ssl_context, effective_network, resolve_proxy
 from backend.openrouter.client import OpenRouterClient
-from backend.outbox.worker import Connectivity, Outbox
+from backend.outbox.connectivity import Connectivity
+from backend.outbox.worker import Outbox
+from backend.services.admission import Admission
 from backend.services.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
@@ -35,13 +37,16 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     settings = state.settings
     policy = state.policy
     net = effective_network(settings, policy)
-    client = state.client_factory(net) if getattr(state, "client_factory", None) else OpenRouterClient(
+    # Tests hand a fake transport (httpx.MockTransport) in through create_app; the app itself never does.
+    transport = getattr(state, "openrouter_transport", None)
+    client = OpenRouterClient(
         net.base_url,
+        transport=transport,
         connect_timeout=settings.connect_timeout_seconds,
         read_timeout=settings.request_timeout_seconds,
         stream_idle_timeout=settings.stream_idle_timeout_seconds,
-        proxy=resolve_proxy(net.base_url, policy_proxy=net.proxy, env=os.environ),
-        ssl_context=build_ssl_context(net.ca_bundles),
+        proxy=None if transport else resolve_proxy(net.base_url, policy_proxy=net.proxy, env=os.environ),
+        ssl_context=None if transport else build_ssl_context(net.ca_bundles),
     )
     policy_key = None
     if policy is not None:
@@ -59,9 +64,12 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     state.connectivity = Connectivity()
     state.outbox = Outbox(
         store=state.store, settings=settings, client=client, keys=state.keys, media=state.media,
-        preferences=state.preferences, catalogue=state.catalogue, connectivity=state.connectivity,
+        preferences=state.preferences, catalogue=state.catalogue, connectivity=state.connectivity, policy=policy,
         concurrency=_policy_value(policy, "outbox_concurrency", settings.outbox_concurrency),
+        rng=getattr(state, "outbox_rng", None),
     )
+    state.admission = Admission(store=state.store, settings=settings, policy=policy, preferences=state.preferences,
+                                keys=state.keys, outbox=state.outbox)
     await state.outbox.start()
     background = asyncio.create_task(_refresh_loop(app), name="catalogue-refresh")
 

@@ -411,11 +411,9 @@ class MediaStore:
         """Whether the file for this digest is stored."""
         return self.path_for(sha256).is_file()
 
-    def delete_if_unreferenced(self, sha256: str, still_referenced: bool) -> None:
-        """Remove a file once no asset row refers to it (the caller checks the database)."""
+    def delete(self, sha256: str) -> None:
+        """Remove a file (the library decides when no asset refers to it any more); gone already is fine."""
         path = self.path_for(sha256)
-        if still_referenced:
-            return
         try:
             path.unlink()
         except FileNotFoundError:
