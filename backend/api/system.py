@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel
 
 from backend import __version__
-from backend.api.deps import PreferencesDep, StateDep, StoreDep
+from backend.api.deps import PolicyDep, PreferencesDep, ShellDep, StateDep, StoreDep
 
 router = APIRouter(tags=["system"])
 
@@ -45,9 +45,8 @@ async def status(state: StateDep, store: StoreDep) -> dict[str, Any]:
 
 
 @router.get("/settings")
-async def get_settings(prefs: PreferencesDep, state: StateDep) -> dict[str, Any]:
+async def get_settings(prefs: PreferencesDep, policy: PolicyDep) -> dict[str, Any]:
     """User preferences, with the names locked by machine policy."""
-    policy = state.policy
     return {
         "values": await prefs.values(),
         "locked": prefs.locked(),
@@ -57,16 +56,16 @@ async def get_settings(prefs: PreferencesDep, state: StateDep) -> dict[str, Any]
 
 @router.put("/settings")
 async def put_settings(
-    prefs: PreferencesDep, state: StateDep, changes: dict[str, Any] = Body(..., examples=[{"theme": "dark"}])
+    prefs: PreferencesDep, policy: PolicyDep, changes: dict[str, Any] = Body(..., examples=[{"theme": "dark"}])
 ) -> dict[str, Any]:
     """Change some preferences (a flat object of name → value). Locked names answer 403 ``locked_by_policy``."""
     await prefs.update(changes)
-    return await get_settings(prefs, state)
+    return await get_settings(prefs, policy)
 
 
 @router.post("/app/show")
-async def show_window(state: StateDep) -> dict[str, Any]:
+async def show_window(shell: ShellDep) -> dict[str, Any]:
     """Bring the window to the front (a second launch calls this instead of opening the database)."""
-    show = state.shell.show_window
+    show = shell.show_window
     shown = bool(show()) if show is not None else False
     return {"shown": shown}

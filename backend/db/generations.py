@@ -13,16 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backend.core.errors import AtelierError, NotFound
-from backend.core.vocabulary import Kind, Status
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
-
-_iso = iso  # the name other modules used before the timestamps moved
-
-STATUSES = frozenset(Status)
-KINDS = tuple(Kind)
 
 _COLUMNS = (
     "id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, tags, favorite, output_text, "

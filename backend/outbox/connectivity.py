@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -15,14 +14,12 @@ class Connectivity:
     def __init__(self) -> None:
         self.online = False
         self.checked_at: float | None = None
-        self.changed = asyncio.Event()
 
     def mark(self, online: bool) -> None:
         self.checked_at = time.monotonic()
         if online != self.online:
             log.info("OpenRouter is %s", "reachable" if online else "unreachable")
             self.online = online
-            self.changed.set()
 
     def recheck(self) -> None:
         """Probe again at the next occasion (user activity: Retry now, Resume)."""
