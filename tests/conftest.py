@@ -75,6 +75,21 @@ class RunningApi:
 
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=30, **kwargs)
 
+    def outbox_settled(self, passes: int = 2, timeout: float = 15) -> None:
+        """Wait until the outbox loop has made ``passes`` more passes with no attempt in flight: whatever it
+        would send by itself from the current state, it has sent (a wait on state, not a sleep)."""
+        import time
+
+        outbox = self.app.state.outbox
+        deadline = time.monotonic() + timeout
+        start = outbox.passes
+        while outbox.passes < start + passes or outbox.running:
+            if time.monotonic() > deadline:
+                raise AssertionError("the outbox did not settle in time")
+            if outbox.running:
+                start = outbox.passes
+            time.sleep(0.01)
+
     def stop(self) -> None:
         self.server.stop()
 

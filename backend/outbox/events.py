@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.core.vocabulary import TERMINAL
 from backend.db import attempts as attempts_db
+from backend.db import generations as gens
 from backend.db.store import Store
 
 
@@ -41,3 +44,44 @@ class Running:
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         with contextlib.suppress(ValueError):
             self.listeners.remove(queue)
+
+
+async def follow(store: Store, running_now: dict[str, Running], gen_id: str) -> AsyncIterator[tuple[str, Any]]:
+    """The record, then progress events, until the generation reaches a terminal status. While it waits in
+    the queue the record is polled; once an attempt runs, its events are relayed."""
+    running = running_now.get(gen_id)
+    queue = running.subscribe() if running is not None else None
+    try:
+        record = await gens.record(store, gen_id)
+        yield "generation", record
+        if record["status"] in TERMINAL:
+            yield "done", record
+            return
+        while True:
+            if queue is None:
+                await asyncio.sleep(0.5)  # queued: poll until the worker picks it up
+                record = await gens.record(store, gen_id)
+                if record["status"] in TERMINAL:
+                    yield "done", record
+                    return
+                running = running_now.get(gen_id)
+                if running is not None:
+                    queue = running.subscribe()
+                continue
+            try:
+                event, data = await asyncio.wait_for(queue.get(), timeout=15)
+            except TimeoutError:
+                yield "ping", {}
+                continue
+            if event in ("generation", "started"):
+                continue
+            yield event, data
+            if event in ("done", "error", "queued"):
+                if event == "queued":
+                    running.unsubscribe(queue)
+                    queue = None
+                    continue
+                return
+    finally:
+        if queue is not None and running is not None:
+            running.unsubscribe(queue)

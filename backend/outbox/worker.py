@@ -22,7 +22,6 @@ from backend.core.files import is_storage_failure
 from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
-from backend.core.vocabulary import TERMINAL
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
 from backend.db import meta
@@ -33,7 +32,7 @@ from backend.openrouter.client import OpenRouterClient
 from backend.outbox.attempt import MAX_UNKNOWN_DELIVERIES, AttemptRules, OutboxServices, error
 from backend.outbox.backoff import Uniform
 from backend.outbox.connectivity import Connectivity
-from backend.outbox.events import Running
+from backend.outbox.events import Running, follow
 from backend.outbox.text import ChatAttempt
 from backend.outbox.video import VideoAttempt
 from backend.services.admission import send_refusal
@@ -80,6 +79,8 @@ class Outbox:
         self._backlog: int | None = None
         self._backlog_at = 0.0
         self._background: set[asyncio.Task] = set()
+        #: Passes of the loop so far (tests wait on it instead of sleeping).
+        self.passes = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -167,6 +168,7 @@ class Outbox:
             except Exception:  # the loop must survive anything (a full disk, a bug in one item)
                 log.exception("outbox loop error")
                 timeout = self.settings.probe_seconds
+            self.passes += 1
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, timeout))
@@ -257,44 +259,9 @@ class Outbox:
         s = self.services
         return await send_refusal(store=s.store, policy=s.policy, preferences=s.preferences, model=model)
 
-    async def events(self, gen_id: str) -> AsyncIterator[tuple[str, Any]]:
+    def events(self, gen_id: str) -> AsyncIterator[tuple[str, Any]]:
         """The record, then progress events, until the generation reaches a terminal status."""
-        running = self.running.get(gen_id)
-        queue = running.subscribe() if running is not None else None
-        try:
-            record = await gens.record(self.store, gen_id)
-            yield "generation", record
-            if record["status"] in TERMINAL:
-                yield "done", record
-                return
-            while True:
-                if queue is None:
-                    await asyncio.sleep(0.5)  # queued: poll until the worker picks it up
-                    record = await gens.record(self.store, gen_id)
-                    if record["status"] in TERMINAL:
-                        yield "done", record
-                        return
-                    running = self.running.get(gen_id)
-                    if running is not None:
-                        queue = running.subscribe()
-                    continue
-                try:
-                    event, data = await asyncio.wait_for(queue.get(), timeout=15)
-                except TimeoutError:
-                    yield "ping", {}
-                    continue
-                if event in ("generation", "started"):
-                    continue
-                yield event, data
-                if event in ("done", "error", "queued"):
-                    if event == "queued":
-                        running.unsubscribe(queue)
-                        queue = None
-                        continue
-                    return
-        finally:
-            if queue is not None and running is not None:
-                running.unsubscribe(queue)
+        return follow(self.store, self.running, gen_id)
 
     # -- one generation ------------------------------------------------------------------------------------
     async def _run(self, running: Running, *, resume_video: bool = False) -> None:
