@@ -208,7 +208,9 @@ _OPERATION_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         402: "This month's budget is spent.", 404: "A reference asset does not exist.",
         429: "The outbox is full.", 502: "OpenRouter did not answer; the generation stays queued."},
     ("post", "/api/v1/assets"): {415: "Not a PNG, JPEG, WebP or GIF image."},
-    ("post", "/api/v1/generations/{gen_id}/retry"): {409: "The generation cannot be retried in its status."},
+    ("post", "/api/v1/generations/{gen_id}/retry"): {
+        402: "This month's budget is spent; the generation failed and nothing was sent.",
+        409: "The generation cannot be retried in its status."},
     ("post", "/api/v1/generations/{gen_id}/cancel"): {409: "The generation has already finished."},
     ("get", "/api/v1/assets/{asset_id}"): {304: "Not modified (If-None-Match).",
                                            416: "The requested range is outside the file."},

@@ -371,3 +371,24 @@ def test_video_job_id_and_generation_id_are_kept_from_the_answer(tmp_path: Path)
             assert [(a["outcome"], a["http_status"]) for a in log] == [("submitted", 202)]
 
     run(scenario())
+
+
+def test_the_loop_sends_an_item_whose_stored_time_is_far_ahead(tmp_path: Path) -> None:
+    """Clock moved back: the worker loop itself must not wait for the stored time."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return chat_ok() if request.method == "POST" else httpx.Response(200, json={"data": {}})
+
+    async def scenario() -> None:
+        async with Rig(tmp_path, answer, probe_seconds=0.05) as rig:
+            gen_id = await rig.queued()
+            await gens.update(rig.store, gen_id, next_attempt_at=gens.now() + timedelta(days=3))
+            await rig.outbox.start()
+            while (await gens.get_row(rig.store, gen_id))["status"] != "succeeded":
+                passes = rig.outbox.passes
+                assert passes < 50, "the loop never sent it"
+                while rig.outbox.passes == passes:
+                    await asyncio.sleep(0.01)  # until the loop has made another pass
+            assert rig.sends() == 1
+
+    run(scenario())
