@@ -109,9 +109,8 @@ class Rig:
 
     async def attempt(self, gen_id: str) -> dict[str, Any]:
         """Run one attempt of a queued generation to its end; the row afterwards."""
-        running = await self.outbox.start_now(gen_id)
-        self.outbox.launch(running)
-        assert running.task is not None
+        running = await self.outbox.send_queued(gen_id)
+        assert running is not None and running.task is not None
         await running.task
         return await gens.get_row(self.store, gen_id)
 
@@ -293,8 +292,8 @@ def test_cancel_wins_over_an_attempt_that_ends_later(tmp_path: Path, monkeypatch
     async def scenario() -> None:
         async with Rig(tmp_path, lambda r: upstream_error(503, "overloaded")) as rig:
             gen_id = await rig.queued()
-            running = await rig.outbox.start_now(gen_id)
-            rig.outbox.launch(running)
+            running = await rig.outbox.send_queued(gen_id)
+            assert running is not None
             await reached.wait()
             assert await rig.outbox.cancel(gen_id)
             await asyncio.gather(*writes)  # the late write has landed
@@ -362,8 +361,8 @@ def test_video_job_id_and_generation_id_are_kept_from_the_answer(tmp_path: Path)
     async def scenario() -> None:
         async with Rig(tmp_path, accept, video_poll_seconds=0.01) as rig:
             gen_id = await rig.queued("video", model="google/veo-3.1")
-            running = await rig.outbox.start_now(gen_id)
-            rig.outbox.launch(running)
+            running = await rig.outbox.send_queued(gen_id)
+            assert running is not None
             await running.started.wait()
             row = await gens.get_row(rig.store, gen_id)
             assert (row["job_id"], row["upstream_id"], row["status"]) == ("job-7", "gen-7-v", "running")

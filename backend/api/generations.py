@@ -92,9 +92,7 @@ async def create_generation(body: GenerationIn, admission: AdmissionDep, outbox:
         outbox.wake()
         return JSONResponse(await gens.record(store, gen_id), status_code=202)
 
-    running = await outbox.start_now(gen_id, claimed=True, attempt=1, row=row)
-    queue = running.subscribe()
-    outbox.launch(running)
+    running, queue = outbox.send_now(row)
     if body.stream:
         # The first event carries the record as just written: no read on the way to the first token.
         return await _stream_response(store, running, queue, gens.to_record(row))

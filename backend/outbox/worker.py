@@ -207,19 +207,20 @@ class Outbox:
         return running
 
     # -- API entry points ------------------------------------------------------------------------------------
-    async def start_now(self, gen_id: str, *, claimed: bool = False, attempt: int | None = None,
-                        row: dict[str, Any] | None = None) -> Running:
-        """Claim a just-queued generation (unless it was inserted ``running``, with ``attempt`` already
-        recorded) and start its first attempt now (the request path)."""
-        if not claimed and not await gens.claim(self.store, gen_id):
-            raise RuntimeError("generation was not queued")
-        running = Running(gen_id, attempt=attempt, row=row)
-        self.running[gen_id] = running
-        return running
-
-    def launch(self, running: Running) -> None:
-        """Start the task of a Running made by :meth:`start_now` (after the caller subscribed)."""
+    def send_now(self, row: dict[str, Any]) -> tuple[Running, asyncio.Queue]:
+        """Start the first attempt of a generation admitted as ``running`` with attempt 1 recorded (the request
+        path). Returns it with a queue already subscribed to its events, so none is missed."""
+        running = Running(row["id"], attempt=1, row=row)
+        self.running[row["id"]] = running
+        queue = running.subscribe()
         running.task = asyncio.create_task(self._run(running), name=f"gen-{running.gen_id}")
+        return running, queue
+
+    async def send_queued(self, gen_id: str) -> Running | None:
+        """Claim a queued generation and start an attempt now; None when it was not queued."""
+        if not await gens.claim(self.store, gen_id):
+            return None
+        return self._spawn(gen_id)
 
     async def cancel(self, gen_id: str) -> bool:
         """Cancel a queued or running generation. False when it had already finished.
@@ -234,6 +235,8 @@ class Outbox:
             running.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running.task
+            if self.running.get(gen_id) is running:  # cancelled before it started: its cleanup never ran
+                del self.running[gen_id]
         return True
 
     async def retry(self, gen_id: str) -> bool:
