@@ -3,7 +3,6 @@ rules for how a failed attempt ends (retry with backoff, reject, unknown deliver
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,8 +22,6 @@ from backend.outbox.events import Running
 from backend.services.admission import send_refusal
 from backend.services.catalogue import Catalogue
 from backend.services.request_body import RequestBodies
-
-log = logging.getLogger(__name__)
 
 REJECT_CODES = frozenset(
     {"invalid_key", "insufficient_credits", "content_blocked", "model_not_found", "context_too_long", "bad_request"}
