@@ -98,7 +98,7 @@ def start_api(data_dir: Path, token: str = "test-launch-token-0123456789abcdef",
     """Start a real backend on loopback with its own data dir. Settings overrides go in ``overrides``."""
     from backend.core.settings import Settings
 
-    app_kwargs = {k: overrides.pop(k) for k in ("policy", "shell") if k in overrides}
+    app_kwargs = {k: overrides.pop(k) for k in ("policy", "shell", "openrouter_transport") if k in overrides}
     settings = Settings.load(data_dir=data_dir, **overrides)
     return RunningApi(settings, token, **app_kwargs)
 

@@ -141,3 +141,35 @@ def test_restart_under_a_budget_that_is_now_spent_sends_nothing(data_dir: Path, 
     finally:
         api.stop()
     assert sends(fake, "over budget") == 0
+
+
+def test_the_app_runs_over_a_fake_transport(data_dir: Path) -> None:
+    """The composition root takes an httpx transport: the whole app, no socket to OpenRouter."""
+    import httpx
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        if request.method == "POST" and request.url.path.endswith("/chat/completions"):
+            return httpx.Response(200, json={
+                "id": "gen-5-mock", "model": "openai/gpt-4o-mini",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "from the mock"},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "cost": 0.00002}})
+        if request.url.path.endswith("/key"):
+            return httpx.Response(200, json={"data": {"label": "mock", "usage": 0, "limit": None,
+                                                      "limit_remaining": None, "is_free_tier": False}})
+        return httpx.Response(200, json={"data": []})
+
+    api = start_api(data_dir, openrouter_base_url="https://openrouter.invalid/api/v1",
+                    openrouter_transport=httpx.MockTransport(answer), **FAST)
+    try:
+        with api.client() as client:
+            assert client.put("/api/v1/credentials", json={"api_key": "sk-or-v1-" + "0" * 64}).status_code == 200
+            r = client.post("/api/v1/generations", json={**TEXT, "prompt": "hello mock"})
+            assert r.status_code == 201, r.text
+            assert r.json()["output_text"] == "from the mock" and r.json()["upstream_id"] == "gen-5-mock"
+    finally:
+        api.stop()
+    assert "POST /api/v1/chat/completions" in seen
