@@ -56,7 +56,8 @@ class GenerationPatch(BaseModel):
 
 
 def _response_for(record: dict[str, Any], *, created: int = 201) -> JSONResponse:
-    """The HTTP answer for a generation after its first attempt (DESIGN.md's status rules)."""
+    """The HTTP answer for a generation after its first attempt: 201/202 done or accepted, 400 rejected upstream,
+    502 queued again or interrupted, 507 not saved."""
     status = record["status"]
     error = record.get("error") or {}
     if status in ("succeeded", "running"):

@@ -223,7 +223,7 @@ async def month_spend(store: Store) -> float:
 
 def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
               attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The API shape of a generation (DESIGN.md's record, plus a few fields the UI uses)."""
+    """The API shape of a generation (the documented record, plus a few fields the UI uses)."""
     record = {
         "id": row["id"],
         "kind": row["kind"],
