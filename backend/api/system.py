@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel
 
 from backend import __version__
-from backend.api.deps import PolicyDep, PreferencesDep, ShellDep, StateDep, StoreDep
+from backend.api.deps import KeysDep, OutboxDep, PolicyDep, PreferencesDep, ShellDep, StoreDep
 
 router = APIRouter(tags=["system"])
 
@@ -25,22 +25,18 @@ async def health() -> dict[str, Any]:
 
 
 @router.get("/status")
-async def status(state: StateDep, store: StoreDep) -> dict[str, Any]:
+async def status(store: StoreDep, outbox: OutboxDep, keys: KeysDep, shell: ShellDep) -> dict[str, Any]:
     """Online state, whether a key is set, the outbox counts and notices for the user."""
     rows = await store.fetchall(
         "SELECT status, count(*) AS n FROM generations WHERE status IN ('queued', 'running') GROUP BY status"
     )
     counts = {row["status"]: row["n"] for row in rows}
-    connectivity = getattr(state, "connectivity", None)
-    keys = getattr(state, "keys", None)
-    outbox = getattr(state, "outbox", None)
     return {
-        "online": bool(connectivity and connectivity.online),
-        "key_configured": bool(keys and (await keys.status()).configured),
-        "queue": {"queued": counts.get("queued", 0), "running": counts.get("running", 0),
-                  "paused": bool(outbox and outbox.paused)},
+        "online": outbox.connectivity.online,
+        "key_configured": bool((await keys.status()).configured),
+        "queue": {"queued": counts.get("queued", 0), "running": counts.get("running", 0), "paused": outbox.paused},
         "version": __version__,
-        "notices": list(state.shell.notices),
+        "notices": list(shell.notices),
     }
 
 
