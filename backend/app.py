@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -128,11 +129,14 @@ def create_app(
     store: Store | None = None,
     policy: Any = None,
     services: Callable[[FastAPI], Awaitable[Callable[[], Awaitable[None]]]] | None = None,
+    openrouter_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """Build the API. Opens (and migrates) the store unless one is given.
 
     ``services`` is an optional async hook run at start-up that returns an async shutdown hook; the
     generation services (OpenRouter client, outbox worker) are installed through :func:`install_services`.
+    ``openrouter_transport`` replaces the network under the OpenRouter client (tests pass an
+    ``httpx.MockTransport``).
     """
     settings.ensure_dirs()
     store = store or Store.open(settings.db_path, backups_dir=settings.backups_dir)
@@ -179,6 +183,7 @@ def create_app(
     app.state.store = store
     app.state.shell = shell
     app.state.policy = policy
+    app.state.openrouter_transport = openrouter_transport
     app.state.preferences = Preferences(store, policy, defaults={"retry_unknown_text": settings.retry_unknown_text})
     _install_error_handlers(app)
 
@@ -210,7 +215,9 @@ _OPERATION_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         402: "This month's budget is spent.", 404: "A reference asset does not exist.",
         429: "The outbox is full.", 502: "OpenRouter did not answer; the generation stays queued."},
     ("post", "/api/v1/assets"): {415: "Not a PNG, JPEG, WebP or GIF image."},
-    ("post", "/api/v1/generations/{gen_id}/retry"): {409: "The generation cannot be retried in its status."},
+    ("post", "/api/v1/generations/{gen_id}/retry"): {
+        402: "This month's budget is spent; the generation failed and nothing was sent.",
+        409: "The generation cannot be retried in its status."},
     ("post", "/api/v1/generations/{gen_id}/cancel"): {409: "The generation has already finished."},
     ("get", "/api/v1/assets/{asset_id}"): {304: "Not modified (If-None-Match).",
                                            416: "The requested range is outside the file."},

@@ -18,7 +18,9 @@ from backend.keys.oauth import OAuthFlows
 from backend.media import MediaStore
 from backend.net.netconfig import build_ssl_context, effective_network, resolve_proxy
 from backend.openrouter import OpenRouterClient
-from backend.outbox.worker import Connectivity, Outbox
+from backend.outbox.connectivity import Connectivity
+from backend.outbox.worker import Outbox
+from backend.services.admission import Admission
 from backend.services.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,8 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     settings = state.settings
     policy = state.policy
     net = effective_network(settings, policy)
-    client = state.client_factory(net) if getattr(state, "client_factory", None) else _openrouter_client(
-        settings, net, getattr(state, "openrouter_transport", None)
-    )
+    # Tests hand a fake transport (httpx.MockTransport) in through create_app; the app itself never does.
+    client = _openrouter_client(settings, net, getattr(state, "openrouter_transport", None))
     policy_key = None
     if policy is not None:
         from backend.core.policy import read_policy_key
@@ -74,9 +75,12 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     state.connectivity = Connectivity()
     state.outbox = Outbox(
         store=state.store, settings=settings, client=client, keys=state.keys, media=state.media,
-        preferences=state.preferences, catalogue=state.catalogue, connectivity=state.connectivity,
+        preferences=state.preferences, catalogue=state.catalogue, connectivity=state.connectivity, policy=policy,
         concurrency=_policy_value(policy, "outbox_concurrency", settings.outbox_concurrency),
+        rng=getattr(state, "outbox_rng", None),
     )
+    state.admission = Admission(store=state.store, settings=settings, policy=policy, preferences=state.preferences,
+                                keys=state.keys, outbox=state.outbox)
     await state.outbox.start()
     tasks = [asyncio.create_task(_refresh_loop(app), name="catalogue-refresh"),
              asyncio.create_task(_backup_loop(app), name="daily-backup")]

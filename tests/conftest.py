@@ -130,6 +130,21 @@ class RunningApi:
 
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=30, **kwargs)
 
+    def outbox_settled(self, passes: int = 2, timeout: float = 15) -> None:
+        """Wait until the outbox loop has made ``passes`` more passes with no attempt in flight: whatever it
+        would send by itself from the current state, it has sent (a wait on state, not a sleep)."""
+        import time
+
+        outbox = self.app.state.outbox
+        deadline = time.monotonic() + timeout
+        start = outbox.passes
+        while outbox.passes < start + passes or outbox.running:
+            if time.monotonic() > deadline:
+                raise AssertionError("the outbox did not settle in time")
+            if outbox.running:
+                start = outbox.passes
+            time.sleep(0.01)
+
     def stop(self) -> None:
         self.server.stop()
 
@@ -138,7 +153,7 @@ def start_api(data_dir: Path, token: str = "test-launch-token-0123456789abcdef",
     """Start a real backend on loopback with its own data dir. Settings overrides go in ``overrides``."""
     from backend.core.settings import Settings
 
-    app_kwargs = {k: overrides.pop(k) for k in ("policy", "shell") if k in overrides}
+    app_kwargs = {k: overrides.pop(k) for k in ("policy", "shell", "openrouter_transport") if k in overrides}
     settings = Settings.load(data_dir=data_dir, **overrides)
     return RunningApi(settings, token, **app_kwargs)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from backend.services import library
+from backend.db import generations as gens
 from tests.test_generations import fake, generate, studio  # noqa: F401
 from tests.test_media_generations import IMAGE_MODEL
 
@@ -132,7 +132,7 @@ def test_a_bulk_delete_that_fails_midway_changes_nothing(studio, monkeypatch) ->
     coll = client.post("/api/v1/collections", json={"name": "Board"}).json()
     client.post(f"/api/v1/collections/{coll['id']}/items", json={"generation_ids": [image["id"], text]})
     # The last statement of the transaction fails: every earlier delete must be rolled back.
-    monkeypatch.setattr(library, "DELETE_ORDER", (*library.DELETE_ORDER, ("no_such_table", "id")))
+    monkeypatch.setattr(gens, "DELETE_ORDER", (*gens.DELETE_ORDER, ("no_such_table", "id")))
 
     r = client.post("/api/v1/generations/bulk", json={"ids": [image["id"], text], "action": "delete"})
     assert r.status_code == 500

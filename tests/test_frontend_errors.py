@@ -136,8 +136,6 @@ def test_scripts_keep_no_list_of_error_codes_and_one_list_of_end_statuses() -> N
     assert sum(text.count('"callout callout-error"') for text in scripts.values()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="errors kept with a generation are built by the outbox worker (_error), "
-                                       "which does not use backend.core.errors.error_dict yet")
 def test_a_generation_refused_for_its_credits_says_the_fix_is_in_settings(data_dir: Path) -> None:
     from tests.conftest import start_api
     from tests.fakes.behaviours import insufficient_credits

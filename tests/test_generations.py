@@ -135,14 +135,14 @@ def test_stream_survives_odd_byte_splits_and_crlf(data_dir: Path) -> None:
     ],
 )
 def test_rejections_fail_without_retry(studio, fake: FakeOpenRouter, behaviour, code: str, upstream: int) -> None:
-    _, client = studio
+    running, client = studio
     fake.enqueue("/chat/completions", behaviour)
     r = generate(client)
     assert r.status_code == 400, r.text
     body = r.json()
     assert body["error"]["code"] == code and body["error"]["upstream_status"] == upstream
     assert body["generation"]["status"] == "failed"
-    time.sleep(0.5)
+    running.outbox_settled()
     assert fake.count("/chat/completions") == 1  # never retried
     assert get(client, body["generation"]["id"])["status"] == "failed"
 
@@ -185,7 +185,7 @@ def test_retry_after_is_honoured(studio, fake: FakeOpenRouter) -> None:
 
 
 def test_mid_stream_error_keeps_partial_output_as_interrupted(studio, fake: FakeOpenRouter) -> None:
-    _, client = studio
+    running, client = studio
     fake.enqueue("/chat/completions", StreamError(after_tokens=2, code="server_error"))
     r = generate(client, stream=True, prompt="one two three four five six")
     events = sse_events(r.text)
@@ -193,7 +193,7 @@ def test_mid_stream_error_keeps_partial_output_as_interrupted(studio, fake: Fake
     gen = get(client, events[0][1]["id"])
     assert gen["status"] == "interrupted"
     assert gen["output_text"] and "Echo: one two three four five six".startswith(gen["output_text"])
-    time.sleep(0.3)
+    running.outbox_settled()
     assert fake.count("/chat/completions") == 1
 
 
@@ -216,7 +216,7 @@ def test_choice_level_error_keeps_partial(studio, fake: FakeOpenRouter) -> None:
 
 
 def test_offline_queues_then_drains_exactly_once(studio, fake: FakeOpenRouter) -> None:
-    _, client = studio
+    running, client = studio
     fake.go_offline()
     r = generate(client, prompt="while offline")
     assert r.status_code == 502
@@ -226,7 +226,7 @@ def test_offline_queues_then_drains_exactly_once(studio, fake: FakeOpenRouter) -
     assert second.status_code == 502
     status = client.get("/api/v1/status").json()
     assert status["online"] is False and status["queue"]["queued"] == 2
-    time.sleep(0.5)  # offline probing does not use attempts up
+    running.outbox_settled(passes=3)  # offline probing does not use attempts up
     fake.go_online()
     first = wait_for(lambda: (g := get(client, body["generation"]["id"]))["status"] == "succeeded" and g)
     wait_for(lambda: get(client, second.json()["generation"]["id"])["status"] == "succeeded")
@@ -240,7 +240,7 @@ def test_defer_queues_without_an_attempt(studio, fake: FakeOpenRouter) -> None:
     client.post("/api/v1/queue/pause")
     r = generate(client, defer=True)
     assert r.status_code == 202 and r.json()["status"] == "queued"
-    time.sleep(0.3)
+    running.outbox_settled()
     assert fake.count("/chat/completions") == 0
     assert [i["id"] for i in client.get("/api/v1/queue").json()["items"]] == [r.json()["id"]]
     client.post("/api/v1/queue/resume")
@@ -255,7 +255,7 @@ def test_no_key_is_refused_unless_deferred(data_dir: Path, fake: FakeOpenRouter)
             assert r.status_code == 400 and r.json()["error"]["code"] == "no_api_key"
             deferred = generate(client, defer=True)
             assert deferred.status_code == 202
-            time.sleep(0.3)
+            running.outbox_settled()
             assert get(client, deferred.json()["id"])["status"] == "queued"
             client.put("/api/v1/credentials", json={"api_key": fake.key})
             wait_for(lambda: get(client, deferred.json()["id"])["status"] == "succeeded")
@@ -395,7 +395,7 @@ def test_models_are_cached_for_offline_use(studio, fake: FakeOpenRouter) -> None
 
 @pytest.mark.parametrize("retry_unknown", [True, False])
 def test_unknown_delivery_follows_the_setting(studio, fake: FakeOpenRouter, retry_unknown: bool) -> None:
-    _, client = studio
+    running, client = studio
     client.put("/api/v1/settings", json={"retry_unknown_text": retry_unknown})
     fake.enqueue("/chat/completions", Truncate())  # the answer is cut off: did the model run? unknown
     r = generate(client, prompt="maybe billed")
@@ -406,7 +406,7 @@ def test_unknown_delivery_follows_the_setting(studio, fake: FakeOpenRouter, retr
         assert fake.count("/chat/completions") == 2
     else:
         assert r.json()["generation"]["status"] == "interrupted"
-        time.sleep(0.3)
+        running.outbox_settled()
         assert fake.count("/chat/completions") == 1
 
 

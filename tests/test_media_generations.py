@@ -9,7 +9,6 @@ import io
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -283,12 +282,12 @@ def test_video_job_survives_kill_9(data_dir: Path) -> None:
 def test_video_submission_with_unknown_outcome_is_not_resubmitted(studio, fake: FakeOpenRouter) -> None:
     from tests.fakes.behaviours import Truncate
 
-    _, client = studio
+    running, client = studio
     fake.enqueue("/videos", Truncate())  # the connection drops after the request was sent
     r = client.post("/api/v1/generations", json={"kind": "video", "model": VIDEO_MODEL, "prompt": "maybe"})
     assert r.status_code == 502, r.text
     gen_id = r.json()["generation"]["id"]
-    time.sleep(0.5)
+    running.outbox_settled()
     gen = get(client, gen_id)
     assert gen["status"] == "interrupted"
     assert fake.count("/videos") == 1

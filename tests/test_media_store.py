@@ -778,7 +778,9 @@ def test_path_for_accepts_only_hex_digests(store: MediaStore, bad: object) -> No
     with pytest.raises(ValueError):
         store.path_for(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        store.delete_if_unreferenced(bad, False)  # type: ignore[arg-type]
+        store.exists(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        store.delete(bad)  # type: ignore[arg-type]
 
 
 def test_path_for_stays_inside_media_dir(store: MediaStore) -> None:
@@ -788,13 +790,11 @@ def test_path_for_stays_inside_media_dir(store: MediaStore) -> None:
     assert path.name == sha and path.parent.name == "01"
 
 
-def test_delete_if_unreferenced(store: MediaStore) -> None:
+def test_delete(store: MediaStore) -> None:
     info = store.put_bytes(b"%PDF-1.4 tiny")
-    store.delete_if_unreferenced(info.sha256, still_referenced=True)
-    assert is_stored(store, info.sha256)
-    store.delete_if_unreferenced(info.sha256, still_referenced=False)
-    assert not is_stored(store, info.sha256)
-    store.delete_if_unreferenced(info.sha256, still_referenced=False)  # already gone: fine
+    store.delete(info.sha256)
+    assert not store.exists(info.sha256)
+    store.delete(info.sha256)  # already gone: fine
     # Stored again later: it comes back.
     assert is_stored(store, store.put_bytes(b"%PDF-1.4 tiny").sha256)
 

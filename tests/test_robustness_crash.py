@@ -178,7 +178,10 @@ def test_kill_during_stream_keeps_partial_text_and_sends_queued_once(data_dir: P
             assert status["queue"]["running"] == 0 and status["queue"]["queued"] == 0
             listing = app2.api.get("/api/v1/generations", params={"status": "running"}).json()
             assert listing["items"] == []
-            time.sleep(0.5)  # a duplicate send would show up as a second completion
+            # Nothing is queued or running any more, so nothing else can go out: every send is on record.
+            posts = [r for r in slow_fake.requests
+                     if r.path == "/chat/completions" and "queued behind the stream" in json.dumps(r.json)]
+            assert len(posts) == 1 and done["attempts"] == 1
             sent = [c for c in slow_fake.completions if c.prompt == "queued behind the stream"]
             assert len(sent) == 1 and sent[0].id == done["upstream_id"]
             # The interrupted stream is not resent behind the user's back.

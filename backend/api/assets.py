@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import StateDep, StoreDep
+from backend.api.deps import MediaDep, StoreDep
 from backend.core.errors import AtelierError, NotFound, StorageError
-from backend.db import generations as gens
+from backend.db import assets as assets_db
 from backend.media import MediaError
 from backend.media.http_range import content_range, parse_range, unsatisfiable_content_range
 
@@ -41,12 +41,12 @@ def _file_chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
 
 
 @router.get("/assets/{asset_id}", response_class=Response)
-async def get_asset(asset_id: str, request: Request, state: StateDep, store: StoreDep, thumb: bool = False,
+async def get_asset(asset_id: str, request: Request, media: MediaDep, store: StoreDep, thumb: bool = False,
                     download: bool = False) -> Response:
     """The bytes of an asset (``thumb=1``: its thumbnail). Supports single ``Range`` requests for seeking."""
     if not (0 < len(asset_id) <= 64 and asset_id.isalnum()):
         raise NotFound("No such asset.")
-    row = await store.fetchone("SELECT sha256, thumb_sha256, mime, kind FROM assets WHERE id = ?", [asset_id])
+    row = await assets_db.get(store, asset_id=asset_id)
     if row is None:
         raise NotFound("No such asset.")
     sha, mime = row["sha256"], row["mime"]
@@ -54,8 +54,8 @@ async def get_asset(asset_id: str, request: Request, state: StateDep, store: Sto
         if not row["thumb_sha256"]:
             raise NotFound("This asset has no thumbnail.")
         sha = row["thumb_sha256"]
-        mime = "image/webp" if state.media.path_for(sha).read_bytes()[8:12] == b"WEBP" else "image/jpeg"
-    path = state.media.path_for(sha)
+        mime = "image/webp" if media.path_for(sha).read_bytes()[8:12] == b"WEBP" else "image/jpeg"
+    path = media.path_for(sha)
     try:
         size = (await asyncio.to_thread(os.stat, path)).st_size
     except FileNotFoundError:
@@ -88,7 +88,7 @@ async def get_asset(asset_id: str, request: Request, state: StateDep, store: Sto
 
 
 @router.post("/assets", status_code=201)
-async def upload_asset(request: Request, state: StateDep, store: StoreDep) -> dict[str, Any]:
+async def upload_asset(request: Request, media: MediaDep, store: StoreDep) -> dict[str, Any]:
     """Store a reference image sent as the raw request body (``Content-Type: image/png`` …)."""
     mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if mime not in UPLOAD_TYPES:
@@ -97,19 +97,11 @@ async def upload_asset(request: Request, state: StateDep, store: StoreDep) -> di
     if not data:
         raise AtelierError("The upload is empty.", code="invalid_request", status=422)
     try:
-        info = await asyncio.to_thread(state.media.put_bytes, data, mime)
+        info = await asyncio.to_thread(media.put_bytes, data, mime)
     except MediaError as exc:
         if exc.code == "disk_full" or exc.code == "io_error":
             raise StorageError(str(exc)) from None
         raise AtelierError(str(exc), code=exc.code, status=413 if exc.code == "too_large" else 422) from None
     if info.kind != "image":
         raise AtelierError("Only images can be used as references.", code="unsupported_type", status=415)
-    asset_id = gens.new_id()
-    await store.execute(
-        "INSERT INTO assets (id, generation_id, role, kind, mime, bytes, sha256, width, height, duration_s, "
-        "thumb_sha256, position, created_at) VALUES (?, NULL, 'input', ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-        [asset_id, info.kind, info.mime, info.bytes, info.sha256, info.width, info.height, info.duration_s,
-         info.thumb_sha256, gens.now()],
-    )
-    row = await store.fetchone("SELECT * FROM assets WHERE id = ?", [asset_id])
-    return gens.asset_record(row)
+    return await assets_db.add_upload(store, info=info)

@@ -17,7 +17,7 @@ from backend.core.errors import AtelierError, NotFound
 from backend.core.files import write_all
 from backend.core.sizes import format_size
 from backend.data import exports, imports
-from backend.db.generations import new_id
+from backend.db.time import new_id
 
 router = APIRouter(tags=["data"])
 

@@ -6,9 +6,19 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from backend.app import Shell
+from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
 from backend.db.store import Store
+from backend.keys.credentials import Credentials
+from backend.keys.oauth import OAuthFlows
+from backend.media.store import MediaStore
+from backend.openrouter import OpenRouterClient
+from backend.outbox.connectivity import Connectivity
+from backend.outbox.worker import Outbox
+from backend.services.admission import Admission
+from backend.services.catalogue import Catalogue
 
 
 def _store(request: Request) -> Store:
@@ -23,6 +33,46 @@ def _preferences(request: Request) -> Preferences:
     return request.app.state.preferences
 
 
+def _policy(request: Request) -> Policy | None:
+    return request.app.state.policy
+
+
+def _outbox(request: Request) -> Outbox:
+    return request.app.state.outbox
+
+
+def _admission(request: Request) -> Admission:
+    return request.app.state.admission
+
+
+def _media(request: Request) -> MediaStore:
+    return request.app.state.media
+
+
+def _connectivity(request: Request) -> Connectivity:
+    return request.app.state.connectivity
+
+
+def _keys(request: Request) -> Credentials:
+    return request.app.state.keys
+
+
+def _catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue
+
+
+def _client(request: Request) -> OpenRouterClient:
+    return request.app.state.client
+
+
+def _oauth(request: Request) -> OAuthFlows:
+    return request.app.state.oauth
+
+
+def _shell(request: Request) -> Shell:
+    return request.app.state.shell
+
+
 def _state(request: Request) -> Any:
     return request.app.state
 
@@ -30,4 +80,15 @@ def _state(request: Request) -> Any:
 StoreDep = Annotated[Store, Depends(_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PreferencesDep = Annotated[Preferences, Depends(_preferences)]
+PolicyDep = Annotated[Policy | None, Depends(_policy)]
+OutboxDep = Annotated[Outbox, Depends(_outbox)]
+AdmissionDep = Annotated[Admission, Depends(_admission)]
+MediaDep = Annotated[MediaStore, Depends(_media)]
+ConnectivityDep = Annotated[Connectivity, Depends(_connectivity)]
+KeysDep = Annotated[Credentials, Depends(_keys)]
+CatalogueDep = Annotated[Catalogue, Depends(_catalogue)]
+ClientDep = Annotated[OpenRouterClient, Depends(_client)]
+OAuthDep = Annotated[OAuthFlows, Depends(_oauth)]
+ShellDep = Annotated[Shell, Depends(_shell)]
+#: The whole app state, for diagnostics (it reports on everything).
 StateDep = Annotated[Any, Depends(_state)]

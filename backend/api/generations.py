@@ -11,11 +11,14 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backend.api.deps import StateDep, StoreDep
+from backend.api.deps import AdmissionDep, MediaDep, OutboxDep, SettingsDep, StoreDep
 from backend.core.errors import AtelierError, Conflict, NotFound
 from backend.db import generations as gens
-from backend.outbox.worker import REJECT_CODES
+from backend.db.store import Store
+from backend.outbox.attempt import REJECT_CODES
+from backend.outbox.events import Running
 from backend.services import library
+from backend.services.admission import GenerationRequest
 
 router = APIRouter(tags=["generations"])
 
@@ -53,51 +56,9 @@ class GenerationPatch(BaseModel):
     title: str | None = Field(default=None, max_length=300)
 
 
-_PARAM_RULES: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] = {
-    "temperature": ((int, float), 0, 2),
-    "top_p": ((int, float), 0, 1),
-    "max_tokens": (int, 1, 1_000_000),
-    "seed": (int, None, None),
-    "frequency_penalty": ((int, float), -2, 2),
-    "presence_penalty": ((int, float), -2, 2),
-    "duration": ((int, float), 1, 600),
-}
-_PARAM_TEXT = {"aspect_ratio", "image_size", "resolution", "size"}
-_PARAM_OTHER = {"generate_audio": bool, "stop": (str, list), "reasoning": dict}
-
-
-def _check_params(params: dict[str, Any]) -> None:
-    for name, value in params.items():
-        if name in _PARAM_RULES:
-            kind, low, high = _PARAM_RULES[name]
-            ok = isinstance(value, kind) and not isinstance(value, bool)
-            if ok and low is not None and high is not None:
-                ok = low <= value <= high
-            if not ok:
-                bounds = f" from {low} to {high}" if low is not None else ""
-                raise AtelierError(f"params.{name} must be a number{bounds}.", code="invalid_request", status=422)
-        elif name in _PARAM_TEXT:
-            if not isinstance(value, str) or not 0 < len(value) <= 20:
-                raise AtelierError(f"params.{name} must be a short text such as '16:9'.", code="invalid_request",
-                                   status=422)
-        elif name in _PARAM_OTHER:
-            if not isinstance(value, _PARAM_OTHER[name]):
-                raise AtelierError(f"params.{name} has the wrong type.", code="invalid_request", status=422)
-        else:
-            known = ", ".join(sorted([*_PARAM_RULES, *_PARAM_TEXT, *_PARAM_OTHER]))
-            raise AtelierError(f"Unknown parameter '{name}'. Known parameters: {known}.", code="invalid_request",
-                               status=422)
-
-
-async def _month_spend(store: Any) -> float:
-    row = await store.fetchone(
-        "SELECT coalesce(sum(cost_usd), 0) AS s FROM generations WHERE created_at >= date_trunc('month', now())"
-    )
-    return float(row["s"]) if row else 0.0
-
-
 def _response_for(record: dict[str, Any], *, created: int = 201) -> JSONResponse:
-    """The HTTP answer for a generation after its first attempt (docs/api.md, POST /generations)."""
+    """The HTTP answer for a generation after its first attempt: 201/202 done or accepted, 400 rejected upstream,
+    502 queued again or interrupted, 507 not saved."""
     status = record["status"]
     error = record.get("error") or {}
     if status in ("succeeded", "running"):
@@ -124,64 +85,19 @@ def _sse(event: str, data: Any) -> bytes:
 
 
 @router.post("/generations", status_code=201)
-async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep) -> Response:
+async def create_generation(body: GenerationIn, admission: AdmissionDep, outbox: OutboxDep,
+                            store: StoreDep) -> Response:
     """Create a generation. It is written to the database before anything is sent."""
-    _check_params(body.params)
-    if body.kind != "video" and not body.prompt.strip() and not body.input_asset_ids:
-        raise AtelierError("Write a prompt first.", code="invalid_request", status=422)
-    if body.stream and body.kind != "text":
-        raise AtelierError("Only text can be streamed; images and video arrive when finished.",
-                           code="invalid_request", status=422)
-    policy = state.policy
-    if policy is not None and not policy.model_allowed(body.model):
-        raise AtelierError(f"Your organisation's policy does not allow the model '{body.model}'.",
-                           code="model_not_allowed", status=403)
-    if body.input_asset_ids:
-        placeholders = ", ".join("?" for _ in body.input_asset_ids)
-        rows = await store.fetchall(
-            f"SELECT id, kind FROM assets WHERE id IN ({placeholders})", body.input_asset_ids  # noqa: S608
-        )
-        found = {r["id"]: r["kind"] for r in rows}
-        missing = [a for a in body.input_asset_ids if a not in found]
-        if missing:
-            raise NotFound(f"No asset with id '{missing[0]}'.")
-        if any(kind != "image" for kind in found.values()):
-            raise AtelierError("Only images can be used as references.", code="invalid_request", status=422)
-    budget, key = await state.preferences.get("budget_monthly_usd"), await state.keys.get()  # both cached
-    if budget is not None and await _month_spend(store) >= budget:
-        raise AtelierError(
-            f"This month's spending has reached the budget of ${budget:.2f}. Raise the budget in Settings "
-            "(or ask IT if it is set by policy).", code="budget_exceeded", status=402)
-    limit = state.settings.outbox_max_queued
-    if policy is not None and policy.get("outbox_max_queued") is not None:
-        limit = policy.get("outbox_max_queued").value
-    backlog = await state.outbox.backlog()
-    if backlog >= limit:
-        raise AtelierError(f"The outbox already holds {backlog} requests (the limit is {limit}). Wait for some "
-                           "to go out or cancel a few.", code="outbox_full", status=429)
-    if key is None and not body.defer:
-        raise AtelierError("No OpenRouter key is set. Paste your key in Settings (or send with defer to queue "
-                           "it until a key is set).", code="no_api_key")
-
-    outbox = state.outbox
-    start_now = not (body.defer or outbox.paused)
-    row = await gens.insert(
-        store, kind=body.kind, model=body.model, prompt=body.prompt, system=body.system, params=body.params,
-        input_asset_ids=body.input_asset_ids, stream=body.stream, tags=body.tags, title=body.title,
-        start_now=start_now,
-    )
+    row, start_now = await admission.admit(GenerationRequest(**body.model_dump()))
     gen_id = row["id"]
-    outbox.added()
     if not start_now:
         outbox.wake()
         return JSONResponse(await gens.record(store, gen_id), status_code=202)
 
-    running = await outbox.start_now(gen_id, claimed=True, attempt=1, row=row)
-    queue = running.subscribe()
-    outbox.launch(running)
+    running, queue = outbox.send_now(row)
     if body.stream:
         # The first event carries the record as just written: no read on the way to the first token.
-        return await _stream_response(state, running, queue, gens.to_record(row))
+        return await _stream_response(store, running, queue, gens.to_record(row))
     try:
         if body.kind == "video":
             await asyncio.shield(running.started.wait())  # 202 once OpenRouter accepted the job
@@ -198,7 +114,8 @@ async def create_generation(body: GenerationIn, state: StateDep, store: StoreDep
     return _response_for(record, created=202 if body.kind == "video" else 201)
 
 
-async def _stream_response(state: Any, running: Any, queue: asyncio.Queue, first_record: dict[str, Any]) -> Response:
+async def _stream_response(store: Store, running: Running, queue: asyncio.Queue,
+                           first_record: dict[str, Any]) -> Response:
     """Wait until OpenRouter starts answering; failures before that get a plain JSON answer (502/400)."""
     waiter = asyncio.ensure_future(running.started.wait())
     try:
@@ -211,7 +128,7 @@ async def _stream_response(state: Any, running: Any, queue: asyncio.Queue, first
     terminal = [e for e in pending if e[0] in ("error", "queued", "done")]
     if terminal and not any(e[0] in ("started", "delta") for e in pending) and terminal[0][0] != "done":
         running.unsubscribe(queue)
-        record = await gens.record(state.store, running.gen_id)
+        record = await gens.record(store, running.gen_id)
         return _response_for(record)
 
     async def events() -> AsyncIterator[bytes]:
@@ -268,12 +185,12 @@ async def get_generation(gen_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.get("/generations/{gen_id}/events")
-async def generation_events(gen_id: str, state: StateDep, store: StoreDep) -> StreamingResponse:
+async def generation_events(gen_id: str, outbox: OutboxDep, store: StoreDep) -> StreamingResponse:
     """SSE: the current record, then progress, until a terminal status."""
     await gens.get_row(store, _checked(gen_id))
 
     async def events() -> AsyncIterator[bytes]:
-        async for event, data in state.outbox.events(gen_id):
+        async for event, data in outbox.events(gen_id):
             if event == "ping":
                 yield b": keep-alive\n\n"
                 continue
@@ -297,27 +214,33 @@ async def patch_generation(gen_id: str, body: GenerationPatch, store: StoreDep) 
 
 
 @router.delete("/generations/{gen_id}", status_code=204)
-async def delete_generation(gen_id: str, state: StateDep, store: StoreDep) -> Response:
+async def delete_generation(gen_id: str, outbox: OutboxDep, media: MediaDep, store: StoreDep,
+                            settings: SettingsDep) -> Response:
     """Delete a generation and its files (files still used by another generation are kept)."""
     await gens.get_row(store, _checked(gen_id))
-    await library.delete_generations(store, media=state.media, outbox=state.outbox,
-                                     backups_dir=state.settings.backups_dir, ids=[gen_id])
+    await library.delete_generations(store, media=media, outbox=outbox, backups_dir=settings.backups_dir,
+                                     ids=[gen_id])
     return Response(status_code=204)
 
 
 @router.post("/generations/{gen_id}/retry", status_code=202)
-async def retry_generation(gen_id: str, state: StateDep, store: StoreDep) -> dict[str, Any]:
+async def retry_generation(gen_id: str, outbox: OutboxDep, store: StoreDep) -> dict[str, Any]:
     row = await gens.get_row(store, _checked(gen_id))
-    if not await state.outbox.retry(gen_id):
+    try:
+        retried = await outbox.retry(gen_id)
+    except AtelierError as refusal:  # policy or the budget no longer allow it: it failed, nothing was sent
+        refusal.extra["generation"] = await gens.record(store, gen_id)
+        raise
+    if not retried:
         raise Conflict(f"This generation is {row['status']}; only queued, failed, interrupted or cancelled ones can "
                        "be retried.")
     return await gens.record(store, gen_id)
 
 
 @router.post("/generations/{gen_id}/cancel")
-async def cancel_generation(gen_id: str, state: StateDep, store: StoreDep) -> dict[str, Any]:
+async def cancel_generation(gen_id: str, outbox: OutboxDep, store: StoreDep) -> dict[str, Any]:
     row = await gens.get_row(store, _checked(gen_id))
-    if not await state.outbox.cancel(gen_id):
+    if not await outbox.cancel(gen_id):
         raise Conflict(f"This generation is already {row['status']}.")
     return await gens.record(store, gen_id)
 

@@ -6,25 +6,24 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 
-from backend.api.deps import StateDep
+from backend.api.deps import CatalogueDep, ConnectivityDep, KeysDep
 from backend.openrouter import UpstreamError
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/models")
-async def list_models(state: StateDep, output: Literal["text", "image", "video"] = "text",
-                      refresh: bool = False) -> dict[str, Any]:
+async def list_models(catalogue: CatalogueDep, keys: KeysDep, connectivity: ConnectivityDep,
+                      output: Literal["text", "image", "video"] = "text", refresh: bool = False) -> dict[str, Any]:
     """Models whose output includes ``output``. The first call (or ``refresh=true``) fetches from OpenRouter
     when it answers; otherwise the cache is served, with ``stale`` telling how fresh it is."""
-    catalogue = state.catalogue
     listing = await catalogue.list(output)
     if refresh or not listing["items"]:
         try:
-            await catalogue.refresh(output, await state.keys.get())
-            state.connectivity.mark(True)
+            await catalogue.refresh(output, await keys.get())
+            connectivity.mark(True)
             listing = await catalogue.list(output)
         except UpstreamError as exc:
             if exc.code == "network":
-                state.connectivity.mark(False)
+                connectivity.mark(False)
     return listing

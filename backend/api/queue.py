@@ -6,33 +6,32 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend.api.deps import StateDep, StoreDep
+from backend.api.deps import OutboxDep, StoreDep
 from backend.db import generations as gens
+from backend.db.store import Store
+from backend.outbox.worker import Outbox
 
 router = APIRouter(tags=["queue"])
 
 
-async def _queue(state: Any, store: Any) -> dict[str, Any]:
-    rows = await store.fetchall(
-        "SELECT id FROM generations WHERE status IN ('queued', 'running') ORDER BY created_at"
-    )
-    items = [await gens.record(store, row["id"], with_attempts=False) for row in rows]
-    return {"items": items, "online": state.connectivity.online, "paused": state.outbox.paused}
+async def _queue(outbox: Outbox, store: Store) -> dict[str, Any]:
+    items = [await gens.record(store, gen_id, with_attempts=False) for gen_id in await gens.pending_ids(store)]
+    return {"items": items, "online": outbox.connectivity.online, "paused": outbox.paused}
 
 
 @router.get("/queue")
-async def get_queue(state: StateDep, store: StoreDep) -> dict[str, Any]:
-    return await _queue(state, store)
+async def get_queue(outbox: OutboxDep, store: StoreDep) -> dict[str, Any]:
+    return await _queue(outbox, store)
 
 
 @router.post("/queue/pause")
-async def pause_queue(state: StateDep, store: StoreDep) -> dict[str, Any]:
+async def pause_queue(outbox: OutboxDep, store: StoreDep) -> dict[str, Any]:
     """Stop sending queued items (running ones finish)."""
-    await state.outbox.set_paused(True)
-    return await _queue(state, store)
+    await outbox.set_paused(True)
+    return await _queue(outbox, store)
 
 
 @router.post("/queue/resume")
-async def resume_queue(state: StateDep, store: StoreDep) -> dict[str, Any]:
-    await state.outbox.set_paused(False)
-    return await _queue(state, store)
+async def resume_queue(outbox: OutboxDep, store: StoreDep) -> dict[str, Any]:
+    await outbox.set_paused(False)
+    return await _queue(outbox, store)

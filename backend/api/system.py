@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel
 
 from backend import __version__
-from backend.api.deps import PreferencesDep, StateDep, StoreDep
+from backend.api.deps import KeysDep, OutboxDep, PolicyDep, PreferencesDep, ShellDep, StoreDep
 
 router = APIRouter(tags=["system"])
 
@@ -25,29 +25,24 @@ async def health() -> dict[str, Any]:
 
 
 @router.get("/status")
-async def status(state: StateDep, store: StoreDep) -> dict[str, Any]:
+async def status(store: StoreDep, outbox: OutboxDep, keys: KeysDep, shell: ShellDep) -> dict[str, Any]:
     """Online state, whether a key is set, the outbox counts and notices for the user."""
     rows = await store.fetchall(
         "SELECT status, count(*) AS n FROM generations WHERE status IN ('queued', 'running') GROUP BY status"
     )
     counts = {row["status"]: row["n"] for row in rows}
-    connectivity = getattr(state, "connectivity", None)
-    keys = getattr(state, "keys", None)
-    outbox = getattr(state, "outbox", None)
     return {
-        "online": bool(connectivity and connectivity.online),
-        "key_configured": bool(keys and (await keys.status()).configured),
-        "queue": {"queued": counts.get("queued", 0), "running": counts.get("running", 0),
-                  "paused": bool(outbox and outbox.paused)},
+        "online": outbox.connectivity.online,
+        "key_configured": bool((await keys.status()).configured),
+        "queue": {"queued": counts.get("queued", 0), "running": counts.get("running", 0), "paused": outbox.paused},
         "version": __version__,
-        "notices": list(state.shell.notices),
+        "notices": list(shell.notices),
     }
 
 
 @router.get("/settings")
-async def get_settings(prefs: PreferencesDep, state: StateDep) -> dict[str, Any]:
+async def get_settings(prefs: PreferencesDep, policy: PolicyDep) -> dict[str, Any]:
     """User preferences, with the names locked by machine policy."""
-    policy = state.policy
     return {
         "values": await prefs.values(),
         "locked": prefs.locked(),
@@ -57,16 +52,16 @@ async def get_settings(prefs: PreferencesDep, state: StateDep) -> dict[str, Any]
 
 @router.put("/settings")
 async def put_settings(
-    prefs: PreferencesDep, state: StateDep, changes: dict[str, Any] = Body(..., examples=[{"theme": "dark"}])
+    prefs: PreferencesDep, policy: PolicyDep, changes: dict[str, Any] = Body(..., examples=[{"theme": "dark"}])
 ) -> dict[str, Any]:
     """Change some preferences (a flat object of name → value). Locked names answer 403 ``locked_by_policy``."""
     await prefs.update(changes)
-    return await get_settings(prefs, state)
+    return await get_settings(prefs, policy)
 
 
 @router.post("/app/show")
-async def show_window(state: StateDep) -> dict[str, Any]:
+async def show_window(shell: ShellDep) -> dict[str, Any]:
     """Bring the window to the front (a second launch calls this instead of opening the database)."""
-    show = state.shell.show_window
+    show = shell.show_window
     shown = bool(show()) if show is not None else False
     return {"shown": shown}

@@ -25,7 +25,7 @@ from typing import Any
 from backend import __version__
 from backend.core.files import fsync_dir
 from backend.data.selection import iter_records, select_ids
-from backend.db.generations import new_id
+from backend.db.time import new_id
 from backend.media.store import MediaStore
 
 FORMATS = ("markdown", "jsonl", "parquet")

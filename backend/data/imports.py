@@ -23,7 +23,7 @@ import duckdb
 from backend.core.errors import AtelierError
 from backend.core.vocabulary import PENDING, Kind, Status
 from backend.data.exports import FORMAT_VERSION, MANIFEST, media_name
-from backend.media.store import MediaError, MediaStore
+from backend.media import MediaError, MediaStore
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")

@@ -10,7 +10,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from backend.db import assets as assets_db
 from backend.db import generations as gens
+from backend.db.time import iso
 
 PAGE = 500
 
@@ -72,10 +74,10 @@ def iter_records(cur: Any, ids: list[str]) -> Iterator[dict[str, Any]]:
         )
         outputs: dict[str, list[dict[str, Any]]] = {}
         for asset in _rows(cur):
-            outputs.setdefault(asset["generation_id"], []).append(gens.asset_record(asset))
+            outputs.setdefault(asset["generation_id"], []).append(assets_db.record(asset))
         input_ids = sorted({a for row in rows.values() for a in json.loads(row["input_asset_ids"] or "[]")})
         cur.execute("SELECT * FROM assets WHERE list_contains(?::VARCHAR[], id)", [input_ids])
-        inputs = {asset["id"]: gens.asset_record(asset) for asset in _rows(cur)}
+        inputs = {asset["id"]: assets_db.record(asset) for asset in _rows(cur)}
         cur.execute(
             "SELECT * FROM attempts WHERE list_contains(?::VARCHAR[], generation_id) ORDER BY number", [chunk]
         )
@@ -94,4 +96,4 @@ def iter_records(cur: Any, ids: list[str]) -> Iterator[dict[str, Any]]:
 
 
 def _iso(value: Any) -> str | None:
-    return gens.iso(value)
+    return iso(value)

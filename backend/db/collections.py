@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from backend.core.errors import NotFound
-from backend.db.generations import decode_cursor, encode_cursor, existing_ids, new_id, now
+from backend.db.generations import decode_cursor, encode_cursor, existing_ids
 from backend.db.store import Store
+from backend.db.time import new_id, now
 
 _SELECT = (
     "SELECT c.id, c.name, c.created_at, c.updated_at, "

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from backend.core.errors import AtelierError, NotFound
-from backend.core.vocabulary import Kind, Status
+from backend.core.errors import AtelierError, NotFound, action_for
+from backend.db import assets as assets_db
+from backend.db import attempts as attempts_db
 from backend.db.store import Store
-
-STATUSES = frozenset(Status)
-KINDS = tuple(Kind)
+from backend.db.time import iso, new_id, now
 
 _COLUMNS = (
     "id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, tags, favorite, output_text, "
@@ -26,14 +25,6 @@ _COLUMNS = (
 )
 
 _COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 async def insert(
@@ -112,83 +103,141 @@ async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = (
     return await store.transaction(run)
 
 
-async def begin_attempt(store: Store, gen_id: str) -> int:
-    """Record the start of an attempt; returns its number."""
+async def transition(store: Store, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
+                     **changes: Any) -> bool:
+    """Move a generation to ``status`` (setting ``changes`` too) only if it is in one of ``from_statuses``.
 
-    def run(cur: Any) -> int:
-        cur.execute("UPDATE generations SET attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING attempts",
-                    [now(), gen_id])
-        number = cur.fetchone()[0]
-        cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, ?, ?)",
-                    [gen_id, number, now()])
-        return number
+    Every status change an attempt makes goes through here, so an attempt that ends after the user cancelled
+    the generation can never bring it back. False when the generation was elsewhere.
+    """
+    for key in ("error", "params", "input_asset_ids"):
+        if key in changes and changes[key] is not None and not isinstance(changes[key], str):
+            changes[key] = json.dumps(changes[key])
+    changes["status"] = status
+    changes["updated_at"] = now()
+    assignments = ", ".join(f"{name} = ?" for name in changes)
+    placeholders = ", ".join("?" for _ in from_statuses)
+
+    def run(cur: Any) -> bool:
+        cur.execute(
+            f"UPDATE generations SET {assignments} WHERE id = ? AND status IN ({placeholders}) RETURNING id",  # noqa: S608
+            [*changes.values(), gen_id, *from_statuses],
+        )
+        return cur.fetchone() is not None
 
     return await store.transaction(run)
 
 
-async def end_attempt(
-    store: Store, gen_id: str, number: int, *, outcome: str, http_status: int | None = None,
-    error_code: str | None = None, error_message: str | None = None,
-) -> None:
-    await store.execute(
-        "UPDATE attempts SET finished_at = ?, outcome = ?, http_status = ?, error_code = ?, error_message = ? "
-        "WHERE generation_id = ? AND number = ?",
-        [now(), outcome, http_status, error_code, error_message, gen_id, number],
+async def cancel(store: Store, gen_id: str) -> bool:
+    """Mark a queued or running generation ``cancelled``; False when it had already finished."""
+    return await transition(store, gen_id, status="cancelled", from_statuses=("queued", "running"),
+                            finished_at=now(), next_attempt_at=None)
+
+
+async def requeue(store: Store, gen_id: str) -> bool:
+    """Queue a generation again now (from queued, failed, interrupted or cancelled), clearing its error."""
+    return await transition(store, gen_id, status="queued",
+                            from_statuses=("queued", "failed", "interrupted", "cancelled"),
+                            next_attempt_at=None, finished_at=None, error=None)
+
+
+# What deleting generations removes besides their assets, in order (table, column holding the generation id).
+DELETE_ORDER: tuple[tuple[str, str], ...] = (
+    ("attempts", "generation_id"), ("collection_items", "generation_id"), ("generations", "id"),
+)
+
+
+async def delete(store: Store, gen_ids: Sequence[str]) -> list[str]:
+    """Delete generations with their attempts, assets and collection memberships, in one transaction; returns
+    the media files no asset refers to now."""
+    ids = list(gen_ids)
+
+    def run(cur: Any) -> list[str]:
+        orphans = assets_db.delete_for(cur, generation_ids=ids)
+        for table, column in DELETE_ORDER:
+            cur.execute(f"DELETE FROM {table} WHERE list_contains(?::VARCHAR[], {column})", [ids])  # noqa: S608
+        return orphans
+
+    return await store.transaction(run)
+
+
+async def running_rows(store: Store) -> list[dict[str, Any]]:
+    """Generations marked ``running`` (at start-up: whatever was in flight when the app last stopped)."""
+    return await store.fetchall(
+        "SELECT id, kind, job_id, upstream_id, output_text FROM generations WHERE status = 'running'")
+
+
+async def video_jobs(store: Store) -> list[str]:
+    """Running video generations with an OpenRouter job to follow."""
+    rows = await store.fetchall(
+        "SELECT id FROM generations WHERE kind = 'video' AND status = 'running' AND job_id IS NOT NULL")
+    return [r["id"] for r in rows]
+
+
+async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int) -> list[str]:
+    """Queued generations due at ``at``, oldest first.
+
+    A ``next_attempt_at`` further ahead than ``horizon`` (the longest backoff) and than the ``Retry-After``
+    OpenRouter asked for cannot have been set by this clock (it was moved back, or a backup restored): it
+    counts as due, so a stored time never stalls the queue.
+    """
+    rows = await store.fetchall(
+        "SELECT id, created_at FROM generations WHERE status = 'queued' AND (next_attempt_at IS NULL OR "
+        "next_attempt_at <= ?) ORDER BY created_at LIMIT ?",
+        [at, limit],
     )
+    ahead = await store.fetchall(
+        "SELECT id, created_at, next_attempt_at, error FROM generations WHERE status = 'queued' "
+        "AND next_attempt_at > ? ORDER BY created_at",
+        [at + horizon],
+    )
+    for row in ahead:
+        retry_after = (json.loads(row["error"]) if row["error"] else {}).get("retry_after") or 0
+        if row["next_attempt_at"] > at + max(horizon, timedelta(seconds=float(retry_after)) + timedelta(seconds=1)):
+            rows.append(row)
+    rows.sort(key=lambda r: r["created_at"])
+    return [r["id"] for r in rows[:limit]]
 
 
-async def counted_attempts(store: Store, gen_id: str) -> int:
-    """Attempts that reached OpenRouter (being offline does not use attempts up)."""
+async def next_due_at(store: Store, *, after: datetime, horizon: timedelta) -> datetime | None:
+    """When the next queued generation falls due (within ``horizon``; see :func:`due`)."""
     row = await store.fetchone(
-        "SELECT count(*) AS n FROM attempts WHERE generation_id = ? AND coalesce(error_code, '') <> 'network'",
-        [gen_id],
+        "SELECT min(next_attempt_at) AS t FROM generations WHERE status = 'queued' AND next_attempt_at > ? "
+        "AND next_attempt_at <= ?",
+        [after, after + horizon],
     )
+    return None if row is None else row["t"]
+
+
+async def pending_count(store: Store) -> int:
+    """How many generations wait or run."""
+    row = await store.fetchone("SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')")
     return int(row["n"]) if row else 0
 
 
-async def attempts_of(store: Store, gen_id: str) -> list[dict[str, Any]]:
-    rows = await store.fetchall(
-        "SELECT number, started_at, finished_at, outcome, http_status, error_code, error_message FROM attempts "
-        "WHERE generation_id = ? ORDER BY number",
-        [gen_id],
+async def pending_ids(store: Store) -> list[str]:
+    """Generations that wait or run, oldest first."""
+    rows = await store.fetchall("SELECT id FROM generations WHERE status IN ('queued', 'running') ORDER BY created_at")
+    return [r["id"] for r in rows]
+
+
+async def month_spend(store: Store) -> float:
+    """What this calendar month's generations cost so far (USD)."""
+    row = await store.fetchone(
+        "SELECT coalesce(sum(cost_usd), 0) AS s FROM generations WHERE created_at >= date_trunc('month', now())"
     )
-    return [
-        {**row, "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"])} for row in rows
-    ]
+    return float(row["s"]) if row else 0.0
 
 
-async def assets_for(store: Store, gen_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    if not gen_ids:
-        return {}
-    placeholders = ", ".join("?" for _ in gen_ids)
-    rows = await store.fetchall(
-        f"SELECT id, generation_id, kind, mime, bytes, sha256, width, height, duration_s, thumb_sha256 "  # noqa: S608
-        f"FROM assets WHERE role = 'output' AND generation_id IN ({placeholders}) ORDER BY position, created_at",
-        gen_ids,
-    )
-    out: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        out.setdefault(row["generation_id"], []).append(asset_record(row))
-    return out
-
-
-def asset_record(row: dict[str, Any]) -> dict[str, Any]:
-    record = {
-        "id": row["id"], "kind": row["kind"], "mime": row["mime"], "bytes": row["bytes"], "sha256": row["sha256"],
-        "width": row.get("width"), "height": row.get("height"), "duration_s": row.get("duration_s"),
-        "url": f"/api/v1/assets/{row['id']}",
-    }
-    record["thumb_url"] = f"/api/v1/assets/{row['id']}?thumb=1" if row.get("thumb_sha256") else None
-    return record
-
-
-def iso(value: datetime | None) -> str | None:
-    """A stored time as the API writes it (UTC, ``Z``)."""
-    if value is None:
+def _error(stored: str | None) -> dict[str, Any] | None:
+    """A stored error, with the screen that fixes it (rows written before errors carried ``action`` too)."""
+    if not stored:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    error = json.loads(stored)
+    action = action_for(error.get("code")) if isinstance(error, dict) else None
+    if action and "action" not in error:
+        error["action"] = action
+    return error
 
 
 def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
@@ -217,7 +266,7 @@ def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
         "upstream_id": row["upstream_id"],
         "job_id": row["job_id"],
         "attempts": row["attempts"],
-        "error": json.loads(row["error"]) if row["error"] else None,
+        "error": _error(row["error"]),
         "next_attempt_at": iso(row["next_attempt_at"]),
         "created_at": iso(row["created_at"]),
         "started_at": iso(row["started_at"]),
@@ -232,8 +281,8 @@ def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
 
 async def record(store: Store, gen_id: str, *, with_attempts: bool = True) -> dict[str, Any]:
     row = await get_row(store, gen_id)
-    assets = (await assets_for(store, [gen_id])).get(gen_id, [])
-    attempts = await attempts_of(store, gen_id) if with_attempts else None
+    assets = (await assets_db.outputs_for(store, generation_ids=[gen_id])).get(gen_id, [])
+    attempts = await attempts_db.log(store, generation_id=gen_id) if with_attempts else None
     return to_record(row, assets, attempts)
 
 
@@ -297,7 +346,7 @@ async def search(
     )
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     rows = rows[:limit]
-    assets = await assets_for(store, [r["id"] for r in rows])
+    assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
 
 
@@ -308,3 +357,17 @@ def existing_ids(cur: Any, ids: list[str]) -> list[str]:
     cur.execute("SELECT id FROM generations WHERE list_contains(?::VARCHAR[], id)", [ids])
     found = {row[0] for row in cur.fetchall()}
     return [gen_id for gen_id in dict.fromkeys(ids) if gen_id in found]
+
+
+async def save_video_job(store: Store, gen_id: str, *, attempt: int, job_id: str, polling_url: str | None,
+                         upstream_id: str | None) -> None:
+    """OpenRouter accepted a video job: keep its id (with the attempt's outcome) in one transaction."""
+    ts = now()
+
+    def run(cur: Any) -> None:
+        cur.execute("UPDATE generations SET job_id = ?, polling_url = ?, upstream_id = coalesce(?, upstream_id), "
+                    "updated_at = ? WHERE id = ?", [job_id, polling_url, upstream_id, ts, gen_id])
+        cur.execute("UPDATE attempts SET finished_at = ?, outcome = 'submitted', http_status = 202 "
+                    "WHERE generation_id = ? AND number = ?", [ts, gen_id, attempt])
+
+    await store.transaction(run)

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from backend.core.errors import NotFound
-from backend.db.generations import decode_cursor, encode_cursor, new_id, now
+from backend.db.generations import decode_cursor, encode_cursor
 from backend.db.store import Store
+from backend.db.time import new_id, now
 
 _COLUMNS = "id, name, kind, prompt, system, model, params, tags, created_at, updated_at"
 _FIELDS = ("name", "kind", "prompt", "system", "model", "params", "tags")

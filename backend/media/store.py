@@ -37,8 +37,6 @@ from backend.media.sniff import SNIFF_BYTES, kind_for_mime, resolve_mime
 
 # Still importable from here for callers that predate backend.media.sniff (the outbox worker); new code
 # imports them from backend.media.
-from backend.media.sniff import decode_data_url as decode_data_url
-from backend.media.sniff import encode_data_url as encode_data_url
 
 DEFAULT_MAX_BYTES = 200 * 2**20
 TEMP_DIR_NAME = ".tmp"
@@ -189,11 +187,9 @@ class MediaStore:
         """Whether the file for this digest is stored (an import skips media it already has)."""
         return self.path_for(sha256).is_file()
 
-    def delete_if_unreferenced(self, sha256: str, still_referenced: bool) -> None:
-        """Remove a file once no asset row refers to it (the caller checks the database)."""
+    def delete(self, sha256: str) -> None:
+        """Remove a file (the library decides when no asset refers to it any more); gone already is fine."""
         path = self.path_for(sha256)
-        if still_referenced:
-            return
         try:
             path.unlink()
         except FileNotFoundError:

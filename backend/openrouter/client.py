@@ -463,9 +463,10 @@ class OpenRouterClient:
             raise err.scrubbed(api_key) from None
 
     async def submit_video(self, api_key: str, body: dict) -> dict:
-        """``POST /videos``: start a video job; returns ``{"id", "polling_url", "status", …}``."""
+        """``POST /videos``: start a video job; returns ``{"id", "polling_url", "status", …}`` (with
+        ``generation_id`` from the ``X-Generation-Id`` header when OpenRouter sends one)."""
         model = body.get("model") if isinstance(body.get("model"), str) else None
-        _, payload = await self._json_call(
+        response, payload = await self._json_call(
             "POST", "videos", api_key, context="video_submit", json_body=body, model=model, ok=(200, 201, 202)
         )
         if isinstance(payload, dict) and "error" in payload and "id" not in payload:
@@ -477,6 +478,9 @@ class OpenRouterClient:
             error = unexpected_answer(200, "no job id")
             error.disposition = "unknown"
             raise error.scrubbed(api_key)
+        if not payload.get("generation_id") and response.headers.get("x-generation-id"):
+            # The generation id names the job in the user's OpenRouter activity, even before it finishes.
+            payload["generation_id"] = response.headers["x-generation-id"]
         return payload
 
     async def get_video(self, api_key: str, job_id: str, polling_url: str | None = None) -> dict:

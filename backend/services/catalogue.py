@@ -7,8 +7,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from backend.db import generations as gens
 from backend.db.store import Store
+from backend.db.time import iso, now
 from backend.openrouter import OpenRouterClient, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Catalogue:
                 log.info("video model details unavailable: %s", exc.message)
             known = {m.get("id") for m in models}
             models += [v for vid, v in videos.items() if vid not in known]
-        ts = gens.now()
+        ts = now()
         items = [_item(m, videos.get(m.get("id")) if output == "video" else None) for m in models if m.get("id")]
 
         def write(cur: Any) -> None:
@@ -77,7 +77,7 @@ class Catalogue:
         row = await self.store.fetchone("SELECT min(fetched_at) AS t, count(DISTINCT output) AS n FROM model_cache")
         if not row or row["t"] is None or row["n"] < len(OUTPUTS):
             return True
-        return gens.now() - row["t"] > timedelta(hours=self.refresh_hours)
+        return now() - row["t"] > timedelta(hours=self.refresh_hours)
 
     async def list(self, output: str) -> dict[str, Any]:
         rows = await self.store.fetchall(
@@ -87,8 +87,8 @@ class Catalogue:
         if self.policy is not None:
             items = [i for i in items if self.policy.model_allowed(i["id"])]
         fetched = min((r["fetched_at"] for r in rows), default=None)
-        stale = fetched is None or gens.now() - fetched > timedelta(hours=self.refresh_hours)
-        return {"items": items, "fetched_at": gens.iso(fetched), "stale": stale}
+        stale = fetched is None or now() - fetched > timedelta(hours=self.refresh_hours)
+        return {"items": items, "fetched_at": iso(fetched), "stale": stale}
 
     async def get_model(self, model_id: str, output: str | None = None) -> dict[str, Any] | None:
         sql = "SELECT data FROM model_cache WHERE id = ?"

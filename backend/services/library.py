@@ -13,6 +13,7 @@ from typing import Any, Literal
 from backend.core.errors import AtelierError
 from backend.data.backups import media_in_backups
 from backend.db import collections
+from backend.db import generations as gens
 from backend.db.generations import existing_ids
 from backend.db.store import Store
 from backend.media.store import MediaStore
@@ -20,11 +21,6 @@ from backend.media.store import MediaStore
 BulkAction = Literal["favorite", "unfavorite", "tag", "untag", "delete", "add_to_collection",
                      "remove_from_collection"]
 NEEDS_VALUE = {"tag", "untag", "add_to_collection", "remove_from_collection"}
-# What deleting a generation removes, in order (table, column holding the generation id).
-DELETE_ORDER: tuple[tuple[str, str], ...] = (
-    ("assets", "generation_id"), ("attempts", "generation_id"), ("collection_items", "generation_id"),
-    ("generations", "id"),
-)
 
 
 async def apply(store: Store, *, media: MediaStore, outbox: Any, backups_dir: Path, ids: list[str],
@@ -79,27 +75,12 @@ async def delete_generations(store: Store, *, media: MediaStore, outbox: Any, id
     backup refers to stays until that backup is removed, so restoring it brings the media back too.
     """
     present = await store.read(lambda cur: existing_ids(cur, ids))
-    if not present:
-        return list(dict.fromkeys(ids))
     for gen_id in present:
         await outbox.cancel(gen_id)
-
-    def write(cur: Any) -> list[str]:
-        cur.execute("SELECT sha256, thumb_sha256 FROM assets WHERE list_contains(?::VARCHAR[], generation_id)",
-                    [present])
-        shas = {sha for row in cur.fetchall() for sha in row if sha}
-        for table, column in DELETE_ORDER:
-            cur.execute(f"DELETE FROM {table} WHERE list_contains(?::VARCHAR[], {column})", [present])  # noqa: S608
-        return sorted(shas)
-
-    shas = await store.transaction(write)
-    if shas:
-        still = await store.fetchall(
-            "SELECT DISTINCT unnest([sha256, thumb_sha256]) AS sha FROM assets "
-            "WHERE list_contains(?::VARCHAR[], sha256) OR list_contains(?::VARCHAR[], thumb_sha256)",
-            [shas, shas],
-        )
-        referenced = {row["sha"] for row in still} | await asyncio.to_thread(media_in_backups, backups_dir)
-        for sha in shas:
-            await asyncio.to_thread(media.delete_if_unreferenced, sha, sha in referenced)
+    if present:
+        orphans = await gens.delete(store, present)
+        kept = await asyncio.to_thread(media_in_backups, backups_dir) if orphans else frozenset()
+        for sha in orphans:
+            if sha not in kept:
+                await asyncio.to_thread(media.delete, sha)
     return [gen_id for gen_id in dict.fromkeys(ids) if gen_id not in set(present)]

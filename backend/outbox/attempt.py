@@ -1,0 +1,171 @@
+"""What every attempt shares, whatever its kind: the services it uses, the checks before sending, and the
+rules for how a failed attempt ends (retry with backoff, reject, unknown delivery)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from backend.core.errors import error_dict
+from backend.core.policy import Policy
+from backend.core.preferences import Preferences
+from backend.core.settings import Settings
+from backend.db import attempts as attempts_db
+from backend.db import generations as gens
+from backend.db.store import Store
+from backend.keys.credentials import Credentials
+from backend.media.store import MediaStore
+from backend.openrouter import OpenRouterClient, UpstreamError, Usage
+from backend.outbox.backoff import Uniform, backoff_seconds
+from backend.outbox.connectivity import Connectivity
+from backend.outbox.events import Running
+from backend.services.admission import send_refusal
+from backend.services.catalogue import Catalogue
+from backend.services.request_body import RequestBodies
+
+REJECT_CODES = frozenset(
+    {"invalid_key", "insufficient_credits", "content_blocked", "model_not_found", "context_too_long", "bad_request",
+     "key_limit_reached", "spend_limit_reached", "privacy_restricted"}
+)
+#: A request whose delivery was unknown this many times is not sent again automatically (a crash loop must
+#: never bill a request without limit).
+MAX_UNKNOWN_DELIVERIES = 2
+
+
+@dataclass
+class OutboxServices:
+    """The services the outbox works with (built once by the composition root)."""
+
+    store: Store
+    settings: Settings
+    client: OpenRouterClient
+    keys: Credentials
+    media: MediaStore
+    preferences: Preferences
+    catalogue: Catalogue | None
+    connectivity: Connectivity
+    policy: Policy | None = None
+    rng: Uniform | None = None  # None: the random module; tests inject their own
+
+    def __post_init__(self) -> None:
+        self.bodies = RequestBodies(store=self.store, media=self.media, preferences=self.preferences,
+                                    catalogue=self.catalogue)
+
+
+class AttemptRules:
+    """Begins and ends attempts; decides what a failure means for the generation."""
+
+    def __init__(self, services: OutboxServices) -> None:
+        self.s = services
+
+    async def retry_unknown(self) -> bool:
+        """Whether text/image requests with unknown delivery may be sent again (a user setting)."""
+        try:
+            return bool(await self.s.preferences.get("retry_unknown_text"))
+        except Exception:
+            return bool(self.s.settings.retry_unknown_text)
+
+    async def finish(self, gen_id: str, status: str, *, usage: Usage | None = None,
+                     from_statuses: tuple[str, ...] = ("running",), **changes: Any) -> bool:
+        """End a generation in ``status`` unless it left ``from_statuses`` meanwhile (a user cancel)."""
+        changes.update(await self.usage_totals(gen_id, usage))
+        return await gens.transition(self.s.store, gen_id, status=status, from_statuses=from_statuses,
+                                     finished_at=gens.now(), next_attempt_at=None, **changes)
+
+    async def usage_totals(self, gen_id: str, usage: Usage | None) -> dict[str, Any]:
+        """The generation's usage columns with ``usage`` added: every attempt OpenRouter billed (a failure that
+        reported usage, then the retry that succeeded) counts in what the generation cost."""
+        if usage is None:
+            return {}
+        row = await self.s.store.fetchone(
+            "SELECT prompt_tokens, completion_tokens, cost_usd FROM generations WHERE id = ?", [gen_id])
+        before = row or {}
+
+        def plus(name: str, value: Any) -> Any:
+            if value is None:
+                return before.get(name)
+            return value if before.get(name) is None else before[name] + value
+
+        return {"prompt_tokens": plus("prompt_tokens", usage.prompt_tokens),
+                "completion_tokens": plus("completion_tokens", usage.completion_tokens),
+                "cost_usd": plus("cost_usd", usage.cost_usd)}
+
+    async def publish_final(self, running: Running, event: str) -> None:
+        record = await gens.record(self.s.store, running.gen_id, with_attempts=False)
+        if event in ("error", "queued"):
+            running.publish(event, {"error": record["error"], "generation": record})
+        else:
+            running.publish(event, record)
+        running.started.set()
+
+    async def key_or_requeue(self, running: Running) -> str | None:
+        """The key, or None after putting the generation back in the queue until a key is set."""
+        key = await self.s.keys.get()
+        if key is None:
+            if running.attempt is not None:  # recorded with the row, but nothing was sent
+                await attempts_db.end(self.s.store, generation_id=running.gen_id, number=running.attempt,
+                                      outcome="no_key", error_code="no_api_key")
+                running.attempt = None
+            await gens.transition(self.s.store, running.gen_id, status="queued", error=error_dict(
+                "no_api_key", "No OpenRouter key is set. Add one in Settings; this request will then be sent."))
+            await self.publish_final(running, "queued")
+        return key
+
+    async def refused(self, running: Running, row: dict[str, Any]) -> bool:
+        """Policy and budget, checked right before sending: True (and the generation failed, nothing sent)
+        when they no longer allow it. The request path checked them a moment ago, so it skips this."""
+        if running.attempt is not None:
+            return False
+        refusal = await send_refusal(store=self.s.store, policy=self.s.policy, preferences=self.s.preferences,
+                                     model=row["model"])
+        if refusal is None:
+            return False
+        await self.finish(running.gen_id, "failed", error=error_dict(refusal.code, refusal.message))
+        await self.publish_final(running, "error")
+        return True
+
+    async def failed(self, running: Running, row: dict[str, Any], number: int, exc: UpstreamError, *,
+                     partial: str, reasoning: str | None) -> None:
+        """An attempt ended with an upstream error: retry later, keep partial output, or fail."""
+        s = self.s
+        gen_id = running.gen_id
+        outcome = {"retry": "retry", "reject": "rejected", "unknown": attempts_db.UNKNOWN}[exc.disposition]
+        if exc.output_started:
+            outcome = "interrupted"
+        await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome=outcome,
+                              http_status=exc.upstream_status, error_code=exc.code, error_message=exc.message)
+        err = error_dict(exc.code, exc.message, upstream_status=exc.upstream_status, retry_after=exc.retry_after)
+        if exc.code == "network" or (exc.code == "timeout" and exc.upstream_status is None
+                                     and exc.disposition == "retry"):
+            s.connectivity.mark(False)
+        elif exc.upstream_status is not None:
+            s.connectivity.mark(True)
+        # A failure that came with usage was billed (e.g. an in-band error with tokens and cost): record it.
+        if exc.output_started or (partial and exc.disposition != "retry"):
+            await self.finish(gen_id, "interrupted", output_text=partial or None, reasoning_text=reasoning,
+                              error=err, usage=exc.usage)
+            await self.publish_final(running, "error")
+            return
+        retry = exc.disposition == "retry" or (
+            exc.disposition == "unknown" and row["kind"] in ("text", "image") and await self.retry_unknown()
+            and await attempts_db.unknown_deliveries(s.store, generation_id=gen_id) < MAX_UNKNOWN_DELIVERIES
+        )
+        counted = await attempts_db.counted(s.store, generation_id=gen_id) if retry else 0
+        if retry and counted >= s.settings.max_attempts:
+            err["message"] += f" Gave up after {s.settings.max_attempts} attempts; retry it when you like."
+            retry = False
+        if retry:
+            offline = not s.connectivity.online
+            delay = 0.0 if offline and exc.retry_after is None else backoff_seconds(
+                counted, base=s.settings.retry_base_seconds, cap=s.settings.retry_max_seconds,
+                retry_after=exc.retry_after, rng=s.rng)
+            err["retryable"] = True
+            await gens.transition(s.store, gen_id, status="queued",
+                                  next_attempt_at=gens.now() + timedelta(seconds=delay), error=err,
+                                  **await self.usage_totals(gen_id, exc.usage))
+            await self.publish_final(running, "queued")
+            return
+        await self.finish(gen_id, "interrupted" if exc.disposition == "unknown" else "failed", error=err,
+                          usage=exc.usage)
+        await self.publish_final(running, "error")
