@@ -1,4 +1,4 @@
-"""Reading OpenRouter's finished (non-streamed) answers: chat completions, ``/images`` results, lists."""
+"""Reading OpenRouter's finished (non-streamed) answers: chat completions and lists."""
 
 from __future__ import annotations
 
