@@ -19,6 +19,7 @@ from backend.outbox.connectivity import Connectivity
 from backend.outbox.worker import Outbox
 from backend.services.admission import Admission
 from backend.services.catalogue import Catalogue
+from backend.services.library import Library
 
 
 def _store(request: Request) -> Store:
@@ -73,6 +74,10 @@ def _shell(request: Request) -> Shell:
     return request.app.state.shell
 
 
+def _library(request: Request) -> Library:
+    return request.app.state.library
+
+
 def _state(request: Request) -> Any:
     return request.app.state
 
@@ -90,5 +95,6 @@ CatalogueDep = Annotated[Catalogue, Depends(_catalogue)]
 ClientDep = Annotated[OpenRouterClient, Depends(_client)]
 OAuthDep = Annotated[OAuthFlows, Depends(_oauth)]
 ShellDep = Annotated[Shell, Depends(_shell)]
+LibraryDep = Annotated[Library, Depends(_library)]
 #: The whole app state, for diagnostics (it reports on everything).
 StateDep = Annotated[Any, Depends(_state)]

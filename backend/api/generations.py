@@ -11,13 +11,12 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backend.api.deps import AdmissionDep, MediaDep, OutboxDep, SettingsDep, StoreDep
+from backend.api.deps import AdmissionDep, LibraryDep, OutboxDep, StoreDep
 from backend.core.errors import AtelierError, Conflict, NotFound
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.outbox.attempt import REJECT_CODES
 from backend.outbox.events import Running
-from backend.services import library
 from backend.services.admission import GenerationRequest
 
 router = APIRouter(tags=["generations"])
@@ -214,12 +213,10 @@ async def patch_generation(gen_id: str, body: GenerationPatch, store: StoreDep) 
 
 
 @router.delete("/generations/{gen_id}", status_code=204)
-async def delete_generation(gen_id: str, outbox: OutboxDep, media: MediaDep, store: StoreDep,
-                            settings: SettingsDep) -> Response:
+async def delete_generation(gen_id: str, library: LibraryDep, store: StoreDep) -> Response:
     """Delete a generation and its files (files still used by another generation are kept)."""
     await gens.get_row(store, _checked(gen_id))
-    await library.delete_generations(store, media=media, outbox=outbox, backups_dir=settings.backups_dir,
-                                     ids=[gen_id])
+    await library.delete([gen_id])
     return Response(status_code=204)
 
 
