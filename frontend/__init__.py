@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 
 from frontend.backend_client import BackendClient
+from frontend.security import RequestTargetGuard
 
 
 def create_app(
@@ -64,6 +65,7 @@ def create_app(
     app.register_blueprint(settings.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(status.bp)
+    app.wsgi_app = RequestTargetGuard(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
