@@ -168,7 +168,7 @@ def create_app(
         title="Atelier local API",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # its Swagger page loads from a CDN and needs the token: the UI serves /api-docs
         openapi_url="/openapi.json",
         redoc_url=None,
     )

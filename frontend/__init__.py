@@ -53,7 +53,7 @@ def create_app(
     app.extensions["atelier_backend"] = BackendClient(api_url, token)
 
     from frontend import templating
-    from frontend.views import auth, generations, library, oauth, queue, settings, status, studio
+    from frontend.views import api_docs, auth, generations, library, oauth, queue, settings, status, studio
 
     templating.install(app)
     app.url_map.converters["rid"] = templating.ResourceIdConverter
@@ -65,6 +65,7 @@ def create_app(
     app.register_blueprint(settings.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(status.bp)
+    app.register_blueprint(api_docs.bp)
     app.wsgi_app = RequestTargetGuard(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
