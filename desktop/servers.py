@@ -30,7 +30,7 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from frontend.security import CONTENT_SECURITY_POLICY
 
@@ -294,6 +294,25 @@ class _UiChannel(HTTPChannel):
         return result
 
 
+class _GrowingDispatcher(ThreadedTaskDispatcher):
+    """waitress's worker pool, started small and grown when a task finds no idle thread, up to ``limit``
+    (starting all of them at once costs tens of milliseconds of start-up)."""
+
+    def __init__(self, limit: int, initial: int = 8):
+        super().__init__()
+        self.limit = limit
+        self.set_thread_count(min(initial, limit))
+
+    def add_task(self, task: Any) -> None:
+        with self.lock:
+            self.queue.append(task)
+            self.queue_cv.notify()
+            running = len(self.threads) - self.stop_count
+            grow = len(self.queue) > running - self.active_count and 0 < running < self.limit
+        if grow:
+            self.set_thread_count(running + 1)
+
+
 class _UiWsgiServer(TcpWSGIServer):
     channel_class = _UiChannel
     header_timeout = HEADER_TIMEOUT
@@ -303,7 +322,8 @@ class _UiWsgiServer(TcpWSGIServer):
         self._late = app
         self._stopping = threading.Event()
         super().__init__(app, map={}, _sock=sock, adj=adj, bind_socket=False,
-                         sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
+                         sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()),
+                         dispatcher=_GrowingDispatcher(adj.threads))
 
     @property
     def app(self) -> Any:

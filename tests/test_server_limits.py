@@ -243,6 +243,50 @@ def test_ui_server_streams_each_chunk_at_once_and_stops_fast() -> None:
         idle.close()
 
 
+def test_ui_worker_pool_grows_on_demand_up_to_its_bound() -> None:
+    """Requests in progress (such as streams) each hold a worker; past the bound, requests wait their turn."""
+    from desktop.servers import UiServer
+
+    release = threading.Event()
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def app(environ, start_response):
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = UiServer(app, threads=12)
+    server.start()
+    codes: list[int] = []
+
+    def call() -> None:
+        codes.append(httpx.get(f"{server.url}/", timeout=FUNCTIONAL_TIMEOUT * 2).status_code)
+
+    callers = [threading.Thread(target=call) for _ in range(20)]
+    try:
+        assert len(server.server.task_dispatcher.threads) < 12  # started small
+        for caller in callers:
+            caller.start()
+        deadline = time.monotonic() + FUNCTIONAL_TIMEOUT
+        while running[0] < 12 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert running[1] == 12
+        assert len(server.server.task_dispatcher.threads) == 12
+    finally:
+        release.set()
+        for caller in callers:
+            caller.join(FUNCTIONAL_TIMEOUT * 2)
+        server.stop()
+    assert codes == [200] * 20
+
+
 def test_ui_server_is_bounded_and_uses_no_development_server() -> None:
     from desktop.servers import UI_THREADS, UiServer
 
@@ -251,6 +295,7 @@ def test_ui_server_is_bounded_and_uses_no_development_server() -> None:
         assert type(server.server).__module__ == "desktop.servers"
         assert not [cls for cls in type(server.server).__mro__ if cls.__module__.startswith("werkzeug")]
         assert server.server.adj.threads == UI_THREADS
+        assert server.server.task_dispatcher.limit == UI_THREADS
         assert server.server.adj.connection_limit <= 500
         assert server.server.adj.channel_timeout <= 60
         assert server.server.adj.max_request_header_size <= 64 * 1024
