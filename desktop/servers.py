@@ -1,6 +1,6 @@
 """The two local servers, each on 127.0.0.1 and a free port, each in its own thread.
 
-Both are hardened against another local process tying them up (docs/security: slow or idle connections):
+Both are hardened against another local process tying them up with slow or idle connections:
 
 * a request's headers must arrive within ``header_timeout`` seconds of its first byte (of the connection, for
   the first request); an idle keep-alive connection is closed after ``idle_timeout`` seconds;
