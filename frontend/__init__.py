@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 
 from frontend.backend_client import BackendClient
+from frontend.security import RequestTargetGuard
 
 
 def create_app(
@@ -52,7 +53,19 @@ def create_app(
     app.extensions["atelier_backend"] = BackendClient(api_url, token)
 
     from frontend import templating, web
-    from frontend.views import auth, data, generations, library, oauth, queue, settings, status, studio, templates
+    from frontend.views import (
+        api_docs,
+        auth,
+        data,
+        generations,
+        library,
+        oauth,
+        queue,
+        settings,
+        status,
+        studio,
+        templates,
+    )
 
     templating.install(app)
     app.url_map.converters["rid"] = web.ResourceIdConverter
@@ -66,6 +79,8 @@ def create_app(
     app.register_blueprint(data.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(status.bp)
+    app.register_blueprint(api_docs.bp)
+    app.wsgi_app = RequestTargetGuard(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
