@@ -108,7 +108,6 @@ def _limited_fd_process(data_dir: Path, tmp_path: Path, limit: int):
     return proc, out, err
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors through /proc")
 def test_a_thousand_slow_connections_leave_both_servers_answering(data_dir: Path, tmp_path: Path) -> None:
     """The real app, limited to 512 open files: 1,000 idle or half-sent connections, 500 to each server, would

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from frontend.templating import backend
+from frontend.web import backend
 
 bp = Blueprint("api_docs", __name__)
 
