@@ -21,6 +21,7 @@ from backend.openrouter import OpenRouterClient
 from backend.outbox.connectivity import Connectivity
 from backend.outbox.worker import Outbox
 from backend.services.admission import Admission
+from backend.services.batches import Batches
 from backend.services.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     )
     state.admission = Admission(store=state.store, settings=settings, policy=policy, preferences=state.preferences,
                                 keys=state.keys, outbox=state.outbox)
+    state.batches = Batches(store=state.store, settings=settings, policy=policy, preferences=state.preferences,
+                            outbox=state.outbox)
     await state.outbox.start()
     tasks = [asyncio.create_task(_refresh_loop(app), name="catalogue-refresh"),
              asyncio.create_task(_backup_loop(app), name="daily-backup")]
