@@ -52,7 +52,19 @@ def create_app(
     app.extensions["atelier_backend"] = BackendClient(api_url, token)
 
     from frontend import templating, web
-    from frontend.views import auth, data, generations, library, oauth, queue, settings, status, studio, templates
+    from frontend.views import (
+        auth,
+        batches,
+        data,
+        generations,
+        library,
+        oauth,
+        queue,
+        settings,
+        status,
+        studio,
+        templates,
+    )
 
     templating.install(app)
     app.url_map.converters["rid"] = web.ResourceIdConverter
@@ -61,6 +73,7 @@ def create_app(
     app.register_blueprint(generations.bp)
     app.register_blueprint(library.bp)
     app.register_blueprint(templates.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(queue.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(data.bp)

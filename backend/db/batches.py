@@ -42,6 +42,7 @@ async def insert(store: Store, *, name: str | None, kind: str, models: list[str]
 
     Items get created_at one microsecond apart, in the order given, so they go out (and are listed) in that
     order. The generations are written with one statement over column lists, not one statement per item.
+    Text items are streamed, so a compare (and a batch's page) can show the answers as they arrive.
     """
     batch_id = new_id()
     ts = now()
@@ -58,11 +59,11 @@ async def insert(store: Store, *, name: str | None, kind: str, models: list[str]
         cur.execute(
             "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
             "tags, attempts, created_at, updated_at, template_id, variables, batch_id) "
-            "SELECT g.id, ?, 'queued', g.model, g.prompt, g.system, ?, '[]', false, ?, 0, g.created_at, ?, ?, "
+            "SELECT g.id, ?, 'queued', g.model, g.prompt, g.system, ?, '[]', ?, ?, 0, g.created_at, ?, ?, "
             "g.variables, ? FROM (SELECT unnest(?::VARCHAR[]) AS id, unnest(?::VARCHAR[]) AS model, "
             "unnest(?::VARCHAR[]) AS prompt, unnest(?::VARCHAR[]) AS system, unnest(?::VARCHAR[]) AS variables, "
             "unnest(?::TIMESTAMPTZ[]) AS created_at) AS g",
-            [kind, params_json, tags, ts, template_id, batch_id, ids, [i.model for i in items],
+            [kind, params_json, kind == "text", tags, ts, template_id, batch_id, ids, [i.model for i in items],
              [i.prompt for i in items], [i.system for i in items],
              [json.dumps(i.variables) if i.variables is not None else None for i in items], created],
         )
