@@ -20,6 +20,7 @@ def shots(page, name: str) -> None:
     for scheme, size in (("light", (1280, 800)), ("dark", (1280, 800)), ("light", (900, 650)), ("dark", (900, 650))):
         page.emulate_media(color_scheme=scheme)
         page.set_viewport_size({"width": size[0], "height": size[1]})
+        page.wait_for_timeout(300)  # let the colour transitions finish
         screenshot(page, f"{name}-{scheme}-{size[0]}")
 
 

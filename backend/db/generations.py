@@ -252,6 +252,15 @@ async def pending_count(store: Store) -> int:
     return int(row["n"]) if row else 0
 
 
+async def pending_records(store: Store) -> list[dict[str, Any]]:
+    """Records (without attempt logs) of the generations that wait or run, oldest first: two queries whatever
+    their number (a batch may put thousands in the queue)."""
+    rows = await store.fetchall(
+        f"SELECT {_COLUMNS} FROM generations WHERE status IN ('queued', 'running') ORDER BY created_at, id")  # noqa: S608
+    assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
+    return [to_record(r, assets.get(r["id"], [])) for r in rows]
+
+
 async def pending_ids(store: Store) -> list[str]:
     """Generations that wait or run, oldest first."""
     rows = await store.fetchall("SELECT id FROM generations WHERE status IN ('queued', 'running') ORDER BY created_at")

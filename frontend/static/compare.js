@@ -48,7 +48,8 @@
       if (record && record.status) {
         status.textContent = record.status === "succeeded" ? "Done" : record.status;
         status.className = "badge badge-" + record.status;
-        if (!text.textContent && record.output_text) text.textContent = record.output_text;
+        // The saved answer is the whole answer (deltas sent before this page subscribed are in it too).
+        if (record.output_text) text.textContent = record.output_text;
         const usage = record.usage || {};
         const seconds = record.started_at && record.finished_at
           ? (Date.parse(record.finished_at) - Date.parse(record.started_at)) / 1000 : (Date.now() - started) / 1000;
@@ -66,7 +67,7 @@
     Atelier.follow(item.events, {
       record: (record) => {
         if (record.status === "running") { status.textContent = "Generating"; status.className = "badge badge-running"; }
-        if (record.output_text && !text.textContent) text.textContent = record.output_text;
+        if (record.output_text && record.output_text.length > text.textContent.length) text.textContent = record.output_text;
       },
       delta: (chunk) => {
         if (firstToken === null) firstToken = (Date.now() - started) / 1000;

@@ -493,6 +493,7 @@
         label.htmlFor = "var-" + name;
         label.textContent = name;
         const input = document.createElement("input");
+        input.type = "text";
         input.id = "var-" + name;
         input.name = "var__" + name;
         input.value = previous["var__" + name] || "";
