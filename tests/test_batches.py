@@ -283,3 +283,35 @@ def test_outbox_full_refuses_a_batch_up_front(data_dir: Path, fake: FakeOpenRout
     finally:
         client.close()
         running.stop()
+
+
+def test_budget_is_checked_for_each_item_as_it_is_sent(data_dir: Path, fake: FakeOpenRouter) -> None:
+    running, client = _start(data_dir, fake, outbox_concurrency=1)
+    try:
+        assert client.put("/api/v1/settings", json={"budget_monthly_usd": 0.000001}).status_code == 200
+        created = batch(client, prompt="Spend {{ n }}", rows=[{"n": i} for i in range(6)], models=MODELS[:1]).json()
+        done = finished(client, created["id"])
+        assert done["counts"]["succeeded"] == 1 and done["counts"]["failed"] == 5
+        failed = [i for i in all_items(client, created["id"]) if i["status"] == "failed"]
+        assert {i["error"]["code"] for i in failed} == {"budget_exceeded"}
+        assert all(i["attempts"] == 0 for i in failed)  # nothing was sent for them
+        assert len(fake.completions) == 1
+        # Spent: a new batch is refused up front.
+        again = batch(client, prompt="More", rows=[{}], models=MODELS[:1])
+        assert again.status_code == 402 and again.json()["error"]["code"] == "budget_exceeded"
+    finally:
+        client.close()
+        running.stop()
+
+
+def test_image_batch_stores_one_image_per_item(studio, fake: FakeOpenRouter) -> None:
+    _, client = studio
+    created = client.post("/api/v1/batches", json={"kind": "image", "models": ["google/gemini-2.5-flash-image"],
+                                                    "prompt": "A {{ animal }} in ink", "rows": [{"animal": "heron"},
+                                                                                                {"animal": "fox"}]})
+    assert created.status_code == 201, created.text
+    done = finished(client, created.json()["id"])
+    assert done["counts"]["succeeded"] == 2
+    items = all_items(client, done["id"])
+    assert all(len(i["assets"]) == 1 and i["assets"][0]["kind"] == "image" for i in items)
+    assert [i["prompt"] for i in items] == ["A heron in ink", "A fox in ink"]
