@@ -4,6 +4,8 @@ the Queue grouping a batch's items; the Studio's "Use template" form."""
 
 from __future__ import annotations
 
+import zipfile
+
 import pytest
 from playwright.sync_api import expect
 
@@ -87,6 +89,13 @@ def test_template_batch_from_pasted_csv_reaches_100_with_pause_and_resume(browse
         text = f.read()
     assert text.splitlines()[0] == "subject,season,model,status,output,cost_usd,prompt_tokens,completion_tokens,id"
     assert len(text.strip().splitlines()) == 11
+    # Or as a library export (POST /exports with filter batch_id): a zip with the ten records.
+    with page.expect_download() as download:
+        page.click("[data-batch-export-zip]")
+    with zipfile.ZipFile(download.value.path()) as archive:
+        lines = [line for name in archive.namelist() if name.endswith(".jsonl")
+                 for line in archive.read(name).decode().splitlines() if line.strip()]
+    assert len(lines) == 10
     # The only console line: the refused CSV's 422 answer.
     assert [p for p in problems if "422" not in p] == [], problems
 

@@ -5,7 +5,19 @@
 
   const Atelier = window.Atelier;
 
+  /* New batch: with a template chosen, its prompt is used and the prompt box steps aside. */
+  function setupNewBatch(form) {
+    const select = form.querySelector("[data-template-select]");
+    const promptField = form.querySelector("[data-prompt-field]");
+    if (!select || !promptField) return;
+    const apply = () => promptField.classList.toggle("hidden", Boolean(select.value));
+    select.addEventListener("change", apply);
+    apply();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    const form = document.querySelector("[data-batch-form]");
+    if (form) setupNewBatch(form);
     const live = document.querySelector("[data-batch-live]");
     if (!live) return;
     const url = live.getAttribute("data-refresh-url");

@@ -248,6 +248,19 @@ def export_csv(batch_id: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}-{batch_id[:8]}.csv"'})
 
 
+@bp.post("/batches/<rid:batch_id>/export")
+def export_zip(batch_id: str) -> Response:
+    """The batch as a library export (``POST /exports`` with ``filter.batch_id``), downloaded at once."""
+    fmt = request.form.get("format", "jsonl")
+    fmt = fmt if fmt in ("markdown", "jsonl", "parquet") else "jsonl"
+    try:
+        made = backend().create_export(fmt, {"batch_id": batch_id})
+    except BackendError as exc:
+        flash_backend_error(exc)
+        return redirect(url_for("batches.detail", batch_id=batch_id))
+    return redirect(url_for("data.download", export_id=made["id"]))
+
+
 def _cell(value: Any) -> str:
     """A CSV cell a spreadsheet will not run as a formula."""
     text = str(value)
