@@ -315,3 +315,15 @@ def test_image_batch_stores_one_image_per_item(studio, fake: FakeOpenRouter) -> 
     items = all_items(client, done["id"])
     assert all(len(i["assets"]) == 1 and i["assets"][0]["kind"] == "image" for i in items)
     assert [i["prompt"] for i in items] == ["A heron in ink", "A fox in ink"]
+
+
+def test_two_batches_cannot_overfill_the_outbox_between_counts(data_dir: Path, fake: FakeOpenRouter) -> None:
+    running, client = _start(data_dir, fake, outbox_max_queued=20)
+    try:
+        client.post("/api/v1/queue/pause")
+        assert batch(client, prompt="a {{ n }}", rows=[{"n": i} for i in range(6)]).status_code == 201  # 12 items
+        r = batch(client, prompt="b {{ n }}", rows=[{"n": i} for i in range(6)])
+        assert r.status_code == 429 and r.json()["error"]["code"] == "outbox_full"
+    finally:
+        client.close()
+        running.stop()

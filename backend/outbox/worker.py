@@ -118,9 +118,9 @@ class Outbox:
             self._backlog_at = time.monotonic()
         return self._backlog
 
-    def added(self) -> None:
+    def added(self, count: int = 1) -> None:
         if self._backlog is not None:
-            self._backlog += 1
+            self._backlog += count
 
     async def set_paused(self, paused: bool) -> None:
         self.paused = paused

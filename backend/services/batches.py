@@ -104,6 +104,7 @@ class Batches:
             self.store, name=request.name, kind=request.kind, models=request.models, template_id=request.template_id,
             prompt=request.prompt, system=request.system, params=params, tags=tags, rows_count=len(request.rows),
             repeats=request.repeat, items=items)
+        self.outbox.added(total)
         self.outbox.wake()
         return await rows_db.record(self.store, batch_id=batch_id)
 
