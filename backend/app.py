@@ -217,8 +217,13 @@ _COMMON_ERRORS = {
 # Further answers of particular operations, keyed by (method, path template).
 _OPERATION_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/api/v1/generations"): {
-        402: "This month's budget is spent.", 404: "A reference asset does not exist.",
+        402: "This month's budget is spent.", 404: "A reference asset or the template does not exist.",
         429: "The outbox is full.", 502: "OpenRouter did not answer; the generation stays queued."},
+    ("post", "/api/v1/batches"): {
+        402: "This month's budget is spent.", 404: "The template does not exist.",
+        429: "The outbox cannot take this many more items."},
+    ("post", "/api/v1/batches/{batch_id}/resume"): {409: "The batch was cancelled."},
+    ("post", "/api/v1/batches/{batch_id}/pause"): {409: "The batch was cancelled."},
     ("post", "/api/v1/assets"): {415: "Not a PNG, JPEG, WebP or GIF image."},
     ("post", "/api/v1/generations/{gen_id}/retry"): {
         402: "This month's budget is spent; the generation failed and nothing was sent.",

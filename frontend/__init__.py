@@ -56,6 +56,7 @@ def create_app(
     from frontend.views import (
         api_docs,
         auth,
+        batches,
         data,
         generations,
         library,
@@ -74,6 +75,7 @@ def create_app(
     app.register_blueprint(generations.bp)
     app.register_blueprint(library.bp)
     app.register_blueprint(templates.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(queue.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(data.bp)

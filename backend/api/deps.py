@@ -18,6 +18,7 @@ from backend.openrouter import OpenRouterClient
 from backend.outbox.connectivity import Connectivity
 from backend.outbox.worker import Outbox
 from backend.services.admission import Admission
+from backend.services.batches import Batches
 from backend.services.catalogue import Catalogue
 from backend.services.library import Library
 
@@ -44,6 +45,10 @@ def _outbox(request: Request) -> Outbox:
 
 def _admission(request: Request) -> Admission:
     return request.app.state.admission
+
+
+def _batches(request: Request) -> Batches:
+    return request.app.state.batches
 
 
 def _media(request: Request) -> MediaStore:
@@ -88,6 +93,7 @@ PreferencesDep = Annotated[Preferences, Depends(_preferences)]
 PolicyDep = Annotated[Policy | None, Depends(_policy)]
 OutboxDep = Annotated[Outbox, Depends(_outbox)]
 AdmissionDep = Annotated[Admission, Depends(_admission)]
+BatchesDep = Annotated[Batches, Depends(_batches)]
 MediaDep = Annotated[MediaStore, Depends(_media)]
 ConnectivityDep = Annotated[Connectivity, Depends(_connectivity)]
 KeysDep = Annotated[Credentials, Depends(_keys)]

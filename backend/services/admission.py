@@ -49,6 +49,8 @@ class GenerationRequest:
     defer: bool = False
     tags: list[str] = field(default_factory=list)
     title: str | None = None
+    template_id: str | None = None
+    variables: dict[str, Any] | None = None
 
 
 def check_params(params: dict[str, Any]) -> None:
@@ -143,7 +145,8 @@ class Admission:
         row = await gens.insert(
             self.store, kind=request.kind, model=request.model, prompt=request.prompt, system=request.system,
             params=request.params, input_asset_ids=request.input_asset_ids, stream=request.stream,
-            tags=request.tags, title=request.title, start_now=start_now,
+            tags=request.tags, title=request.title, start_now=start_now, template_id=request.template_id,
+            variables=request.variables,
         )
         self.outbox.added()
         return row, start_now

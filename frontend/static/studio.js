@@ -174,7 +174,7 @@
 
     const run = async () => {
       const data = Object.fromEntries(new FormData(form).entries());
-      if (!String(data.prompt || "").trim() || !data.model) { form.reportValidity(); return; }
+      if ((!String(data.prompt || "").trim() && !data.template_id) || !data.model) { form.reportValidity(); return; }
       controller = new AbortController();
       generationId = null;
       stopping = false;
@@ -426,7 +426,7 @@
       data.delete("reference_files"); // already uploaded by the reference slots
       if (!data.get("model")) { form.reportValidity(); return; }
       const hasRefs = data.getAll("input_asset_ids").length || data.get("first_frame_id");
-      if (!String(data.get("prompt") || "").trim() && !hasRefs) {
+      if (!String(data.get("prompt") || "").trim() && !hasRefs && !data.get("template_id")) {
         form.querySelector("#prompt").focus();
         return;
       }
@@ -473,6 +473,44 @@
     });
   }
 
+  /* ---- "Use template": one field per variable instead of the prompt ------------------------------ */
+  function setupUseTemplate(form) {
+    const select = form.querySelector("[data-use-template]");
+    if (!select) return;
+    const box = form.querySelector("[data-template-vars]");
+    const promptField = form.querySelector("[data-prompt-field]");
+    const prompt = promptField ? promptField.querySelector("textarea") : null;
+    const apply = () => {
+      const option = select.selectedOptions[0];
+      const names = option && option.value ? (option.dataset.variables || "").split(",").filter(Boolean) : [];
+      const previous = {};
+      box.querySelectorAll("input").forEach((input) => { previous[input.name] = input.value; });
+      box.replaceChildren();
+      names.forEach((name) => {
+        const field = document.createElement("div");
+        field.className = "field";
+        const label = document.createElement("label");
+        label.htmlFor = "var-" + name;
+        label.textContent = name;
+        const input = document.createElement("input");
+        input.type = "text";
+        input.id = "var-" + name;
+        input.name = "var__" + name;
+        input.value = previous["var__" + name] || "";
+        field.append(label, input);
+        box.append(field);
+      });
+      const templated = Boolean(option && option.value);
+      if (promptField) promptField.classList.toggle("hidden", templated);
+      if (prompt) {
+        prompt.disabled = templated; // left out of the form data, and not required
+        if (form.dataset.mode === "text") prompt.required = !templated;
+      }
+    };
+    select.addEventListener("change", apply);
+    apply();
+  }
+
   /* ---- the Recent list follows what happens in the Studio --------------------------------------- */
   let recentTimer = null;
   document.addEventListener("atelier:generated", () => {
@@ -492,6 +530,7 @@
     document.querySelectorAll("[data-refs]").forEach(setupRefs);
     const form = document.querySelector("[data-composer]");
     if (!form) return;
+    setupUseTemplate(form);
     if (form.dataset.mode === "text") setupComposer(form);
     else setupMediaComposer(form);
     if (form.dataset.mode === "video") setupVideoOptions(form);

@@ -132,6 +132,10 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         return asset_ids(form.getlist(name) if hasattr(form, "getlist") else form.get(name))
 
     refs = ids("ref") + ids("input_asset_ids")
+    try:
+        templates = backend().templates(kind=mode, limit=200).get("items", [])
+    except BackendError:
+        templates = []
     return render_template(
         "studio/index.html",
         mode=mode,
@@ -153,6 +157,7 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         budget=_budget(),
         max_references=MAX_REFERENCES,
         reference_types=REFERENCE_TYPES,
+        templates=templates,
     )
 
 
