@@ -183,6 +183,39 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  /* ---- Retry on a failed result card: send it again and follow the card in place ------------------ */
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("[data-retry-form]");
+    const result = form && form.closest(".result[data-generation-id]");
+    if (!result || event.defaultPrevented) return;
+    event.preventDefault();
+    const button = form.querySelector("button");
+    if (button) button.setAttribute("aria-disabled", "true");
+    try {
+      const response = await Atelier.post(form.action);
+      const answer = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        const callout = Atelier.errorCallout(answer.error, "Atelier could not send it again.");
+        form.closest(".result-foot").before(callout);
+        if (button) { button.removeAttribute("aria-disabled"); button.focus(); }
+        return;
+      }
+      const fresh = await fetch("/g/" + encodeURIComponent(result.dataset.generationId) + "/result", { credentials: "same-origin" });
+      if (!fresh.ok) return;
+      const template = document.createElement("template");
+      template.innerHTML = await fresh.text(); // server-rendered, escaped, our own origin
+      const card = template.content.firstElementChild;
+      if (!card) return;
+      result.replaceWith(card);
+      Atelier.enhance(card.parentElement || document);
+      const focusable = card.querySelector("a, button") || card;
+      focusable.focus();
+      document.dispatchEvent(new CustomEvent("atelier:generated"));
+    } catch (e) {
+      if (button) button.removeAttribute("aria-disabled");
+    }
+  });
+
   /* ---- elapsed-time counters ("Rendering… 01:23"), from a server timestamp so reloads keep counting -- */
   const pad = (n) => String(n).padStart(2, "0");
   Atelier.formatElapsed = function (seconds) {
