@@ -3,6 +3,7 @@ queue times, keyboard handling and the result cards (issue 12)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -214,4 +215,165 @@ def test_relative_times_tick_without_a_reload(browser, ui: UiStack) -> None:
     page.evaluate("""() => { document.querySelector('#probe').dataset.relative =
                        new Date(Date.now() - 4000).toISOString(); Atelier.tickRelative(); }""")
     assert page.locator("#probe").inner_text() == "any moment now"  # never "4 s ago" for a due attempt
+    page.context.close()
+
+
+def focused(page) -> str:
+    return page.evaluate("""() => { const el = document.activeElement;
+      if (!el || el === document.body) return 'BODY';
+      return el.tagName + (el.dataset.generate !== undefined ? '[generate]' : '')
+        + (el.dataset.stop !== undefined ? '[stop]' : ''); }""")
+
+
+def test_focus_follows_generate_and_stop_never_body(browser, ui: UiStack) -> None:
+    ui.set_key()
+    ui.fake.reply_text = " ".join(f"word{i}" for i in range(300))
+    page = new_page(browser)
+    page.goto(ui.login_url)
+    page.fill("#prompt", "Talk for a while")
+    page.focus("[data-generate]")
+    page.keyboard.press("Enter")
+    wait_for(lambda: focused(page) == "BUTTON[stop]", timeout=5)  # Generate is disabled: focus moves to Stop
+    wait_for(lambda: len(page.locator("[data-live-text]").inner_text()) > 30)
+    page.keyboard.press("Enter")  # Stop, from the keyboard
+    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    assert focused(page) == "BUTTON[generate]"
+    # After Stop the cost says what it is instead of "—".
+    cost = page.locator("[data-live-result] [data-cost]").inner_text()
+    assert cost != "—" and ("Not billed" in cost or "$" in cost)
+
+    # A stream that ends by itself while Stop has focus hands focus back to Generate.
+    ui.fake.reply_text = "Short."
+    page.fill("#prompt", "A short one")
+    page.click("[data-generate]")
+    page.locator("[data-stop]").focus()
+    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    assert focused(page) == "BUTTON[generate]"
+    page.context.close()
+
+
+def test_keyboard_skip_link_ctrl_k_and_escape(browser, ui: UiStack) -> None:
+    ui.set_key()
+    ui.fake.reply_text = " ".join(f"word{i}" for i in range(400))
+    page = new_page(browser)
+    page.goto(ui.login_url)
+    page.keyboard.press("Tab")
+    skip = page.locator(".skip-link")
+    assert page.evaluate("document.activeElement.classList.contains('skip-link')")
+    assert skip.is_visible() and skip.bounding_box()["y"] >= 0
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+    page.keyboard.press("Control+k")
+    button = page.locator(".picker-button")
+    assert button.get_attribute("aria-expanded") == "true"
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "combobox"
+    page.keyboard.press("Escape")
+    assert button.get_attribute("aria-expanded") == "false"
+    assert page.evaluate("document.activeElement.classList.contains('picker-button')")
+
+    page.fill("#prompt", "Keep talking")
+    page.click("[data-generate]")
+    wait_for(lambda: len(page.locator("[data-live-text]").inner_text()) > 30)
+    page.keyboard.press("Escape")  # Esc stops a running generation
+    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    assert ui.backend("GET", "/generations", params={"limit": 1})["items"][0]["status"] == "cancelled"
+    page.context.close()
+
+
+def test_model_picker_and_mode_links_are_named_for_assistive_technology(browser, ui: UiStack) -> None:
+    ui.set_key()
+    page = new_page(browser)
+    page.goto(ui.login_url)
+    # Named by its label and the chosen model (not by the hidden select, nor by the whole list).
+    button = page.get_by_role("button", name=re.compile(r"^Model OpenAI: GPT-4o-mini in \$[0-9.]+.M · out"))
+    assert button.count() == 1
+    assert button.get_attribute("aria-expanded") == "false"
+    button.click()
+    assert button.get_attribute("aria-expanded") == "true"
+    search = page.get_by_role("combobox", name="Search models")
+    active = search.get_attribute("aria-activedescendant")
+    assert active and page.locator(f"#{active}").get_attribute("aria-selected") == "true"
+    page.keyboard.press("ArrowDown")
+    assert search.get_attribute("aria-activedescendant") != active
+    page.keyboard.press("Escape")
+
+    assert page.locator("[role=tab]").count() == 0  # plain links: no tabs without panels
+    modes = page.get_by_role("navigation", name="Mode")
+    assert modes.locator("[aria-current=page]").inner_text() == "Text"
+    page.context.close()
+
+
+def test_live_region_is_there_at_load_and_status_stays_outside(browser, ui: UiStack) -> None:
+    ui.set_key()
+    page = new_page(browser)
+    page.goto(ui.login_url)
+    region = page.locator("[aria-live]")
+    assert region.count() == 1
+    assert page.evaluate("document.querySelector('[aria-live]').hasAttribute('data-live-text')")
+    page.evaluate("""() => { window.__replaced = 0; window.__added = 0;
+      const live = document.querySelector('[aria-live]');
+      new MutationObserver((list) => list.forEach((m) => { window.__added += m.addedNodes.length;
+        window.__replaced += m.removedNodes.length; })).observe(live, {childList: true});
+      window.__region = live; }""")
+    page.fill("#prompt", "Stream into the region")
+    page.click("[data-generate]")
+    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    assert page.evaluate("window.__region === document.querySelector('[aria-live]')")  # never replaced
+    assert page.evaluate("window.__added") > 1  # deltas appended
+    status_inside = "document.querySelector('[aria-live]').contains(document.querySelector('[data-live-status]'))"
+    assert page.evaluate(status_inside) is False
+    page.context.close()
+
+
+def test_image_results_sit_in_a_grid_with_a_real_time(browser, ui: UiStack) -> None:
+    ui.set_key()
+    page = new_page(browser)
+    page.goto(ui.login_url)
+    page.goto(ui.url + "/?mode=image")
+    for prompt in ("A red square", "A blue circle"):
+        page.fill("#prompt", prompt)
+        page.click("[data-generate]")
+        wait_for(lambda p=prompt: p in page.locator("[data-results] .output").first.inner_text()
+                 and page.locator("[data-results] .output").first.locator("img").count() > 0, timeout=20)
+    cards = page.locator("[data-results] > .output")
+    first, second = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
+    assert abs(first["y"] - second["y"]) < 2 and first["x"] != second["x"]  # side by side
+    time_text = page.locator("[data-results] .stats").first.inner_text()
+    assert "0.0 s" not in time_text
+    screenshot(page, "polish-image-grid")
+    page.context.close()
+
+
+def test_undecodable_video_says_so(browser, ui: UiStack) -> None:
+    from tests.fakes.behaviours import VideoJob
+
+    ui.set_key()
+    ui.fake.enqueue("/videos", VideoJob(seconds=1))
+    page = new_page(browser)
+    page.goto(ui.login_url)
+    page.goto(ui.url + "/?mode=video")
+    page.fill("#prompt", "A clip the browser cannot decode")
+    page.click("[data-generate]")
+    page.locator("[data-results] video").wait_for(timeout=30_000)
+    error = page.locator("[data-video-error]")
+    error.wait_for(timeout=15_000)
+    assert "cannot be played" in error.inner_text()
+    assert page.locator("[data-results] video track[kind=captions]").count() == 1
+    page.context.close()
+
+
+def test_library_text_tiles_line_up_with_image_tiles(browser, ui: UiStack) -> None:
+    ui.set_key()
+    ui.backend("POST", "/generations", json={"kind": "text", "model": "openai/gpt-4o-mini", "prompt": "Words"})
+    ui.backend("POST", "/generations", json={"kind": "image", "model": "google/gemini-2.5-flash-image",
+                                             "prompt": "A picture"})
+    page = new_page(browser)
+    page.goto(ui.login_url)
+    page.goto(ui.url + "/library")
+    text_tile = page.locator(".lib-tile.lib-text .lib-link").bounding_box()
+    image_tile = page.locator(".lib-tile.lib-image .lib-link").bounding_box()
+    assert text_tile and image_tile
+    assert abs(text_tile["height"] - image_tile["height"]) < 2 and abs(text_tile["y"] - image_tile["y"]) < 2
+    assert page.evaluate("getComputedStyle(document.querySelector('.lib-tile.lib-text')).paddingTop") == "0px"
     page.context.close()

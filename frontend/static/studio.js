@@ -20,19 +20,21 @@
     const name = document.createElement("span");
     name.className = "picker-name";
     name.id = select.id + "-chosen";
+    const meta = document.createElement("span");
+    meta.className = "picker-meta";
+    meta.id = select.id + "-meta";
+    const caret = document.createElement("span");
+    caret.className = "picker-caret";
+    caret.setAttribute("aria-hidden", "true");
     // The visible label names the button (not the hidden select); the chosen model completes the name.
     const label = select.id ? document.querySelector('label[for="' + select.id + '"]') : null;
     if (label) {
       label.id = label.id || select.id + "-label";
       label.htmlFor = button.id;
-      button.setAttribute("aria-labelledby", label.id + " " + name.id);
+      button.setAttribute("aria-labelledby", label.id + " " + button.id);
     }
-    const meta = document.createElement("span");
-    meta.className = "picker-meta";
-    const caret = document.createElement("span");
-    caret.className = "picker-caret";
     caret.textContent = "▾";
-    button.append(name, meta, caret);
+    button.append(name, " ", meta, caret); // the space keeps the name readable: "GPT-4o in $0.15/M…"
 
     const panel = document.createElement("div");
     panel.className = "picker-panel hidden";
