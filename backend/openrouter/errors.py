@@ -183,7 +183,7 @@ def transport_error(exc: Exception, *, sent: bool, idempotent: bool, timeout: fl
         return UpstreamError(
             "network",
             "retry",
-            "OpenRouter cannot be reached. The request is kept and will be sent when the connection is back.",
+            "OpenRouter cannot be reached; Atelier keeps the request and sends it when the connection is back.",
             metadata=metadata,
         )
     if isinstance(exc, httpx.WriteError | httpx.WriteTimeout):

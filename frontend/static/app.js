@@ -149,7 +149,7 @@
       pill.classList.remove("pill-ok", "pill-warn", "pill-bad", "pill-paused");
       if (!state.engine) { pill.classList.add("pill-bad"); text.textContent = "Engine stopped"; }
       else if (!state.online) { pill.classList.add("pill-warn"); text.textContent = paused ? "Offline · paused" : "Offline"; }
-      else if (paused) { pill.classList.add("pill-paused"); text.textContent = "Online · sending paused"; }
+      else if (paused) { pill.classList.add("pill-paused"); text.textContent = "Sending paused"; }
       else { pill.classList.add("pill-ok"); text.textContent = "Online"; }
     }
     document.querySelectorAll("[data-offline-banner]").forEach((el) => el.classList.toggle("hidden", !state.engine || !!state.online));
