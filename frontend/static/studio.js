@@ -257,6 +257,7 @@
         setBusy(false);
         controller = null;
         if (generationId && (finished || stopping || !liveResult.childElementCount)) await showResult(generationId);
+        output.scrollIntoView({ block: "nearest", behavior: "smooth" }); // the whole answer, not just its top line
         document.dispatchEvent(new CustomEvent("atelier:generated"));
       }
     };
@@ -481,6 +482,7 @@
         else if (answer.html) {
           card.innerHTML = answer.html; // server-rendered and escaped, from our own origin
           Atelier.enhance(card);
+          card.scrollIntoView({ block: "nearest", behavior: "smooth" });
         } else {
           fail(card, answer.error);
         }
