@@ -112,3 +112,24 @@ def test_studio_by_keyboard_focus_is_visible_and_never_on_body(browser, ui: UiSt
     page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
     assert not page.evaluate(FOCUS_STATE)["body"]
     page.context.close()
+
+
+def _contrast(first: str, second: str) -> float:
+    lighter, darker = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_primary_button_text_contrast_across_its_gradient(browser, ui: UiStack, scheme: str) -> None:
+    """axe cannot measure text on a gradient: every colour stop of the primary button is checked here."""
+    import re
+
+    page = new_page(browser, scheme=scheme)
+    page.goto(ui.login_url)
+    style = page.evaluate("""() => { const b = document.querySelector('.button.primary');
+      const s = getComputedStyle(b); return {image: s.backgroundImage, color: s.color}; }""")
+    stops = re.findall(r"rgba?\([^)]*\)", style["image"])
+    assert len(stops) >= 2, style
+    for stop in stops:
+        assert _contrast(style["color"], stop) >= 4.5, f"{style['color']} on {stop} in {scheme}"
+    page.context.close()

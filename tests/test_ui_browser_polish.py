@@ -342,6 +342,7 @@ def test_image_results_sit_in_a_grid_with_a_real_time(browser, ui: UiStack) -> N
     cards = page.locator("[data-results] > .output")
     first, second = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
     assert abs(first["y"] - second["y"]) < 2 and first["x"] != second["x"]  # side by side
+    assert page.locator("[data-results-status]").inner_text() == "Image ready."  # announced once, politely
     time_text = page.locator("[data-results] .stats").first.inner_text()
     assert "0.0 s" not in time_text
     screenshot(page, "polish-image-grid")

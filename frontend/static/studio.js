@@ -451,7 +451,22 @@
       return card;
     };
 
-    const fail = (card, error) => card.replaceChildren(Atelier.errorCallout(error));
+    // One short status line for screen readers (the cards themselves are not a live region).
+    const status = document.querySelector("[data-results-status]");
+    const announce = (record) => {
+      if (!status || !record) return;
+      const what = kind === "video" ? "Video" : "Image";
+      status.textContent = {
+        succeeded: what + " ready.",
+        running: kind === "video" ? "Video job sent; it is rendering." : "Generating.",
+        queued: what + " request queued; Atelier sends it later.",
+        failed: what + " failed: " + ((record.error && record.error.message) || "see the card."),
+      }[record.status] || "";
+    };
+    const fail = (card, error) => {
+      card.replaceChildren(Atelier.errorCallout(error));
+      if (status) status.textContent = "Failed: " + ((error && error.message) || "see the card.");
+    };
 
     const run = async () => {
       if (busy) return;
@@ -483,6 +498,7 @@
           card.innerHTML = answer.html; // server-rendered and escaped, from our own origin
           Atelier.enhance(card);
           card.scrollIntoView({ block: "nearest", behavior: "smooth" });
+          announce(answer.generation);
         } else {
           fail(card, answer.error);
         }
