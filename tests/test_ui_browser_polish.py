@@ -359,7 +359,7 @@ def test_undecodable_video_says_so(browser, ui: UiStack) -> None:
     page.goto(ui.url + "/?mode=video")
     page.fill("#prompt", "A clip the browser cannot decode")
     page.click("[data-generate]")
-    page.locator("[data-results] video").wait_for(timeout=30_000)
+    page.locator("[data-results] video").wait_for(state="attached", timeout=30_000)
     error = page.locator("[data-video-error]")
     error.wait_for(timeout=15_000)
     assert "cannot be played" in error.inner_text()

@@ -272,6 +272,7 @@
     note.dataset.videoError = "";
     note.textContent = "This video cannot be played here: the file could not be decoded. Download it to try another player.";
     video.after(note);
+    video.classList.add("video-broken"); // no endless spinner over a file that will never play
   }
   document.addEventListener("error", (event) => {
     const target = event.target;
