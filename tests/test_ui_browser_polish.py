@@ -339,8 +339,9 @@ def test_image_results_sit_in_a_grid_with_a_real_time(browser, ui: UiStack) -> N
         page.click("[data-generate]")
         wait_for(lambda p=prompt: p in page.locator("[data-results] .output").first.inner_text()
                  and page.locator("[data-results] .output").first.locator("img").count() > 0, timeout=20)
-    cards = page.locator("[data-results] > .output")
-    first, second = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
+    # Both boxes in one go: the page may still be scrolling the new card into view.
+    first, second = page.evaluate("""() => Array.from(document.querySelectorAll('[data-results] > .output'))
+      .slice(0, 2).map((el) => { const r = el.getBoundingClientRect(); return {x: r.x, y: r.y}; })""")
     assert abs(first["y"] - second["y"]) < 2 and first["x"] != second["x"]  # side by side
     assert page.locator("[data-results-status]").inner_text() == "Image ready."  # announced once, politely
     time_text = page.locator("[data-results] .stats").first.inner_text()
