@@ -130,6 +130,13 @@
     return box;
   };
 
+  /** Scroll ``el`` into view as little as needed (smoothly, unless the person asked for reduced motion). */
+  Atelier.reveal = function (el) {
+    if (!el) return;
+    const still = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    el.scrollIntoView({ block: "nearest", behavior: still ? "auto" : "smooth" });
+  };
+
   /** POST with our JSON marker header (same-origin; cookies are sent automatically). */
   Atelier.post = function (url, body) {
     return fetch(url, {

@@ -218,7 +218,7 @@
       liveModel.textContent = data.model;
       liveLink.classList.add("hidden");
       setBusy(true);
-      output.scrollIntoView({ block: "nearest", behavior: "smooth" });
+      Atelier.reveal(output);
       let finished = false;
       try {
         const response = await fetch(form.dataset.streamUrl, {
@@ -257,7 +257,7 @@
         setBusy(false);
         controller = null;
         if (generationId && (finished || stopping || !liveResult.childElementCount)) await showResult(generationId);
-        output.scrollIntoView({ block: "nearest", behavior: "smooth" }); // the whole answer, not just its top line
+        Atelier.reveal(output); // the whole answer, not just its top line
         document.dispatchEvent(new CustomEvent("atelier:generated"));
       }
     };
@@ -483,7 +483,7 @@
       generateButton.textContent = kind === "video" ? "Sending…" : "Generating…";
       const card = placeholder();
       results.prepend(card);
-      card.scrollIntoView({ block: "nearest", behavior: "smooth" });
+      Atelier.reveal(card);
       Atelier.tickElapsed();
       try {
         const response = await fetch(form.action, {
@@ -497,7 +497,7 @@
         else if (answer.html) {
           card.innerHTML = answer.html; // server-rendered and escaped, from our own origin
           Atelier.enhance(card);
-          card.scrollIntoView({ block: "nearest", behavior: "smooth" });
+          Atelier.reveal(card);
           announce(answer.generation);
         } else {
           fail(card, answer.error);
