@@ -15,14 +15,26 @@
     button.type = "button";
     button.className = "picker-button";
     button.setAttribute("aria-haspopup", "listbox");
+    button.setAttribute("aria-expanded", "false");
+    button.id = select.id + "-button";
     const name = document.createElement("span");
     name.className = "picker-name";
+    name.id = select.id + "-chosen";
     const meta = document.createElement("span");
     meta.className = "picker-meta";
+    meta.id = select.id + "-meta";
     const caret = document.createElement("span");
     caret.className = "picker-caret";
+    caret.setAttribute("aria-hidden", "true");
+    // The visible label names the button (not the hidden select); the chosen model completes the name.
+    const label = select.id ? document.querySelector('label[for="' + select.id + '"]') : null;
+    if (label) {
+      label.id = label.id || select.id + "-label";
+      label.htmlFor = button.id;
+      button.setAttribute("aria-labelledby", label.id + " " + button.id);
+    }
     caret.textContent = "▾";
-    button.append(name, meta, caret);
+    button.append(name, " ", meta, caret); // the space keeps the name readable: "GPT-4o in $0.15/M…"
 
     const panel = document.createElement("div");
     panel.className = "picker-panel hidden";
@@ -30,9 +42,15 @@
     search.type = "search";
     search.placeholder = "Search " + options.length + " models…";
     search.setAttribute("aria-label", "Search models");
+    search.setAttribute("role", "combobox");
+    search.setAttribute("aria-autocomplete", "list");
+    search.setAttribute("aria-expanded", "true");
     const list = document.createElement("ul");
     list.className = "picker-list";
+    list.id = select.id + "-options";
     list.setAttribute("role", "listbox");
+    list.setAttribute("aria-label", "Models");
+    search.setAttribute("aria-controls", list.id);
     panel.append(search, list);
     root.append(button, panel);
 
@@ -61,6 +79,7 @@
         return terms.every((t) => hay.includes(t));
       });
       list.replaceChildren();
+      search.removeAttribute("aria-activedescendant");
       if (!shown.length) {
         const li = document.createElement("li");
         li.className = "picker-empty";
@@ -72,7 +91,9 @@
       shown.slice(0, 200).forEach((o, i) => {
         const li = document.createElement("li");
         li.setAttribute("role", "option");
+        li.id = list.id + "-" + i;
         li.setAttribute("aria-selected", i === active ? "true" : "false");
+        if (i === active) search.setAttribute("aria-activedescendant", li.id);
         const label = document.createElement("span");
         label.className = "opt-name";
         label.textContent = o.dataset.name || o.value;
@@ -90,6 +111,7 @@
     };
     const open = () => {
       panel.classList.remove("hidden");
+      button.setAttribute("aria-expanded", "true");
       search.value = "";
       active = Math.max(0, options.indexOf(select.selectedOptions[0]));
       render();
@@ -97,7 +119,10 @@
       const current = list.querySelector('[aria-selected="true"]');
       if (current) current.scrollIntoView({ block: "nearest" });
     };
-    const close = () => panel.classList.add("hidden");
+    const close = () => {
+      panel.classList.add("hidden");
+      button.setAttribute("aria-expanded", "false");
+    };
     const choose = (o) => {
       select.value = o.value;
       select.dispatchEvent(new Event("change", { bubbles: true }));
@@ -118,6 +143,7 @@
         e.preventDefault();
         if (shown[active]) choose(shown[active]);
       } else if (e.key === "Escape") {
+        e.preventDefault();
         close();
         button.focus();
       }
@@ -144,10 +170,15 @@
     let stopping = false;
 
     const setBusy = (busy) => {
+      // Keep keyboard focus on the action that is visible: Stop while running, Generate afterwards.
+      const active = document.activeElement;
+      const moveFocus = active === generateButton || active === stopButton || active === document.body || !active;
       generateButton.disabled = busy;
       generateButton.textContent = busy ? "Generating…" : "Generate";
       stopButton.classList.toggle("hidden", !busy);
       liveText.classList.toggle("streaming", busy);
+      liveText.setAttribute("aria-busy", busy ? "true" : "false");
+      if (moveFocus) (busy ? stopButton : generateButton).focus();
     };
 
     const showResult = async (id) => {
@@ -187,6 +218,7 @@
       liveModel.textContent = data.model;
       liveLink.classList.add("hidden");
       setBusy(true);
+      Atelier.reveal(output);
       let finished = false;
       try {
         const response = await fetch(form.dataset.streamUrl, {
@@ -204,12 +236,12 @@
           record: (record) => {
             if (!record.id || generationId) return;
             generationId = record.id;
-            liveStatus.textContent = "Generating";
+            liveStatus.textContent = record.status === "queued" ? "Queued" : "Generating";
             liveLink.href = urlFor("data-detail-url", record.id);
             liveLink.classList.remove("hidden");
           },
           delta: (text) => {
-            liveText.textContent += text; // textContent: model output is never parsed as HTML here
+            liveText.append(document.createTextNode(text)); // plain text: model output is never parsed as HTML here
           },
           end: (record, error) => {
             finished = true;
@@ -225,6 +257,7 @@
         setBusy(false);
         controller = null;
         if (generationId && (finished || stopping || !liveResult.childElementCount)) await showResult(generationId);
+        Atelier.reveal(output); // the whole answer, not just its top line
         document.dispatchEvent(new CustomEvent("atelier:generated"));
       }
     };
@@ -418,7 +451,22 @@
       return card;
     };
 
-    const fail = (card, error) => card.replaceChildren(Atelier.errorCallout(error));
+    // One short status line for screen readers (the cards themselves are not a live region).
+    const status = document.querySelector("[data-results-status]");
+    const announce = (record) => {
+      if (!status || !record) return;
+      const what = kind === "video" ? "Video" : "Image";
+      status.textContent = {
+        succeeded: what + " ready.",
+        running: kind === "video" ? "Video job sent; it is rendering." : "Generating.",
+        queued: what + " request queued; Atelier sends it later.",
+        failed: what + " failed: " + ((record.error && record.error.message) || "see the card."),
+      }[record.status] || "";
+    };
+    const fail = (card, error) => {
+      card.replaceChildren(Atelier.errorCallout(error));
+      if (status) status.textContent = "Failed: " + ((error && error.message) || "see the card.");
+    };
 
     const run = async () => {
       if (busy) return;
@@ -431,10 +479,11 @@
         return;
       }
       busy = true;
-      generateButton.disabled = true;
+      generateButton.setAttribute("aria-disabled", "true");
       generateButton.textContent = kind === "video" ? "Sending…" : "Generating…";
       const card = placeholder();
       results.prepend(card);
+      Atelier.reveal(card);
       Atelier.tickElapsed();
       try {
         const response = await fetch(form.action, {
@@ -448,6 +497,8 @@
         else if (answer.html) {
           card.innerHTML = answer.html; // server-rendered and escaped, from our own origin
           Atelier.enhance(card);
+          Atelier.reveal(card);
+          announce(answer.generation);
         } else {
           fail(card, answer.error);
         }
@@ -455,7 +506,7 @@
         fail(card, { message: "Atelier did not answer. If the request reached the engine it is in the Library." });
       } finally {
         busy = false;
-        generateButton.disabled = false;
+        generateButton.removeAttribute("aria-disabled");
         generateButton.textContent = "Generate";
         document.dispatchEvent(new CustomEvent("atelier:generated"));
       }
