@@ -146,4 +146,5 @@ class Admission:
             tags=request.tags, title=request.title, start_now=start_now,
         )
         self.outbox.added()
+        self.outbox.activity()  # a new request: while offline, probe now rather than at the next interval
         return row, start_now
