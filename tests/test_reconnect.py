@@ -1,5 +1,5 @@
 """Back online fast (docs/outbox.md, "Offline and back online"): while offline the outbox probes 0.5 s after
-going offline and backs off (×1.5) to ``PROBE_SECONDS``; user activity probes at once.
+going offline and backs off (×1.25) to ``PROBE_SECONDS``; user activity probes at once.
 
 Nothing here is timed: the connectivity's clock is injected and advanced by hand, and the probes are counted
 on a fake transport. The outbox loop is woken after each step and the test waits for its next pass.
@@ -38,19 +38,20 @@ def test_backoff_schedule_and_recheck() -> None:
     c.mark(False)  # a send failed: offline now
     assert not c.probe_due() and c.seconds_to_probe() == 0.5
     waits = []
-    for _ in range(10):
+    for _ in range(14):
         clock.now += c.seconds_to_probe()
         assert c.probe_due()
         c.probed(False)
         waits.append(round(c.seconds_to_probe(), 3))
-    assert waits == [0.75, 1.125, 1.688, 2.531, 3.797, 5.695, 8.543, 10.0, 10.0, 10.0]
+    assert waits[:10] == [0.625, 0.781, 0.977, 1.221, 1.526, 1.907, 2.384, 2.98, 3.725, 4.657]
+    assert waits[10:] == [5.821, 7.276, 9.095, 10.0]
     c.recheck()  # user activity
     assert c.probe_due() and woken == [1]
     c.probed(False)
     assert c.seconds_to_probe() == 0.5  # the backoff starts again
     clock.now += 0.5
     c.probed(True)
-    assert c.online and c.probes == 12
+    assert c.online and c.probes == 16
 
 
 def test_the_cap_applies_to_the_first_probe() -> None:
@@ -118,10 +119,10 @@ def test_after_openrouter_comes_back_the_next_probe_is_early(tmp_path: Path) -> 
             await next_pass(rig.outbox)
             assert upstream.probes == 2  # 0.5 s after the first
             upstream.down = False  # OpenRouter answers again
-            clock.now += 0.7
+            clock.now += 0.6
             await next_pass(rig.outbox)
             assert upstream.probes == 2 and upstream.sends == 0
-            clock.now += 0.05  # 0.75 s after the second probe, not PROBE_SECONDS
+            clock.now += 0.025  # 0.625 s after the second probe, not PROBE_SECONDS
             await next_pass(rig.outbox)
             assert upstream.probes == 3
             for _ in range(200):
@@ -143,11 +144,11 @@ def test_user_activity_probes_at_once_when_backed_off(tmp_path: Path) -> None:
             gen_id = await rig.queued()
             await rig.outbox.start()
             await next_pass(rig.outbox)
-            for _ in range(9):  # then 0.5, 0.75, … 8.5 and 10 s later: backed off to PROBE_SECONDS
+            for _ in range(15):  # then 0.5, 0.625, … 9.1 and 10 s later: backed off to PROBE_SECONDS
                 clock.now += rig.outbox.connectivity.seconds_to_probe()
                 await next_pass(rig.outbox)
             probes = upstream.probes
-            assert probes == 10 and rig.outbox.connectivity.seconds_to_probe() == 10.0
+            assert probes == 16 and rig.outbox.connectivity.seconds_to_probe() == 10.0
             await next_pass(rig.outbox)
             assert upstream.probes == probes  # the clock did not move: no probe
             upstream.down = False

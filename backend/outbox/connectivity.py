@@ -10,16 +10,18 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 #: The first probe after going offline comes this soon; each failed probe makes the wait this much longer, up
-#: to ``PROBE_SECONDS``: 0.5, 0.75, 1.1, 1.7, 2.5, 3.8, 5.7, 8.5, then 10 s (about 10 probes in the first
-#: minute offline, then 6 a minute). docs/performance.md ("Back online") has the numbers behind the choice.
+#: to ``PROBE_SECONDS``: 0.5, 0.63, 0.78, 0.98, 1.2, 1.5, 1.9, 2.4, 3.0, 3.7, 4.7, 5.8, 7.3, 9.1, then 10 s (15
+#: probes in the first 45 s offline, then 6 a minute). A probe while offline is one failed connection, so the
+#: wait after OpenRouter comes back stays about an eighth of the outage for outages up to ~40 s;
+#: docs/performance.md ("Back online") has the numbers behind the choice.
 FIRST_PROBE_SECONDS = 0.5
-BACKOFF_FACTOR = 1.5
+BACKOFF_FACTOR = 1.25
 
 
 class Connectivity:
     """Whether OpenRouter answered lately. ``online`` starts unknown (False) until the first probe.
 
-    While offline, probes are spaced by a backoff: 0.5 s after going offline, then 1.5 times longer each time,
+    While offline, probes are spaced by a backoff: 0.5 s after going offline, then 1.25 times longer each time,
     up to ``probe_seconds`` (``PROBE_SECONDS``). User activity (:meth:`recheck`) makes the next probe due at once
     and starts the backoff again from 0.5 s; listeners (the outbox's wake-up) are told so.
     """
@@ -49,7 +51,7 @@ class Connectivity:
                 self._probe_at = now + self._delay
 
     def probed(self, online: bool) -> None:
-        """Record a probe's answer; a failed one pushes the next probe out (1.5 times longer, at most
+        """Record a probe's answer; a failed one pushes the next probe out (1.25 times longer, at most
         ``probe_seconds``)."""
         self.probes += 1
         was_offline = not self.online
