@@ -15,6 +15,7 @@ from typing import Any
 from backend.core.errors import AtelierError, NotFound, action_for
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
+from backend.db.group_commit import group_for
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
 
@@ -59,7 +60,9 @@ async def insert(
         if start_now:
             cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
 
-    await store.transaction(write)
+    # Group commit: requests arriving together share one transaction and one journal sync; this returns once
+    # the row is committed (docs/performance.md, "Group commit").
+    await group_for(store).write(write)
     # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
     row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
     row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
