@@ -48,21 +48,18 @@ async def insert(
     gen_id = new_id()
     ts = now()
 
-    def write(cur: Any) -> None:
-        cur.execute(
-            "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
-            "title, tags, attempts, created_at, updated_at, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
-             json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
-             ts if start_now else None],
-        )
-        if start_now:
-            cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
-
+    rows: list[tuple[str, list[Any]]] = [(
+        "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
+        "title, tags, attempts, created_at, updated_at, started_at) VALUES",
+        [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
+         json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
+         ts if start_now else None],
+    )]
+    if start_now:
+        rows.append(("INSERT INTO attempts (generation_id, number, started_at) VALUES", [gen_id, 1, ts]))
     # Group commit: requests arriving together share one transaction and one journal sync; this returns once
     # the row is committed (docs/performance.md, "Group commit").
-    await group_for(store).write(write)
+    await group_for(store).insert(rows)
     # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
     row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
     row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
