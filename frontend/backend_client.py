@@ -180,6 +180,10 @@ class BackendClient:
         """``GET /status``: online, key_configured, queue counts, version."""
         return self.request("GET", "/status")
 
+    def activity(self) -> dict[str, Any]:
+        """``POST /activity``: the user is here; the engine probes OpenRouter now if it was unreachable."""
+        return self.request("POST", "/activity")
+
     def settings(self) -> dict[str, Any]:
         """``GET /settings``: ``{"values", "locked", "policy_file"}``."""
         return self.request("GET", "/settings")

@@ -15,6 +15,7 @@ from typing import Any
 from backend.core.errors import AtelierError, NotFound, action_for
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
+from backend.db.group_commit import group_for
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
 
@@ -50,19 +51,18 @@ async def insert(
     gen_id = new_id()
     ts = now()
 
-    def write(cur: Any) -> None:
-        cur.execute(
-            "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
-            "title, tags, attempts, created_at, updated_at, started_at, template_id, variables) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
-             json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
-             ts if start_now else None, template_id, json.dumps(variables) if variables is not None else None],
-        )
-        if start_now:
-            cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
-
-    await store.transaction(write)
+    rows: list[tuple[str, list[Any]]] = [(
+        "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
+        "title, tags, attempts, created_at, updated_at, started_at, template_id, variables) VALUES",
+        [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
+         json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
+         ts if start_now else None, template_id, json.dumps(variables) if variables is not None else None],
+    )]
+    if start_now:
+        rows.append(("INSERT INTO attempts (generation_id, number, started_at) VALUES", [gen_id, 1, ts]))
+    # Group commit: requests arriving together share one transaction and one journal sync; this returns once
+    # the row is committed (docs/performance.md, "Group commit").
+    await group_for(store).insert(rows)
     # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
     row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
     row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,

@@ -149,4 +149,5 @@ class Admission:
             variables=request.variables,
         )
         self.outbox.added()
+        self.outbox.activity()  # a new request: while offline, probe now rather than at the next interval
         return row, start_now

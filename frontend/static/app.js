@@ -422,6 +422,21 @@
     checkVideos(root);
   };
 
+  // The window gaining focus is user activity: while offline, the engine probes OpenRouter at once (instead of
+  // at its next interval), then the pill is refreshed. At most one call every two seconds.
+  let lastActivity = 0;
+  async function noteActivity() {
+    const now = Date.now();
+    if (document.hidden || now - lastActivity < 2000) return;
+    lastActivity = now;
+    try {
+      await fetch("/ui/activity", { method: "POST", headers: { Accept: "application/json" }, credentials: "same-origin" });
+    } catch (e) { /* the engine is not answering: the status poll says so */ }
+    window.setTimeout(pollStatus, 600);
+  }
+  window.addEventListener("focus", noteActivity);
+  document.addEventListener("visibilitychange", noteActivity);
+
   document.addEventListener("DOMContentLoaded", () => {
     Atelier.enhance(document);
     pollTimer = window.setTimeout(pollStatus, 5000);
