@@ -31,6 +31,7 @@ EXPECTED = {
     "collections": ["id", "name", "created_at", "updated_at"],
     "collection_items": ["collection_id", "generation_id", "added_at"],
     "templates": ["id", "name", "kind", "prompt", "system", "model", "params", "tags", "created_at", "updated_at"],
+    "search_terms": ["term", "days"],
 }
 
 

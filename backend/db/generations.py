@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from backend.core.errors import AtelierError, NotFound, action_for
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
+from backend.db import search as search_index
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
 
@@ -25,6 +26,9 @@ _COLUMNS = (
 )
 
 _COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
+
+# Columns the search index covers: a write that changes one of them re-indexes the row (backend/db/search.py).
+SEARCHED = frozenset({"prompt", "output_text", "title"})
 
 
 async def insert(
@@ -58,6 +62,7 @@ async def insert(
         )
         if start_now:
             cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
+        search_index.index(cur, [gen_id])
 
     await store.transaction(write)
     # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
@@ -85,7 +90,15 @@ async def update(store: Store, gen_id: str, **changes: Any) -> None:
             changes[key] = json.dumps(changes[key])
     changes["updated_at"] = now()
     assignments = ", ".join(f"{name} = ?" for name in changes)
-    await store.execute(f"UPDATE generations SET {assignments} WHERE id = ?", [*changes.values(), gen_id])  # noqa: S608
+    if not SEARCHED.intersection(changes):
+        await store.execute(f"UPDATE generations SET {assignments} WHERE id = ?", [*changes.values(), gen_id])  # noqa: S608
+        return
+
+    def run(cur: Any) -> None:
+        cur.execute(f"UPDATE generations SET {assignments} WHERE id = ?", [*changes.values(), gen_id])  # noqa: S608
+        search_index.index(cur, [gen_id])
+
+    await store.transaction(run)
 
 
 async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = ("queued",)) -> bool:
@@ -123,7 +136,10 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
             f"UPDATE generations SET {assignments} WHERE id = ? AND status IN ({placeholders}) RETURNING id",  # noqa: S608
             [*changes.values(), gen_id, *from_statuses],
         )
-        return cur.fetchone() is not None
+        moved = cur.fetchone() is not None
+        if moved and SEARCHED.intersection(changes):
+            search_index.index(cur, [gen_id])
+        return moved
 
     return await store.transaction(run)
 
@@ -315,13 +331,14 @@ async def search(
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first. ``q`` matches prompt, output and title (case-insensitive substring)."""
+    """Newest first. ``q`` matches prompt, output and title (case-insensitive substring).
+
+    Fast at any library size: the page's ids are found in windows of ``created_at`` (newest first, stopping as
+    soon as the page is full; with ``q``, only the days the search index names), then only those rows are read.
+    See docs/data.md ("Search").
+    """
     where: list[str] = []
     params: list[Any] = []
-    if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append("(prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\' OR title ILIKE ? ESCAPE '\\')")
-        params += [pattern, pattern, pattern]
     for column, value in (("kind", kind), ("status", status), ("model", model)):
         if value:
             where.append(f"{column} = ?")
@@ -335,19 +352,74 @@ async def search(
     if collection_id:
         where.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
         params.append(collection_id)
-    if cursor:
-        created, gen_id = decode_cursor(cursor)
+    after = decode_cursor(cursor) if cursor else None
+    if after:
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-        params += [created, created, gen_id]
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
-    rows = await store.fetchall(
-        f"SELECT {_COLUMNS} FROM generations {clause} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608
-        [*params, limit + 1],
-    )
+        params += [after[0], after[0], after[1]]
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\' OR title ILIKE ? ESCAPE '\\')")
+        params += [pattern, pattern, pattern]
+    need = limit + 1
+
+    def run(cur: Any) -> list[dict[str, Any]]:
+        found: list[tuple[str, datetime]] = []
+        for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None):
+            clause = " AND ".join([*where, probe])
+            cur.execute(f"SELECT id, created_at FROM generations WHERE {clause} "  # noqa: S608
+                        "ORDER BY created_at DESC, id DESC LIMIT ?", [*params, *probe_params, need - len(found)])
+            found += cur.fetchall()
+            if len(found) >= need:
+                break
+        if not found:
+            return []
+        ids = [gen_id for gen_id, _ in found]
+        cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE created_at >= ? AND created_at <= ? "  # noqa: S608
+                    "AND list_contains(?::VARCHAR[], id)", [found[-1][1], found[0][1], ids])
+        names = [d[0] for d in cur.description]
+        by_id = {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+        return [by_id[gen_id] for gen_id in ids if gen_id in by_id]
+
+    rows = await store.read(run)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     rows = rows[:limit]
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
+
+
+def _probes(cur: Any, *, q: str | None, before: datetime | None) -> Iterator[tuple[str, list[Any]]]:
+    """Ranges of ``created_at`` to look in, newest first, each a SQL condition with its parameters.
+
+    With words in ``q``: the days the search index names (1, then 4, 16, … days at a time). Otherwise windows
+    of time sized from the library's density (a few pages' worth, then 4× wider each time), the last one open.
+    """
+    words = search_index.pieces(cur, q) if q else []
+    if words:
+        days = search_index.candidate_days(cur, words)
+        if before is not None:
+            last = before.astimezone(UTC).date()
+            days = [d for d in days if d <= last]
+        size, start = 1, 0
+        while start < len(days):
+            chunk = days[start:start + size]
+            lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
+            hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
+            yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
+                   [lo, hi, chunk])
+            start, size = start + size, size * 4
+        return
+    cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
+    count, oldest, newest = cur.fetchone()
+    if not count:
+        return
+    top = min(before, newest) if before is not None else newest
+    span = max((newest - oldest) * 200 / count, timedelta(seconds=1))
+    lo = top - span
+    yield "created_at >= ?", [lo]
+    while lo > oldest:
+        span *= 4
+        yield "created_at < ? AND created_at >= ?", [lo, lo - span]
+        lo -= span
 
 
 def existing_ids(cur: Any, ids: list[str]) -> list[str]:
