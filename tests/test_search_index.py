@@ -114,9 +114,14 @@ def test_the_migration_fills_the_index_like_writes_do(tmp_path: Path) -> None:
                 cur.execute("DELETE FROM search_terms")
                 search_index.index(cur, ids)
 
+            def terms(cur) -> list[tuple]:
+                return cur.execute("SELECT term, list_sort(days) FROM search_terms ORDER BY term").fetchall()
+
             await store.transaction(again)
-            return await store.read(lambda cur: cur.execute(
-                "SELECT term, list_sort(days) FROM search_terms ORDER BY term").fetchall())
+            by_index = await store.read(terms)
+            await store.transaction(search_index.rebuild)
+            assert await store.read(terms) == by_index
+            return by_index
         finally:
             store.close()
 

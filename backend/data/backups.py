@@ -31,6 +31,7 @@ import duckdb
 from backend import __version__
 from backend.core.errors import AtelierError, NotFound
 from backend.core.files import fsync_dir
+from backend.db import search as search_index
 from backend.db.migrations import MIGRATIONS
 from backend.db.store import migrate
 
@@ -251,6 +252,7 @@ def build_database(folder: Path, manifest: dict[str, Any], target: Path) -> int:
             count = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
             if count != manifest["tables"][table]["rows"]:
                 raise BackupProblem(f"The backup {folder.name} could not be restored: {table} has {count} rows.")
+        search_index.rebuild(con)  # the index is derived from the rows, so backups do not carry it
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
         return con.execute("SELECT count(*) FROM generations").fetchone()[0]

@@ -48,6 +48,13 @@ def index(cur: Any, ids: Sequence[str]) -> None:
     )
 
 
+def rebuild(cur: Any) -> None:
+    """Inside a write transaction: index every generation afresh (after a restore or a salvage filled the table
+    with rows that did not come through :func:`index`)."""
+    cur.execute("DELETE FROM search_terms")
+    cur.execute(f"INSERT INTO search_terms (term, days) {_PAIRS.format(where='true')} ORDER BY term")  # noqa: S608
+
+
 def pieces(cur: Any, q: str) -> list[str]:
     """The words of ``q`` split and lower-cased exactly as the index splits text; empty when it has none."""
     cur.execute(f"SELECT regexp_extract_all(lower(?), '{WORD}')", [q])
