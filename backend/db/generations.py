@@ -364,7 +364,8 @@ async def search(
 
     def run(cur: Any) -> list[dict[str, Any]]:
         found: list[tuple[str, datetime]] = []
-        for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None):
+        for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None,
+                                            selective=bool(collection_id)):
             clause = " AND ".join([*where, probe])
             cur.execute(f"SELECT id, created_at FROM generations WHERE {clause} "  # noqa: S608
                         "ORDER BY created_at DESC, id DESC LIMIT ?", [*params, *probe_params, need - len(found)])
@@ -387,11 +388,13 @@ async def search(
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
 
 
-def _probes(cur: Any, *, q: str | None, before: datetime | None) -> Iterator[tuple[str, list[Any]]]:
+def _probes(cur: Any, *, q: str | None, before: datetime | None,
+            selective: bool) -> Iterator[tuple[str, list[Any]]]:
     """Ranges of ``created_at`` to look in, newest first, each a SQL condition with its parameters.
 
-    With words in ``q``: the days the search index names (1, then 4, 16, … days at a time). Otherwise windows
-    of time sized from the library's density (a few pages' worth, then 4× wider each time), the last one open.
+    With words in ``q``: the days the search index names (1, then 4 days), then all the other ones. Otherwise
+    a window of time sized from the library's density (a few pages' worth), then everything older; a
+    ``selective`` filter (a collection) skips the window.
     """
     words = search_index.pieces(cur, q) if q else []
     if words:
@@ -399,27 +402,26 @@ def _probes(cur: Any, *, q: str | None, before: datetime | None) -> Iterator[tup
         if before is not None:
             last = before.astimezone(UTC).date()
             days = [d for d in days if d <= last]
-        size, start = 1, 0
-        while start < len(days):
-            chunk = days[start:start + size]
+        for chunk in (days[:1], days[1:5], days[5:]):
+            if not chunk:
+                return
             lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
             hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
             yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
                    [lo, hi, chunk])
-            start, size = start + size, size * 4
+        return
+    if selective:
+        yield "true", []
         return
     cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
     count, oldest, newest = cur.fetchone()
     if not count:
         return
     top = min(before, newest) if before is not None else newest
-    span = max((newest - oldest) * 200 / count, timedelta(seconds=1))
-    lo = top - span
-    yield "created_at >= ?", [lo]
-    while lo > oldest:
-        span *= 4
-        yield "created_at < ? AND created_at >= ?", [lo, lo - span]
-        lo -= span
+    lo = top - max((newest - oldest) * 200 / count, timedelta(seconds=1))
+    yield "created_at >= ? AND created_at <= ?", [lo, top]
+    if lo > oldest:
+        yield "created_at < ?", [lo]
 
 
 def existing_ids(cur: Any, ids: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ same SQL (``tests/test_search_index.py`` checks that both agree).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -55,20 +56,44 @@ def rebuild(cur: Any) -> None:
     cur.execute(f"INSERT INTO search_terms (term, days) {_PAIRS.format(where='true')} ORDER BY term")  # noqa: S608
 
 
-def pieces(cur: Any, q: str) -> list[str]:
-    """The words of ``q`` split and lower-cased exactly as the index splits text; empty when it has none."""
-    cur.execute(f"SELECT regexp_extract_all(lower(?), '{WORD}')", [q])
-    row = cur.fetchone()
-    return list(dict.fromkeys(row[0] if row and row[0] else []))
+def pieces(cur: Any, q: str) -> list[tuple[str, str]]:
+    """The words of ``q`` as ``(word, where)`` pairs, lower-cased by DuckDB (as ``ILIKE`` and the index are) and split
+    where the index splits text (letters and digits, Unicode categories L and N). ``where`` says what an indexed
+    word must do with it: ``"equals"`` (a separator on both sides in ``q``), ``"starts"`` (one before it),
+    ``"ends"`` (one after it), or ``"contains"``. Empty when ``q`` has no letter or digit."""
+    cur.execute("SELECT lower(?)", [q])
+    text = cur.fetchone()[0] or ""
+    out: dict[str, str] = {}
+    start = None
+    for i, char in enumerate([*text, " "]):
+        if unicodedata.category(char)[0] in "LN" and i < len(text):
+            if start is None:
+                start = i
+            continue
+        if start is not None:
+            before, after = start > 0, i < len(text)
+            where = "equals" if before and after else "starts" if before else "ends" if after else "contains"
+            out.setdefault(text[start:i], where)
+            start = None
+    return list(out.items())
 
 
-def candidate_days(cur: Any, words: Sequence[str]) -> list[date]:
-    """Days (newest first) where every piece of the query is inside some indexed word."""
-    days: set[date] | None = None
-    for word in sorted(words, key=len, reverse=True):  # the longest piece is usually the rarest
-        cur.execute("SELECT DISTINCT unnest(days) FROM search_terms WHERE contains(term, ?)", [word])
-        found = {row[0] for row in cur.fetchall()}
-        days = found if days is None else days & found
-        if not days:
-            return []
-    return sorted(days or (), reverse=True)
+_MATCH = {"equals": "term = ?", "starts": "starts_with(term, ?)", "ends": "ends_with(term, ?)",
+          "contains": "contains(term, ?)"}
+
+
+def candidate_days(cur: Any, words: Sequence[tuple[str, str]]) -> list[date]:
+    """Days (newest first) where every word of the query is in some indexed word (one pass over the index)."""
+    if not words:
+        return []
+    matches = " OR ".join(f"({_MATCH[where]})" for _, where in words)
+    flags = ", ".join(f"({_MATCH[where]}) AS w{i}" for i, (_, where) in enumerate(words))
+    params = [word for word, _ in words]
+    cur.execute(f"SELECT {flags}, days FROM search_terms WHERE {matches}", [*params, *params])  # noqa: S608
+    found: list[set[date]] = [set() for _ in words]
+    for row in cur.fetchall():
+        for i in range(len(words)):
+            if row[i]:
+                found[i].update(row[-1])
+    days = set.intersection(*found)
+    return sorted(days, reverse=True)
