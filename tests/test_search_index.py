@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from backend.db import collections
 from backend.db import generations as gens
 from backend.db import search as search_index
 from backend.db.migrations import MIGRATIONS
@@ -49,6 +50,9 @@ async def _scan(store: Store, q: str | None, **filters) -> list[str]:
     if "tag" in filters:
         where.append("list_contains(tags, ?)")
         params.append(filters["tag"])
+    if "collection_id" in filters:
+        where.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
+        params.append(filters["collection_id"])
     rows = await store.fetchall(f"SELECT id FROM generations WHERE {' AND '.join(where)} "  # noqa: S608
                                 "ORDER BY created_at DESC, id DESC", params)
     return [r["id"] for r in rows]
@@ -71,7 +75,10 @@ def test_search_matches_a_plain_scan(tmp_path: Path) -> None:
     async def go() -> None:
         store = Store.open(tmp_path / "a.duckdb")
         try:
-            await _fill(store, 90)
+            ids = await _fill(store, 90)
+            coll = "c" * 32
+            await store.transaction(lambda cur: collections.add_items(cur, collection_id=coll,
+                                                                      generation_ids=ids[::3]))
             answered = 0
             for q in QUERIES:
                 expected = await _scan(store, q)
@@ -79,6 +86,7 @@ def test_search_matches_a_plain_scan(tmp_path: Path) -> None:
                 for limit in (1, 7, 50):
                     assert await _paged(store, q, limit) == expected, (q, limit)
                 assert await _paged(store, q, 5, tag="t1") == await _scan(store, q, tag="t1"), q
+                assert await _paged(store, q, 4, collection_id=coll) == await _scan(store, q, collection_id=coll), q
             assert answered >= 14
         finally:
             store.close()

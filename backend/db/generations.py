@@ -349,9 +349,6 @@ async def search(
     if favorite is not None:
         where.append("favorite = ?")
         params.append(favorite)
-    if collection_id:
-        where.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
-        params.append(collection_id)
     after = decode_cursor(cursor) if cursor else None
     if after:
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
@@ -363,20 +360,38 @@ async def search(
     need = limit + 1
 
     def run(cur: Any) -> list[dict[str, Any]]:
+        conditions, values = list(where), list(params)
+        if collection_id:
+            # A collection's items are read first: up to a few thousand, the rows are then found by id (an index
+            # lookup) rather than by a join over the whole library.
+            cur.execute("SELECT generation_id FROM collection_items WHERE collection_id = ? LIMIT ?",
+                        [collection_id, _BY_ID + 1])
+            members = [row[0] for row in cur.fetchall()]
+            if not members:
+                return []
+            if len(members) <= _BY_ID:
+                conditions.insert(0, f"id IN ({', '.join('?' for _ in members)})")
+                values[:0] = members
+            else:
+                conditions.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
+                values.append(collection_id)
         found: list[tuple[str, datetime]] = []
         for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None,
                                             selective=bool(collection_id)):
-            clause = " AND ".join([*where, probe])
+            clause = " AND ".join([*conditions, probe])
             cur.execute(f"SELECT id, created_at FROM generations WHERE {clause} "  # noqa: S608
-                        "ORDER BY created_at DESC, id DESC LIMIT ?", [*params, *probe_params, need - len(found)])
+                        "ORDER BY created_at DESC, id DESC LIMIT ?", [*values, *probe_params, need - len(found)])
             found += cur.fetchall()
             if len(found) >= need:
                 break
         if not found:
             return []
         ids = [gen_id for gen_id, _ in found]
-        cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE created_at >= ? AND created_at <= ? "  # noqa: S608
-                    "AND list_contains(?::VARCHAR[], id)", [found[-1][1], found[0][1], ids])
+        if collection_id:  # scattered over the library: by id, one placeholder each (the primary key's index)
+            cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE id IN ({', '.join('?' for _ in ids)})", ids)  # noqa: S608
+        else:  # one stretch of time: a range scan
+            cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE created_at >= ? AND created_at <= ? "  # noqa: S608
+                        "AND list_contains(?::VARCHAR[], id)", [found[-1][1], found[0][1], ids])
         names = [d[0] for d in cur.description]
         by_id = {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
         return [by_id[gen_id] for gen_id in ids if gen_id in by_id]
@@ -386,6 +401,10 @@ async def search(
     rows = rows[:limit]
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
+
+
+# Up to this many items, a collection's rows are found by id (see search()).
+_BY_ID = 2000
 
 
 def _probes(cur: Any, *, q: str | None, before: datetime | None,
