@@ -23,6 +23,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from backend.core.errors import StorageError
+from backend.db import search as search_index
 from backend.db.store import Store
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class GroupCommit:
                 chunk = values[start:start + _ROWS_PER_STATEMENT]
                 one = "(" + ", ".join("?" * len(chunk[0])) + ")"
                 cur.execute(f"{head} {', '.join([one] * len(chunk))}", [v for row in chunk for v in row])
+        # New generations join the search index in the same transaction (their id is the first value).
+        search_index.index(cur, [values[0] for head, rows in by_head.items()
+                                 if head.startswith("INSERT INTO generations ") for values in rows])
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:
