@@ -113,6 +113,17 @@ class AttemptRules:
             await self.publish_final(running, "queued")
         return key
 
+    async def begin(self, running: Running, row: dict[str, Any]) -> tuple[str, int] | None:
+        """Right before sending: policy and budget, then the key, then the attempt row (written before anything
+        is sent, so a crash after this point is closed as ``unknown``). Returns ``(key, attempt number)``, or
+        None when the generation was failed or put back in the queue instead."""
+        if await self.refused(running, row):
+            return None
+        key = await self.key_or_requeue(running)
+        if key is None:
+            return None
+        return key, await running.begin_attempt(self.s.store)
+
     async def refused(self, running: Running, row: dict[str, Any]) -> bool:
         """Policy and budget, checked right before sending: True (and the generation failed, nothing sent)
         when they no longer allow it. The request path checked them a moment ago, so it skips this."""

@@ -39,12 +39,10 @@ class ChatAttempt:
     async def run(self, running: Running, row: dict[str, Any]) -> None:
         s, rules = self.s, self.rules
         gen_id = running.gen_id
-        if await rules.refused(running, row):
+        started = await rules.begin(running, row)
+        if started is None:
             return
-        key = await rules.key_or_requeue(running)
-        if key is None:
-            return
-        number = await running.begin_attempt(s.store)
+        key, number = started
         body = await s.bodies.chat(row)
         text: list[str] = []
         reasoning: list[str] = []

@@ -39,14 +39,12 @@ class VideoAttempt:
     async def submit(self, running: Running, row: dict[str, Any]) -> None:
         s, rules = self.s, self.rules
         gen_id = running.gen_id
-        if await rules.refused(running, row):
-            return
-        key = await rules.key_or_requeue(running)
-        if key is None:
-            return
         # The attempt row, without an outcome, marks the submission as pending: after a crash it is closed as
         # unknown and the generation becomes interrupted, never submitted (and billed) again.
-        number = await running.begin_attempt(s.store)
+        started = await rules.begin(running, row)
+        if started is None:
+            return
+        key, number = started
         try:
             job = await s.client.submit_video(key, await s.bodies.video(row))
         except UpstreamError as exc:
