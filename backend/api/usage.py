@@ -25,13 +25,15 @@ def _iso_date(value: Any) -> Any:
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
+# (what rows are grouped by, how a group's key is written). Periods group by a DATE and format only the groups:
+# formatting every row's time first costs more than the grouping itself.
 _KEYS = {
-    "day": "strftime(created_at, '%Y-%m-%d')",
-    "week": "strftime(date_trunc('week', created_at), '%Y-%m-%d')",  # the Monday that starts the week
-    "month": "strftime(created_at, '%Y-%m')",
-    "model": "coalesce(upstream_model, model)",
-    "kind": "kind",
-    "batch_id": "batch_id",  # null for generations that belong to no batch
+    "day": ("CAST(created_at AS DATE)", "strftime(key, '%Y-%m-%d')"),
+    "week": ("CAST(date_trunc('week', created_at) AS DATE)", "strftime(key, '%Y-%m-%d')"),  # the week's Monday
+    "month": ("CAST(date_trunc('month', created_at) AS DATE)", "strftime(key, '%Y-%m')"),
+    "model": ("coalesce(upstream_model, model)", "key"),
+    "kind": ("kind", "key"),
+    "batch_id": ("batch_id", "key"),  # null for generations that belong to no batch
 }
 _PERIODS = ("day", "week", "month")
 
@@ -55,11 +57,13 @@ async def _usage(store: Any, group_by: str, start: date | None, end: date | None
     if end:
         where.append("created_at < ?")
         params.append(datetime.combine(end + timedelta(days=1), time.min))
-    key = _KEYS[group_by]
+    group, label = _KEYS[group_by]
     rows = await store.fetchall(
-        f"SELECT {key} AS key, count(*) AS count, coalesce(sum(cost_usd), 0) AS cost_usd, "  # noqa: S608
+        f"SELECT {label} AS key, count, cost_usd, prompt_tokens, completion_tokens FROM ("  # noqa: S608
+        f"SELECT {group} AS key, count(*) AS count, coalesce(sum(cost_usd), 0) AS cost_usd, "
         f"coalesce(sum(prompt_tokens), 0) AS prompt_tokens, coalesce(sum(completion_tokens), 0) AS completion_tokens "
-        f"FROM generations WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1 {'DESC' if group_by in _PERIODS else ''}",
+        f"FROM generations WHERE {' AND '.join(where)} GROUP BY 1) "
+        f"ORDER BY {'key DESC' if group_by in _PERIODS else 'key'}",
         params,
     )
     for row in rows:
