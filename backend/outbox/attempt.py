@@ -11,6 +11,7 @@ from backend.core.errors import error_dict
 from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
+from backend.core.vocabulary import Kind, Status
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
 from backend.db.store import Store
@@ -68,7 +69,7 @@ class AttemptRules:
             return bool(self.s.settings.retry_unknown_text)
 
     async def finish(self, gen_id: str, status: str, *, usage: Usage | None = None,
-                     from_statuses: tuple[str, ...] = ("running",), **changes: Any) -> bool:
+                     from_statuses: tuple[str, ...] = (Status.RUNNING,), **changes: Any) -> bool:
         """End a generation in ``status`` unless it left ``from_statuses`` meanwhile (a user cancel)."""
         changes.update(await self.usage_totals(gen_id, usage))
         return await gens.transition(self.s.store, gen_id, status=status, from_statuses=from_statuses,
@@ -108,7 +109,7 @@ class AttemptRules:
                 await attempts_db.end(self.s.store, generation_id=running.gen_id, number=running.attempt,
                                       outcome="no_key", error_code="no_api_key")
                 running.attempt = None
-            await gens.transition(self.s.store, running.gen_id, status="queued", error=error_dict(
+            await gens.transition(self.s.store, running.gen_id, status=Status.QUEUED, error=error_dict(
                 "no_api_key", "No OpenRouter key is set. Add one in Settings; this request will then be sent."))
             await self.publish_final(running, "queued")
         return key
@@ -133,7 +134,7 @@ class AttemptRules:
                                      model=row["model"])
         if refusal is None:
             return False
-        await self.finish(running.gen_id, "failed", error=error_dict(refusal.code, refusal.message))
+        await self.finish(running.gen_id, Status.FAILED, error=error_dict(refusal.code, refusal.message))
         await self.publish_final(running, "error")
         return True
 
@@ -155,12 +156,12 @@ class AttemptRules:
             s.connectivity.mark(True)
         # A failure that came with usage was billed (e.g. an in-band error with tokens and cost): record it.
         if exc.output_started or (partial and exc.disposition != "retry"):
-            await self.finish(gen_id, "interrupted", output_text=partial or None, reasoning_text=reasoning,
+            await self.finish(gen_id, Status.INTERRUPTED, output_text=partial or None, reasoning_text=reasoning,
                               error=err, usage=exc.usage)
             await self.publish_final(running, "error")
             return
         retry = exc.disposition == "retry" or (
-            exc.disposition == "unknown" and row["kind"] in ("text", "image") and await self.retry_unknown()
+            exc.disposition == "unknown" and row["kind"] in (Kind.TEXT, Kind.IMAGE) and await self.retry_unknown()
             and await attempts_db.unknown_deliveries(s.store, generation_id=gen_id) < MAX_UNKNOWN_DELIVERIES
         )
         counted = await attempts_db.counted(s.store, generation_id=gen_id) if retry else 0
@@ -173,11 +174,11 @@ class AttemptRules:
                 counted, base=s.settings.retry_base_seconds, cap=s.settings.retry_max_seconds,
                 retry_after=exc.retry_after, rng=s.rng)
             err["retryable"] = True
-            await gens.transition(s.store, gen_id, status="queued",
+            await gens.transition(s.store, gen_id, status=Status.QUEUED,
                                   next_attempt_at=gens.now() + timedelta(seconds=delay), error=err,
                                   **await self.usage_totals(gen_id, exc.usage))
             await self.publish_final(running, "queued")
             return
-        await self.finish(gen_id, "interrupted" if exc.disposition == "unknown" else "failed", error=err,
+        await self.finish(gen_id, Status.INTERRUPTED if exc.disposition == "unknown" else Status.FAILED, error=err,
                           usage=exc.usage)
         await self.publish_final(running, "error")

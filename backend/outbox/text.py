@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from backend.core.errors import error_dict
+from backend.core.vocabulary import Kind, Status
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
 from backend.media import MediaError
@@ -111,19 +112,19 @@ class ChatAttempt:
             except MediaError as exc:
                 await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="rejected",
                                       error_code=exc.code, error_message=str(exc))
-                await rules.finish(gen_id, "failed", output_text=output or None,
+                await rules.finish(gen_id, Status.FAILED, output_text=output or None,
                                    error=error_dict(media_error_code(exc), str(exc)), **done)
                 await rules.publish_final(running, "error")
                 return
-        if row["kind"] == "image" and not saved:
+        if row["kind"] == Kind.IMAGE and not saved:
             await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="rejected",
                                   error_code="no_image_output")
-            await rules.finish(gen_id, "failed", output_text=output or None,
+            await rules.finish(gen_id, Status.FAILED, output_text=output or None,
                                error=error_dict("no_image_output", no_image_message(row["model"])), **done)
             await rules.publish_final(running, "error")
             return
         await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="succeeded", http_status=200)
-        await rules.finish(gen_id, "succeeded", output_text=output, reasoning_text="".join(reasoning) or None,
+        await rules.finish(gen_id, Status.SUCCEEDED, output_text=output, reasoning_text="".join(reasoning) or None,
                            error=None, **done)
         await rules.publish_final(running, "done")
 
@@ -134,13 +135,13 @@ class ChatAttempt:
         if running.cancel_reason == "shutdown":
             await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="shutdown")
             if partial:
-                await rules.finish(gen_id, "interrupted", output_text=partial, error=error_dict(
+                await rules.finish(gen_id, Status.INTERRUPTED, output_text=partial, error=error_dict(
                     "interrupted", "Atelier was closed while this answer was streaming; the text received so "
                     "far is kept."))
             else:
-                await gens.transition(s.store, gen_id, status="queued", next_attempt_at=None)
+                await gens.transition(s.store, gen_id, status=Status.QUEUED, next_attempt_at=None)
             return
         await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="cancelled")
-        await rules.finish(gen_id, "cancelled", from_statuses=("running", "cancelled"),
+        await rules.finish(gen_id, Status.CANCELLED, from_statuses=(Status.RUNNING, Status.CANCELLED),
                            output_text=partial or None, reasoning_text=reasoning)
         await rules.publish_final(running, "done")

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from backend.core.errors import error_dict
+from backend.core.vocabulary import Status
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
@@ -53,8 +54,8 @@ class VideoAttempt:
         except asyncio.CancelledError:
             # Cancelled while the submission was on the wire: whether the job exists is unknown.
             await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome=attempts_db.UNKNOWN)
-            await rules.finish(gen_id, "interrupted" if running.cancel_reason == "shutdown" else "cancelled",
-                               from_statuses=("running", "cancelled"), error=error_dict(
+            await rules.finish(gen_id, Status.INTERRUPTED if running.cancel_reason == "shutdown" else Status.CANCELLED,
+                               from_statuses=(Status.RUNNING, Status.CANCELLED), error=error_dict(
                                    "delivery_unknown", "The video submission was stopped midway; it is unknown "
                                    "whether OpenRouter started it."))
             raise
@@ -79,9 +80,10 @@ class VideoAttempt:
                 await asyncio.sleep(interval)
             except asyncio.CancelledError:
                 if running.cancel_reason == "user":
-                    await rules.finish(gen_id, "cancelled", from_statuses=("running", "cancelled"), error=error_dict(
-                        "cancelled", "Stopped following this video. OpenRouter has no way to cancel a video job, "
-                        "so it may still finish (and be billed) there."))
+                    await rules.finish(gen_id, Status.CANCELLED, from_statuses=(Status.RUNNING, Status.CANCELLED),
+                                       error=error_dict("cancelled", "Stopped following this video. OpenRouter has no "
+                                                        "way to cancel a video job, so it may still finish (and "
+                                                        "be billed) there."))
                     await rules.publish_final(running, "done")
                     return
                 raise
@@ -94,7 +96,7 @@ class VideoAttempt:
                 if exc.disposition == "reject" and exc.upstream_status in (401, 403, 404):
                     failures += 1
                     if exc.upstream_status == 404 or failures >= 5:
-                        await rules.finish(gen_id, "failed", error=error_dict(exc.code, exc.message,
+                        await rules.finish(gen_id, Status.FAILED, error=error_dict(exc.code, exc.message,
                                                                          upstream_status=exc.upstream_status))
                         await rules.publish_final(running, "error")
                         return
@@ -112,7 +114,7 @@ class VideoAttempt:
                 message = info.get("error") if isinstance(info.get("error"), str) else None
                 texts = {"expired": "The video job expired at OpenRouter before it finished.",
                          "cancelled": "The video job was cancelled at OpenRouter."}
-                await rules.finish(gen_id, "failed", error=error_dict(
+                await rules.finish(gen_id, Status.FAILED, error=error_dict(
                     f"video_{status}", message or texts.get(status, "OpenRouter reports that the video failed.")),
                     cost_usd=job_cost(info))
                 await rules.publish_final(running, "error")
@@ -138,7 +140,7 @@ class VideoAttempt:
                 except UpstreamError as exc:
                     writer.abort()
                     if exc.disposition == "reject" or attempt == 2:
-                        await rules.finish(gen_id, "failed", error=error_dict(
+                        await rules.finish(gen_id, Status.FAILED, error=error_dict(
                             "download_failed", f"The video finished but could not be downloaded: {exc.message}"),
                             cost_usd=job_cost(info))
                         await rules.publish_final(running, "error")
@@ -147,14 +149,14 @@ class VideoAttempt:
                 except MediaError as exc:
                     writer.abort()
                     code = "storage_error" if exc.code in ("disk_full", "io_error") else "bad_media"
-                    await rules.finish(gen_id, "failed", error=error_dict(code, str(exc)), cost_usd=job_cost(info))
+                    await rules.finish(gen_id, Status.FAILED, error=error_dict(code, str(exc)), cost_usd=job_cost(info))
                     await rules.publish_final(running, "error")
                     return
                 except BaseException:
                     writer.abort()
                     raise
         await assets_db.add_outputs(s.store, generation_id=gen_id, infos=infos)
-        await rules.finish(gen_id, "succeeded", cost_usd=job_cost(info), error=None,
+        await rules.finish(gen_id, Status.SUCCEEDED, cost_usd=job_cost(info), error=None,
                            upstream_id=info.get("generation_id") or row["upstream_id"])
         await rules.publish_final(running, "done")
 
