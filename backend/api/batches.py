@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.api.deps import BatchesDep, StoreDep
+from backend.core.vocabulary import Status
 from backend.db import batches as rows
 from backend.db import generations as gens
 from backend.services.batches import BatchRequest
@@ -70,7 +71,7 @@ async def list_batches(store: StoreDep, limit: Annotated[int, Query(ge=1, le=200
 async def get_batch(
     batch_id: str,
     store: StoreDep,
-    status: Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"] | None = None,
+    status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:

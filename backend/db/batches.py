@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from backend.core.errors import NotFound
-from backend.core.vocabulary import Status
+from backend.core.vocabulary import PENDING, Status
 from backend.db import search as search_index
 from backend.db.generations import decode_cursor, encode_cursor
 from backend.db.store import Store
@@ -129,7 +129,7 @@ def _status(state: str, counts: dict[str, int]) -> str:
     """``cancelled`` (by the user), ``finished`` (nothing left to send), ``paused`` or ``running``."""
     if state == "cancelled":
         return "cancelled"
-    if counts.get("queued", 0) + counts.get("running", 0) == 0:
+    if sum(counts.get(status, 0) for status in PENDING) == 0:
         return "finished"
     return "paused" if state == "paused" else "running"
 
@@ -154,7 +154,7 @@ def to_record(row: dict[str, Any], summary: dict[str, Any] | None) -> dict[str, 
         "repeat": row["repeats"],
         "total": row["total"],
         "counts": counts,
-        "done": sum(n for s, n in counts.items() if s not in ("queued", "running")),
+        "done": sum(n for s, n in counts.items() if s not in PENDING),
         "cost_usd": round(summary["cost"], 10),
         "created_at": iso(row["created_at"]),
         "started_at": iso(summary["first"]),
