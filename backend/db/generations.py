@@ -21,10 +21,19 @@ from backend.db.time import iso, new_id, now
 _COLUMNS = (
     "id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, tags, favorite, output_text, "
     "reasoning_text, prompt_tokens, completion_tokens, cost_usd, upstream_id, upstream_model, job_id, polling_url, "
-    "attempts, error, next_attempt_at, created_at, started_at, finished_at, updated_at"
+    "attempts, error, next_attempt_at, created_at, started_at, finished_at, updated_at, conversation_id, parent_id, "
+    "context_dropped_turns"
 )
 
 _COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
+
+# The row plus its parent's status (a queued turn waits for its parent: ``waiting_for`` in the record).
+_SELECT = _COLUMNS + ", (SELECT p.status FROM generations p WHERE p.id = generations.parent_id) AS parent_status"  # noqa: S608
+
+#: A queued turn waits while its parent is still in one of these.
+WAITING_PARENT = ("queued", "running")
+#: A queued turn whose parent ended in one of these fails with ``parent_failed``.
+PARENT_FAILED = ("failed", "cancelled")
 
 
 async def insert(
@@ -40,22 +49,37 @@ async def insert(
     tags: list[str],
     title: str | None = None,
     start_now: bool = False,
+    conversation_id: str | None = None,
+    parent_id: str | None = None,
+    new_conversation: bool = False,
 ) -> dict[str, Any]:
     """Persist a new generation: ``queued``, or — with ``start_now`` — ``running`` with its first attempt
     already recorded (one transaction: the request path waits for it). Returns the values written (the
-    columns an attempt needs), so the first attempt does not read them back."""
+    columns an attempt needs), so the first attempt does not read them back.
+
+    A turn of a conversation (``conversation_id``) creates that conversation in the same transaction when
+    ``new_conversation``, and otherwise marks it active now (docs/api.md, "Conversations")."""
     gen_id = new_id()
     ts = now()
 
     def write(cur: Any) -> None:
         cur.execute(
             "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
-            "title, tags, attempts, created_at, updated_at, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "title, tags, attempts, created_at, updated_at, started_at, conversation_id, parent_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
              json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
-             ts if start_now else None],
+             ts if start_now else None, conversation_id, parent_id],
         )
+        if conversation_id is not None:
+            if new_conversation:
+                cur.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, NULL, ?, ?)",
+                            [conversation_id, ts, ts])
+                if parent_id is not None:  # the parent (an image being refined) becomes its root
+                    cur.execute("UPDATE generations SET conversation_id = ? WHERE id = ? AND conversation_id IS NULL",
+                                [conversation_id, parent_id])
+            else:
+                cur.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [ts, conversation_id])
         if start_now:
             cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
 
@@ -65,12 +89,13 @@ async def insert(
     row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
                system=system, params=json.dumps(params), input_asset_ids=json.dumps(input_asset_ids),
                stream=stream, title=title, tags=tags, favorite=False, attempts=1 if start_now else 0,
-               created_at=ts, updated_at=ts, started_at=ts if start_now else None)
+               created_at=ts, updated_at=ts, started_at=ts if start_now else None,
+               conversation_id=conversation_id, parent_id=parent_id)
     return row
 
 
 async def get_row(store: Store, gen_id: str) -> dict[str, Any]:
-    row = await store.fetchone(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
+    row = await store.fetchone(f"SELECT {_SELECT} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
     if row is None:
         raise NotFound(f"No generation with id '{gen_id}'.")
     return row
@@ -183,12 +208,14 @@ async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int) -> 
     """
     rows = await store.fetchall(
         "SELECT id, created_at FROM generations WHERE status = 'queued' AND (next_attempt_at IS NULL OR "
-        "next_attempt_at <= ?) ORDER BY created_at LIMIT ?",
+        "next_attempt_at <= ?) AND NOT EXISTS (SELECT 1 FROM generations p WHERE p.id = generations.parent_id "
+        "AND p.status IN ('queued', 'running')) ORDER BY created_at LIMIT ?",
         [at, limit],
     )
     ahead = await store.fetchall(
         "SELECT id, created_at, next_attempt_at, error FROM generations WHERE status = 'queued' "
-        "AND next_attempt_at > ? ORDER BY created_at",
+        "AND next_attempt_at > ? AND NOT EXISTS (SELECT 1 FROM generations p WHERE p.id = generations.parent_id "
+        "AND p.status IN ('queued', 'running')) ORDER BY created_at",
         [at + horizon],
     )
     for row in ahead:
@@ -197,6 +224,28 @@ async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int) -> 
             rows.append(row)
     rows.sort(key=lambda r: r["created_at"])
     return [r["id"] for r in rows[:limit]]
+
+
+async def fail_orphaned_turns(store: Store) -> list[str]:
+    """Queued turns whose parent failed or was cancelled fail too (``parent_failed``); returns their ids. A
+    retry of the parent lets them be retried (docs/outbox.md, "Conversations")."""
+    error = json.dumps({"code": "parent_failed", "message": "The turn this one answers did not finish. Retry "
+                        "that turn first, then retry this one."})
+
+    orphans = ("status = 'queued' AND parent_id IN (SELECT p.id FROM generations p WHERE p.status IN "
+               "('failed', 'cancelled'))")
+    if await store.fetchone("SELECT 1 AS x FROM generations WHERE " + orphans + " LIMIT 1") is None:  # noqa: S608
+        return []  # the usual case: a read, no write
+
+    def run(cur: Any) -> list[str]:
+        cur.execute(
+            "UPDATE generations SET status = 'failed', error = ?, finished_at = ?, updated_at = ?, "  # noqa: S608
+            "next_attempt_at = NULL WHERE " + orphans + " RETURNING id",
+            [error, now(), now()],
+        )
+        return [r[0] for r in cur.fetchall()]
+
+    return await store.transaction(run)
 
 
 async def next_due_at(store: Store, *, after: datetime, horizon: timedelta) -> datetime | None:
@@ -273,6 +322,11 @@ def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
         "finished_at": iso(row["finished_at"]),
         "tags": list(row["tags"] or []),
         "favorite": bool(row["favorite"]),
+        "conversation_id": row.get("conversation_id"),
+        "parent_id": row.get("parent_id"),
+        "context_dropped_turns": row.get("context_dropped_turns") or 0,
+        "waiting_for": "parent" if row["status"] == "queued" and row.get("parent_status") in WAITING_PARENT
+        else None,
     }
     if attempts is not None:
         record["attempt_log"] = attempts
@@ -284,6 +338,15 @@ async def record(store: Store, gen_id: str, *, with_attempts: bool = True) -> di
     assets = (await assets_db.outputs_for(store, generation_ids=[gen_id])).get(gen_id, [])
     attempts = await attempts_db.log(store, generation_id=gen_id) if with_attempts else None
     return to_record(row, assets, attempts)
+
+
+async def conversation_records(store: Store, conversation_id: str) -> list[dict[str, Any]]:
+    """Every turn of a conversation as API records (with output assets), oldest first."""
+    rows = await store.fetchall(
+        f"SELECT {_SELECT} FROM generations WHERE conversation_id = ? ORDER BY created_at, id",  # noqa: S608
+        [conversation_id])
+    assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
+    return [to_record(r, assets.get(r["id"], [])) for r in rows]
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
@@ -341,7 +404,7 @@ async def search(
         params += [created, created, gen_id]
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     rows = await store.fetchall(
-        f"SELECT {_COLUMNS} FROM generations {clause} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608
+        f"SELECT {_SELECT} FROM generations {clause} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608
         [*params, limit + 1],
     )
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
