@@ -52,12 +52,25 @@ def create_app(
     app.extensions["atelier_backend"] = BackendClient(api_url, token)
 
     from frontend import templating, web
-    from frontend.views import auth, data, generations, library, oauth, queue, settings, status, studio, templates
+    from frontend.views import (
+        auth,
+        conversations,
+        data,
+        generations,
+        library,
+        oauth,
+        queue,
+        settings,
+        status,
+        studio,
+        templates,
+    )
 
     templating.install(app)
     app.url_map.converters["rid"] = web.ResourceIdConverter
     app.register_blueprint(auth.bp)
     app.register_blueprint(studio.bp)
+    app.register_blueprint(conversations.bp)
     app.register_blueprint(generations.bp)
     app.register_blueprint(library.bp)
     app.register_blueprint(templates.bp)

@@ -1,0 +1,156 @@
+"""Conversations in a real browser (Chromium) against the real backend and the fake OpenRouter: three turns,
+regenerate, edit into a new branch and back (‹ 1/2 ›), Copy with a visible confirmation, Esc stops a stream,
+and screenshots at two sizes in light and dark."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import ui_fixtures
+from tests.ui_fixtures import UiStack, new_page, screenshot, wait_for
+
+browser = ui_fixtures.browser
+ui = ui_fixtures.ui
+
+pytestmark = pytest.mark.browser
+
+TURNS = "[data-thread] [data-turn]"
+LAST_ANSWER = "[data-thread] [data-turn]:last-child [data-answer-text]"
+
+
+def chats(ui: UiStack) -> list[list[dict]]:
+    return [q.json["messages"] for q in ui.fake.requests if q.path == "/chat/completions"]
+
+
+def send(page, text: str) -> None:
+    before = page.locator(TURNS).count()
+    page.fill("#prompt", text)
+    page.click("[data-generate]")
+    wait_for(lambda: page.locator(TURNS).count() == before + 1)
+    page.locator(f"{TURNS}:last-child [data-copy-answer]").wait_for(timeout=30_000)  # finished and rendered
+
+
+def test_three_turns_regenerate_edit_branches_and_copy(browser, ui: UiStack) -> None:
+    ui.set_key()
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(ui.login_url)
+
+    ui.fake.reply_text = "## Plan\n\n- **one**\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('hi')\n```"
+    send(page, "Make a plan")
+    answer = page.locator(LAST_ANSWER)
+    assert answer.locator("h2").inner_text() == "Plan" and answer.locator("strong").inner_text() == "one"
+    assert answer.locator("table td").count() == 2
+    assert page.locator(f"{TURNS}:last-child pre [data-copy]").count() == 1  # code blocks get a Copy button
+    ui.fake.reply_text = None
+    send(page, "Second question")
+    send(page, "Third question")
+    assert page.locator(TURNS).count() == 3
+    assert chats(ui)[-1][-3:] == [{"role": "user", "content": "Second question"},
+                                  {"role": "assistant", "content": "Echo: Second question"},
+                                  {"role": "user", "content": "Third question"}]
+    assert "conversation=" in page.url and "turn=" in page.url
+    side = page.locator("[data-conversations] .conv-list li").first
+    wait_for(lambda: "3 turns" in side.inner_text())
+    assert "Make a plan" in side.inner_text()
+
+    # Copy the answer: a visible confirmation, and the markdown is on the clipboard.
+    copy = page.locator(f"{TURNS}:nth-child(1) [data-copy-answer]")
+    copy.click()
+    wait_for(lambda: copy.inner_text() == "Copied ✓")
+    assert page.evaluate("navigator.clipboard.readText()").startswith("## Plan")
+    plain = page.locator(f"{TURNS}:nth-child(1) [data-copy-plain]")
+    plain.click()
+    wait_for(lambda: plain.inner_text() == "Copied ✓")
+    assert page.evaluate("navigator.clipboard.readText()").startswith("Plan\n")
+    screenshot(page, "conversation-three-turns-light-1280")
+
+    # Regenerate the third answer: a sibling; the old branch is not sent.
+    ui.fake.reply_text = "A different third answer"
+    page.click(f"{TURNS}:nth-child(3) [data-regenerate]")
+    page.locator(f"{TURNS}:nth-child(3) [data-branch-pos]").wait_for(timeout=30_000)
+    assert page.locator(f"{TURNS}:nth-child(3) [data-branch-pos]").inner_text() == "2/2"
+    assert page.locator(TURNS).count() == 3
+    assert chats(ui)[-1][-1] == {"role": "user", "content": "Third question"}
+    assert "Echo: Third question" not in json.dumps(chats(ui)[-1])
+
+    # Edit the second prompt: a new branch from the first answer; what came after it leaves the view.
+    ui.fake.reply_text = None
+    page.hover(f"{TURNS}:nth-child(2)")
+    page.click(f"{TURNS}:nth-child(2) [data-edit]")
+    page.fill(f"{TURNS}:nth-child(2) [data-edit-box] textarea", "Second question, edited")
+    page.click(f"{TURNS}:nth-child(2) [data-edit-send]")
+    page.locator(f"{TURNS}:nth-child(2) [data-branch-pos]").wait_for(timeout=30_000)
+    assert page.locator(TURNS).count() == 2
+    assert page.locator(f"{TURNS}:nth-child(2) [data-branch-pos]").inner_text() == "2/2"
+    assert chats(ui)[-1] == [{"role": "user", "content": "Make a plan"},
+                             {"role": "assistant", "content": ui.fake.completions[0].text},
+                             {"role": "user", "content": "Second question, edited"}]
+
+    # Back to the first branch: the whole original thread (with its regenerated third answer) is shown.
+    page.click(f"{TURNS}:nth-child(2) [data-branch-prev]")
+    page.wait_for_load_state("load")
+    assert page.locator(TURNS).count() == 3
+    assert page.locator(f"{TURNS}:nth-child(2) [data-prompt]").inner_text() == "Second question"
+    assert page.locator(f"{TURNS}:nth-child(2) [data-branch-pos]").inner_text() == "1/2"
+    assert page.locator(LAST_ANSWER).inner_text() == "A different third answer"
+    screenshot(page, "conversation-branches-light-1280")
+    page.set_viewport_size({"width": 900, "height": 650})
+    screenshot(page, "conversation-branches-light-900")
+    assert problems == []
+    page.context.close()
+
+    dark = new_page(browser, scheme="dark")
+    dark.goto(ui.login_url)
+    dark.click("[data-conversations] .conv-list a")
+    dark.locator(TURNS).first.wait_for()
+    screenshot(dark, "conversation-dark-1280")
+    dark.set_viewport_size({"width": 900, "height": 650})
+    screenshot(dark, "conversation-dark-900")
+    dark.context.close()
+
+
+def test_escape_stops_a_stream_and_keeps_the_text(browser, ui: UiStack) -> None:
+    ui.set_key()
+    ui.fake.reply_text = " ".join(f"word{i}" for i in range(600))
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    page.fill("#prompt", "Talk for a long time")
+    page.click("[data-generate]")
+    live = page.locator(LAST_ANSWER)
+    wait_for(lambda: len(live.inner_text()) > 40)
+    page.keyboard.press("Escape")
+    page.locator(f"{TURNS}:last-child [data-regenerate]").wait_for(timeout=30_000)
+    kept = page.locator(LAST_ANSWER).inner_text()
+    assert kept and ui.fake.reply_text.startswith(kept.strip()) and len(kept) < len(ui.fake.reply_text)
+    assert "partial answer is kept" in page.locator(f"{TURNS}:last-child").inner_text()
+    record = ui.backend("GET", "/generations", params={"limit": 1})["items"][0]
+    assert record["status"] == "cancelled"
+    assert problems == []
+    page.context.close()
+
+
+def test_offline_replies_wait_for_the_answer_above(browser, ui: UiStack) -> None:
+    ui.set_key()
+    page = new_page(browser, scheme="dark")
+    page.goto(ui.login_url)
+    send(page, "Before the flight")
+    ui.fake.go_offline()
+    for text in ("On the plane", "Still on the plane"):
+        before = page.locator(TURNS).count()
+        page.fill("#prompt", text)
+        page.click("[data-generate]")
+        wait_for(lambda b=before: page.locator(TURNS).count() == b + 1)
+        page.locator(f"{TURNS}:last-child [data-turn-waiting]").wait_for(timeout=30_000)
+    assert "Queued — will send when OpenRouter answers" in page.locator(f"{TURNS}:nth-child(2)").inner_text()
+    assert "Waiting for the answer above" in page.locator(f"{TURNS}:nth-child(3)").inner_text()
+    screenshot(page, "conversation-offline-dark-1280")
+    ui.fake.go_online()
+    page.locator(f"{TURNS}:nth-child(3) [data-copy-answer]").wait_for(timeout=30_000)
+    assert page.locator(LAST_ANSWER).inner_text() == "Echo: Still on the plane"
+    assert [c.prompt for c in ui.fake.completions] == ["Before the flight", "On the plane", "Still on the plane"]
+    page.context.close()
