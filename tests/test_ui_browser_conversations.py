@@ -154,3 +154,44 @@ def test_offline_replies_wait_for_the_answer_above(browser, ui: UiStack) -> None
     assert page.locator(LAST_ANSWER).inner_text() == "Echo: Still on the plane"
     assert [c.prompt for c in ui.fake.completions] == ["Before the flight", "On the plane", "Still on the plane"]
     page.context.close()
+
+
+def test_refine_variations_and_animate_from_an_image(browser, ui: UiStack) -> None:
+    ui.set_key()
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    page.click(".tabs >> text=Image")
+    page.fill("#prompt", "A red kite over the sea")
+    page.click("[data-generate]")
+    page.locator("[data-results] .asset-grid img").first.wait_for(timeout=30_000)
+    first = ui.backend("GET", "/generations", params={"limit": 1, "kind": "image"})["items"][0]
+
+    # Refine: the next prompt edits that image (sent as an input image), in a conversation that goes on.
+    page.locator("[data-results] [data-refine-link]").first.click()
+    page.locator("[data-refine] img").wait_for()
+    page.fill("#prompt", "Make the kite blue")
+    page.click("[data-generate]")
+    page.locator("[data-results] .asset-grid img").first.wait_for(timeout=30_000)
+    sent = [r for r in ui.fake.requests if r.path == "/chat/completions"][-1].json["messages"][-1]["content"]
+    assert sent[0] == {"type": "text", "text": "Make the kite blue"}
+    assert sent[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    refined = ui.backend("GET", "/generations", params={"limit": 1, "kind": "image"})["items"][0]
+    assert refined["parent_id"] == first["id"] and refined["conversation_id"] == first["id"]
+    screenshot(page, "image-refine-light-1280")
+
+    # Variations: four images from the same prompt and model.
+    before = ui.fake.count("/chat/completions")
+    page.locator("[data-results] [data-variations-link]").first.click()
+    assert page.locator("#count").input_value() == "4"
+    assert page.locator("#prompt").input_value() == "Make the kite blue"
+    page.click("[data-generate]")
+    wait_for(lambda: page.locator("[data-results] .asset-grid img").count() == 4, timeout=30)
+    assert ui.fake.count("/chat/completions") == before + 4
+
+    # Animate: Video opens with that image as the first frame, shown.
+    page.locator("[data-results] a:has-text('Animate')").first.click()
+    page.wait_for_url("**mode=video**")
+    assert page.locator("[data-refs][data-name=first_frame_id] [data-ref] img").count() == 1
+    assert problems == []
+    page.context.close()

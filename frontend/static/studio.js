@@ -694,19 +694,8 @@
 
     const fail = (card, error) => card.replaceChildren(Atelier.errorCallout(error));
 
-    const run = async () => {
-      if (busy) return;
-      const data = new FormData(form);
-      data.delete("reference_files"); // already uploaded by the reference slots
-      if (!data.get("model")) { form.reportValidity(); return; }
-      const hasRefs = data.getAll("input_asset_ids").length || data.get("first_frame_id");
-      if (!String(data.get("prompt") || "").trim() && !hasRefs) {
-        form.querySelector("#prompt").focus();
-        return;
-      }
-      busy = true;
-      generateButton.disabled = true;
-      generateButton.textContent = kind === "video" ? "Sending…" : "Generating…";
+    /** One request and its result card (Variations send several at once). */
+    const one = async (data) => {
       const card = placeholder();
       results.prepend(card);
       Atelier.tickElapsed();
@@ -722,11 +711,42 @@
         else if (answer.html) {
           card.innerHTML = answer.html; // server-rendered and escaped, from our own origin
           Atelier.enhance(card);
+          followRefine(answer.generation);
         } else {
           fail(card, answer.error);
         }
       } catch (e) {
         fail(card, { message: "Atelier did not answer. If the request reached the engine it is in the Library." });
+      }
+    };
+
+    /** Refining: the next prompt edits the newest result (the conversation goes on from it). */
+    const followRefine = (record) => {
+      const parent = form.querySelector('input[name="parent_id"]');
+      if (!parent || !record || record.status !== "succeeded" || !(record.assets || []).length) return;
+      parent.value = record.id;
+      const source = document.querySelector("[data-refine]");
+      const img = source && source.querySelector("img");
+      if (img) img.src = record.assets[0].url.replace("/api/v1/assets/", "/assets/") + "?thumb=1";
+    };
+
+    const run = async () => {
+      if (busy) return;
+      const data = new FormData(form);
+      data.delete("reference_files"); // already uploaded by the reference slots
+      if (!data.get("model")) { form.reportValidity(); return; }
+      const hasRefs = data.getAll("input_asset_ids").length || data.get("first_frame_id");
+      if (!String(data.get("prompt") || "").trim() && !hasRefs) {
+        form.querySelector("#prompt").focus();
+        return;
+      }
+      busy = true;
+      generateButton.disabled = true;
+      generateButton.textContent = kind === "video" ? "Sending…" : "Generating…";
+      const count = Math.max(1, Math.min(4, Number(data.get("count") || 1)));
+      data.delete("count");
+      try {
+        await Promise.all(Array.from({ length: count }, () => one(data)));
       } finally {
         busy = false;
         generateButton.disabled = false;
