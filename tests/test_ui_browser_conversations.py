@@ -24,6 +24,13 @@ def chats(ui: UiStack) -> list[list[dict]]:
     return [q.json["messages"] for q in ui.fake.requests if q.path == "/chat/completions"]
 
 
+def pick(page, search: str) -> None:
+    """Choose a model with the searchable picker."""
+    page.click("[data-chat] .picker-button")
+    page.fill("[data-chat] .picker-panel input[type=search]", search)
+    page.keyboard.press("Enter")
+
+
 def send(page, text: str) -> None:
     before = page.locator(TURNS).count()
     page.fill("#prompt", text)
@@ -193,5 +200,70 @@ def test_refine_variations_and_animate_from_an_image(browser, ui: UiStack) -> No
     page.locator("[data-results] a:has-text('Animate')").first.click()
     page.wait_for_url("**mode=video**")
     assert page.locator("[data-refs][data-name=first_frame_id] [data-ref] img").count() == 1
+    assert problems == []
+    page.context.close()
+
+
+def test_image_in_a_text_turn_vision_warning_and_continue_from_the_library(browser, ui: UiStack) -> None:
+    from tests.fakes.media import solid_png
+
+    ui.set_key()
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    send(page, "Remember the number 7")
+    page.set_input_files("[data-chat] [data-ref-input]", files=[
+        {"name": "photo.png", "mimeType": "image/png", "buffer": solid_png(8, 8)}])
+    page.locator("[data-chat] [data-ref] img").wait_for()
+    # A model that cannot see images says so before anything is sent.
+    pick(page, "llama 3.3")
+    page.locator("[data-vision-warning]").wait_for(state="visible")
+    before = ui.fake.count("/chat/completions")
+    page.fill("#prompt", "What is in this photo?")
+    page.click("[data-generate]")
+    assert ui.fake.count("/chat/completions") == before
+    pick(page, "gpt-4o-mini")
+    assert page.locator("[data-vision-warning]").is_hidden()
+    page.click("[data-generate]")
+    page.locator(f"{TURNS}:nth-child(2) [data-copy-answer]").wait_for(timeout=30_000)
+    content = chats(ui)[-1][-1]["content"]
+    assert content[0] == {"type": "text", "text": "What is in this photo?"}
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert page.locator(f"{TURNS}:nth-child(2) .turn-images img").count() == 1
+
+    # Any turn opened from the Library continues its conversation at that turn.
+    first = ui.backend("GET", "/generations", params={"q": "Remember the number"})["items"][0]
+    page.goto(f"{ui.url}/g/{first['id']}")
+    page.click("[data-continue-conversation]")
+    page.wait_for_load_state("load")
+    assert page.locator(TURNS).count() == 2  # the branch through that turn, down to its newest answer
+    assert page.locator("[data-parent-field]").input_value() == page.locator(
+        f"{TURNS}:last-child").get_attribute("data-turn-id")
+    assert problems == []
+    page.context.close()
+
+
+def test_rename_search_and_delete_a_conversation(browser, ui: UiStack) -> None:
+    ui.set_key()
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    send(page, "Plan a garden")
+    page.click("[data-new-conversation]")
+    page.wait_for_load_state("load")
+    assert page.locator(TURNS).count() == 0
+    send(page, "Write a limerick")
+    page.locator("[data-title-input]").wait_for()  # the new conversation's head came with its first turn
+    page.fill("[data-title-input]", "Limericks")
+    page.keyboard.press("Enter")
+    side = page.locator("[data-conversations] .conv-title")
+    wait_for(lambda: side.first.inner_text() == "Limericks")
+    assert [t["title"] for t in ui.backend("GET", "/conversations")["items"]] == ["Limericks", "Plan a garden"]
+    page.fill("[data-conv-search]", "garden")
+    wait_for(lambda: side.count() == 1 and side.first.inner_text() == "Plan a garden")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("[data-chat] form[data-confirm] button")
+    page.wait_for_load_state("load")
+    assert [t["title"] for t in ui.backend("GET", "/conversations")["items"]] == ["Plan a garden"]
     assert problems == []
     page.context.close()

@@ -199,6 +199,21 @@
       } catch (e) { /* keep the list as it is */ }
     };
 
+    /** A new conversation got its first turn: show its head (title to rename, Delete) from the page. */
+    const refreshHead = async (url) => {
+      try {
+        const response = await fetch(url, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const doc = new DOMParser().parseFromString(await response.text(), "text/html"); // our own page
+        const fresh = doc.querySelector("[data-chat-head]");
+        const head = chat.querySelector("[data-chat-head]");
+        if (fresh && head) {
+          head.replaceWith(document.importNode(fresh, true));
+          setupRename();
+        }
+      } catch (e) { /* the head follows on the next load */ }
+    };
+
     const setBusy = (busy) => {
       sendButton.disabled = busy;
       sendButton.textContent = busy ? "Answering…" : "Send";
@@ -323,6 +338,7 @@
         let node = replaceFrom;
         while (node) { const next = node.nextElementSibling; node.remove(); node = next; }
       }
+      const wasInConversation = Boolean(convField.value);
       chat.querySelector("[data-chat-empty]")?.remove();
       let article = pendingTurn(promptText, data.model);
       thread.append(article);
@@ -380,8 +396,10 @@
         url.searchParams.set("conversation", convField.value);
         url.searchParams.set("turn", run.id);
         window.history.replaceState(null, "", url.toString());
+        const started = !wasInConversation && convField.value;
         article = await swap(article, run.id);
         refreshList();
+        if (started) refreshHead(url.toString());
       } else if (error) {
         badge.textContent = "Failed";
         badge.className = "badge badge-failed";
@@ -497,8 +515,9 @@
     });
 
     // The title is saved when it changes (Enter or leaving the box).
-    const rename = chat.querySelector("[data-rename]");
-    if (rename) {
+    function setupRename() {
+      const rename = chat.querySelector("[data-rename]");
+      if (!rename) return;
       const input = rename.querySelector("[data-title-input]");
       let saved = input.value;
       const save = async () => {
@@ -513,6 +532,7 @@
       rename.addEventListener("submit", (event) => { event.preventDefault(); save(); });
       input.addEventListener("blur", save);
     }
+    setupRename();
 
     const search = document.querySelector("[data-conv-search]");
     let searchTimer = null;
