@@ -205,9 +205,11 @@ def test_conversation_ids_are_checked(studio, fake: FakeOpenRouter) -> None:
 def test_a_turn_waits_for_its_parent_and_fails_when_the_parent_fails(studio, fake: FakeOpenRouter) -> None:
     running, client = studio
     fake.enqueue("/chat/completions", model_not_found(MODEL))
-    root = turn(client, "first", defer=True, expect=202)
+    assert client.post("/api/v1/queue/pause").status_code == 200  # both are stored before anything is sent
+    root = turn(client, "first", expect=202)
     child = turn(client, "second", parent_id=root["id"], expect=202)
     assert child["status"] == "queued" and child["waiting_for"] == "parent"
+    assert client.post("/api/v1/queue/resume").status_code == 200
     assert wait_status(running, client, root["id"], "failed")["error"]["code"] == "model_not_found"
     failed = wait_status(running, client, child["id"], "failed")
     assert failed["error"]["code"] == "parent_failed" and failed["waiting_for"] is None
@@ -219,6 +221,17 @@ def test_a_turn_waits_for_its_parent_and_fails_when_the_parent_fails(studio, fak
     assert done["output_text"] == "Echo: second"
     assert sent_messages(fake) == [user("first"), assistant("Echo: first"), user("second")]
     assert [m["content"] for r in chat_requests(fake) for m in r["messages"][-1:]] == ["first", "first", "second"]
+
+
+def test_a_reply_to_a_turn_that_already_failed_fails_with_parent_failed(studio, fake: FakeOpenRouter) -> None:
+    running, client = studio
+    fake.enqueue("/chat/completions", model_not_found(MODEL))
+    root = turn(client, "first", expect=400)
+    assert root["status"] == "failed"
+    child = turn(client, "second", parent_id=root["id"], expect=202)
+    assert child["status"] == "queued" and child["waiting_for"] is None
+    assert wait_status(running, client, child["id"], "failed")["error"]["code"] == "parent_failed"
+    assert len(chat_requests(fake)) == 1  # nothing was sent for the reply
 
 
 def test_offline_turns_queue_in_order_and_each_goes_once_with_the_answer_above(studio, fake: FakeOpenRouter) -> None:
@@ -287,3 +300,27 @@ def test_existing_text_generations_become_one_turn_conversations(tmp_path: Path)
     rows = dict(con.execute("SELECT id, conversation_id FROM generations").fetchall())
     assert rows == {"t1": "t1", "i1": None}
     assert con.execute("SELECT id FROM conversations").fetchall() == [("t1",)]
+
+
+def test_markdown_export_of_a_conversation_is_one_document(studio, fake: FakeOpenRouter) -> None:
+    import io
+    import zipfile
+
+    _, client = studio
+    root = turn(client, "Name a river")
+    second = turn(client, "How long is it?", parent_id=root["id"])
+    turn(client, "Where does it start?", parent_id=root["id"])  # another branch
+    turn(client, "Something else")  # another conversation, not exported
+    r = client.post("/api/v1/exports", json={"format": "markdown",
+                                             "filter": {"conversation_id": root["conversation_id"]}})
+    assert r.status_code == 201, r.text
+    assert r.json()["items"] == 3
+    zf = zipfile.ZipFile(io.BytesIO(client.get(f"/api/v1/exports/{r.json()['id']}").content))
+    docs = [n for n in zf.namelist() if n.endswith(".md") and n != "index.md"]
+    assert len(docs) == 1 and docs[0].endswith("-conversation.md")
+    text = zf.read(docs[0]).decode()
+    assert text.startswith("# Name a river") and "**Turns:** 3" in text
+    assert text.index("Name a river") < text.index("How long is it?") < text.index("Where does it start?")
+    assert "*Another branch: answers turn 1.*" in text and "Echo: How long is it?" in text
+    assert "Something else" not in text and second["id"]
+    assert "conversation, 3 turns" in zf.read("index.md").decode()

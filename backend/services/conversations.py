@@ -28,7 +28,9 @@ class Placement:
 
     @property
     def waits(self) -> bool:
-        return self.parent_status in gens.WAITING_PARENT
+        """The turn does not go out at once: its parent has not finished (it waits), or failed (the outbox
+        fails it with ``parent_failed`` on its next pass)."""
+        return self.parent_status in (*gens.WAITING_PARENT, *gens.PARENT_FAILED)
 
 
 def _invalid(message: str) -> AtelierError:
