@@ -31,6 +31,13 @@ def pick(page, search: str) -> None:
     page.keyboard.press("Enter")
 
 
+def shoot(page, name: str) -> None:
+    """Screenshots at 1280×800 and 900×650 (the page keeps the last size)."""
+    for width, height in ((1280, 800), (900, 650)):
+        page.set_viewport_size({"width": width, "height": height})
+        screenshot(page, f"{name}-{width}")
+
+
 def send(page, text: str) -> None:
     before = page.locator(TURNS).count()
     page.fill("#prompt", text)
@@ -73,7 +80,8 @@ def test_three_turns_regenerate_edit_branches_and_copy(browser, ui: UiStack) -> 
     plain.click()
     wait_for(lambda: plain.inner_text() == "Copied ✓")
     assert page.evaluate("navigator.clipboard.readText()").startswith("Plan\n")
-    screenshot(page, "conversation-three-turns-light-1280")
+    shoot(page, "conversation-three-turns-light")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # Regenerate the third answer: a sibling; the old branch is not sent.
     ui.fake.reply_text = "A different third answer"
@@ -104,9 +112,7 @@ def test_three_turns_regenerate_edit_branches_and_copy(browser, ui: UiStack) -> 
     assert page.locator(f"{TURNS}:nth-child(2) [data-prompt]").inner_text() == "Second question"
     assert page.locator(f"{TURNS}:nth-child(2) [data-branch-pos]").inner_text() == "1/2"
     assert page.locator(LAST_ANSWER).inner_text() == "A different third answer"
-    screenshot(page, "conversation-branches-light-1280")
-    page.set_viewport_size({"width": 900, "height": 650})
-    screenshot(page, "conversation-branches-light-900")
+    shoot(page, "conversation-branches-light")
     assert problems == []
     page.context.close()
 
@@ -114,9 +120,7 @@ def test_three_turns_regenerate_edit_branches_and_copy(browser, ui: UiStack) -> 
     dark.goto(ui.login_url)
     dark.click("[data-conversations] .conv-list a")
     dark.locator(TURNS).first.wait_for()
-    screenshot(dark, "conversation-dark-1280")
-    dark.set_viewport_size({"width": 900, "height": 650})
-    screenshot(dark, "conversation-dark-900")
+    shoot(dark, "conversation-dark")
     dark.context.close()
 
 
@@ -155,7 +159,8 @@ def test_offline_replies_wait_for_the_answer_above(browser, ui: UiStack) -> None
         page.locator(f"{TURNS}:last-child [data-turn-waiting]").wait_for(timeout=30_000)
     assert "Queued — will send when OpenRouter answers" in page.locator(f"{TURNS}:nth-child(2)").inner_text()
     assert "Waiting for the answer above" in page.locator(f"{TURNS}:nth-child(3)").inner_text()
-    screenshot(page, "conversation-offline-dark-1280")
+    shoot(page, "conversation-offline-dark")
+    page.set_viewport_size({"width": 1280, "height": 800})
     ui.fake.go_online()
     page.locator(f"{TURNS}:nth-child(3) [data-copy-answer]").wait_for(timeout=30_000)
     assert page.locator(LAST_ANSWER).inner_text() == "Echo: Still on the plane"
@@ -185,7 +190,8 @@ def test_refine_variations_and_animate_from_an_image(browser, ui: UiStack) -> No
     assert sent[1]["image_url"]["url"].startswith("data:image/png;base64,")
     refined = ui.backend("GET", "/generations", params={"limit": 1, "kind": "image"})["items"][0]
     assert refined["parent_id"] == first["id"] and refined["conversation_id"] == first["id"]
-    screenshot(page, "image-refine-light-1280")
+    shoot(page, "image-refine-light")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # Variations: four images from the same prompt and model.
     before = ui.fake.count("/chat/completions")

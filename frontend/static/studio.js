@@ -199,15 +199,20 @@
       } catch (e) { /* keep the list as it is */ }
     };
 
-    /** A new conversation got its first turn: show its head (title to rename, Delete) from the page. */
-    const refreshHead = async (url) => {
+    /** After a turn: the head's numbers (turns, cost); a new conversation's first turn brings its whole head
+        (title to rename, Delete). */
+    const refreshHead = async (url, whole) => {
       try {
         const response = await fetch(url, { credentials: "same-origin" });
         if (!response.ok) return;
         const doc = new DOMParser().parseFromString(await response.text(), "text/html"); // our own page
         const fresh = doc.querySelector("[data-chat-head]");
         const head = chat.querySelector("[data-chat-head]");
-        if (fresh && head) {
+        const stats = chat.querySelector("[data-chat-stats]");
+        const freshStats = doc.querySelector("[data-chat-stats]");
+        if (!whole && stats && freshStats) {
+          stats.textContent = freshStats.textContent;
+        } else if (fresh && head) {
           head.replaceWith(document.importNode(fresh, true));
           setupRename();
         }
@@ -399,7 +404,7 @@
         const started = !wasInConversation && convField.value;
         article = await swap(article, run.id);
         refreshList();
-        if (started) refreshHead(url.toString());
+        refreshHead(url.toString(), started);
       } else if (error) {
         badge.textContent = "Failed";
         badge.className = "badge badge-failed";
