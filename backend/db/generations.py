@@ -27,8 +27,6 @@ _COLUMNS = (
 
 _COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
 
-# The row plus its parent's status (a queued turn waits for its parent: ``waiting_for`` in the record).
-_SELECT = _COLUMNS + ", (SELECT p.status FROM generations p WHERE p.id = generations.parent_id) AS parent_status"  # noqa: S608
 
 #: A queued turn waits while its parent is still in one of these.
 WAITING_PARENT = ("queued", "running")
@@ -95,10 +93,34 @@ async def insert(
 
 
 async def get_row(store: Store, gen_id: str) -> dict[str, Any]:
-    row = await store.fetchone(f"SELECT {_SELECT} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
+    row = await store.fetchone(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
     if row is None:
         raise NotFound(f"No generation with id '{gen_id}'.")
+    await with_parent_status(store, [row])
     return row
+
+
+async def parent_failed(store: Store, row: dict[str, Any]) -> bool:
+    """Whether the turn ``row`` answers failed or was cancelled (it cannot be retried before its parent)."""
+    if not row.get("parent_id"):
+        return False
+    parent = await store.fetchone("SELECT status FROM generations WHERE id = ?", [row["parent_id"]])
+    return parent is not None and parent["status"] in PARENT_FAILED
+
+
+async def with_parent_status(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``parent_status`` to queued turns (a turn waits for its parent: ``waiting_for`` in the record). One
+    lookup by primary key for the few that need it, never a join over the library."""
+    wanted = list({r["parent_id"] for r in rows if r["status"] == "queued" and r.get("parent_id")})
+    statuses: dict[str, str] = {}
+    if wanted:
+        placeholders = ", ".join("?" for _ in wanted)
+        found = await store.fetchall(
+            f"SELECT id, status FROM generations WHERE id IN ({placeholders})", wanted)  # noqa: S608
+        statuses = {r["id"]: r["status"] for r in found}
+    for row in rows:
+        row["parent_status"] = statuses.get(row.get("parent_id") or "")
+    return rows
 
 
 async def update(store: Store, gen_id: str, **changes: Any) -> None:
@@ -207,17 +229,23 @@ async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int) -> 
     counts as due, so a stored time never stalls the queue.
     """
     rows = await store.fetchall(
-        "SELECT id, created_at FROM generations WHERE status = 'queued' AND (next_attempt_at IS NULL OR "
-        "next_attempt_at <= ?) AND NOT EXISTS (SELECT 1 FROM generations p WHERE p.id = generations.parent_id "
-        "AND p.status IN ('queued', 'running')) ORDER BY created_at LIMIT ?",
+        "SELECT id, created_at, parent_id, status FROM generations WHERE status = 'queued' AND (next_attempt_at "
+        "IS NULL OR next_attempt_at <= ?) ORDER BY created_at LIMIT ?",
         [at, limit],
     )
+    if any(r["parent_id"] for r in rows):  # turns waiting for their parent are not due: look further
+        rows = await store.fetchall(
+            "SELECT id, created_at, parent_id, status FROM generations WHERE status = 'queued' AND "
+            "(next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY created_at", [at])
+        await with_parent_status(store, rows)
+        rows = [r for r in rows if r["parent_status"] not in WAITING_PARENT][:limit]
     ahead = await store.fetchall(
-        "SELECT id, created_at, next_attempt_at, error FROM generations WHERE status = 'queued' "
-        "AND next_attempt_at > ? AND NOT EXISTS (SELECT 1 FROM generations p WHERE p.id = generations.parent_id "
-        "AND p.status IN ('queued', 'running')) ORDER BY created_at",
+        "SELECT id, created_at, parent_id, status, next_attempt_at, error FROM generations WHERE status = 'queued' "
+        "AND next_attempt_at > ? ORDER BY created_at",
         [at + horizon],
     )
+    await with_parent_status(store, ahead)
+    ahead = [r for r in ahead if r["parent_status"] not in WAITING_PARENT]
     for row in ahead:
         retry_after = (json.loads(row["error"]) if row["error"] else {}).get("retry_after") or 0
         if row["next_attempt_at"] > at + max(horizon, timedelta(seconds=float(retry_after)) + timedelta(seconds=1)):
@@ -343,8 +371,9 @@ async def record(store: Store, gen_id: str, *, with_attempts: bool = True) -> di
 async def conversation_records(store: Store, conversation_id: str) -> list[dict[str, Any]]:
     """Every turn of a conversation as API records (with output assets), oldest first."""
     rows = await store.fetchall(
-        f"SELECT {_SELECT} FROM generations WHERE conversation_id = ? ORDER BY created_at, id",  # noqa: S608
+        f"SELECT {_COLUMNS} FROM generations WHERE conversation_id = ? ORDER BY created_at, id",  # noqa: S608
         [conversation_id])
+    await with_parent_status(store, rows)
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows]
 
@@ -404,9 +433,10 @@ async def search(
         params += [created, created, gen_id]
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     rows = await store.fetchall(
-        f"SELECT {_SELECT} FROM generations {clause} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608
+        f"SELECT {_COLUMNS} FROM generations {clause} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608
         [*params, limit + 1],
     )
+    await with_parent_status(store, rows)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     rows = rows[:limit]
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])

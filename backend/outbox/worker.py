@@ -246,7 +246,7 @@ class Outbox:
         row = await gens.get_row(self.store, gen_id)
         if row["status"] not in ("queued", "failed", "interrupted", "cancelled"):
             return False
-        if row.get("parent_status") in gens.PARENT_FAILED:
+        if await gens.parent_failed(self.store, row):
             raise Conflict("The turn this one answers did not finish: retry that turn first.",
                            code="parent_failed")
         refusal = await self._refusal(row["model"])
