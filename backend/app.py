@@ -41,7 +41,7 @@ class Shell:
 
 
 class _Guard:
-    """Pure ASGI middleware: Host allow-list, bearer launch token, request size cap.
+    """Pure ASGI middleware: Host allow-list (exactly one Host header), bearer launch token, request size cap.
 
     Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched.
     """
@@ -57,7 +57,12 @@ class _Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         server = scope.get("server") or (None, None)
-        if not is_allowed_host(headers.get("host"), server[1]):
+        if not (scope.get("raw_path") or b"/").startswith(b"/"):
+            # Absolute-form target (``GET http://other.host/path``): the host it names is never checked.
+            await _deny(send, 400, "bad_request", "Only origin-form request targets (/path) are accepted.")
+            return
+        hosts = [v for k, v in scope.get("headers", []) if k.lower() == b"host"]
+        if len(hosts) != 1 or not is_allowed_host(hosts[0].decode("latin-1"), server[1]):
             await _deny(send, 403, "forbidden_host", "Requests must address this app by 127.0.0.1 or localhost.")
             return
         if scope["path"] not in PUBLIC_PATHS:
@@ -174,7 +179,7 @@ def create_app(
         title="Atelier local API",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # its Swagger page loads from a CDN and needs the token: the UI serves /api-docs
         openapi_url="/openapi.json",
         redoc_url=None,
     )
@@ -212,8 +217,13 @@ _COMMON_ERRORS = {
 # Further answers of particular operations, keyed by (method, path template).
 _OPERATION_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/api/v1/generations"): {
-        402: "This month's budget is spent.", 404: "A reference asset does not exist.",
+        402: "This month's budget is spent.", 404: "A reference asset or the template does not exist.",
         429: "The outbox is full.", 502: "OpenRouter did not answer; the generation stays queued."},
+    ("post", "/api/v1/batches"): {
+        402: "This month's budget is spent.", 404: "The template does not exist.",
+        429: "The outbox cannot take this many more items."},
+    ("post", "/api/v1/batches/{batch_id}/resume"): {409: "The batch was cancelled."},
+    ("post", "/api/v1/batches/{batch_id}/pause"): {409: "The batch was cancelled."},
     ("post", "/api/v1/assets"): {415: "Not a PNG, JPEG, WebP or GIF image."},
     ("post", "/api/v1/generations/{gen_id}/retry"): {
         402: "This month's budget is spent; the generation failed and nothing was sent.",

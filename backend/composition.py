@@ -21,7 +21,9 @@ from backend.openrouter import OpenRouterClient
 from backend.outbox.connectivity import Connectivity
 from backend.outbox.worker import Outbox
 from backend.services.admission import Admission
+from backend.services.batches import Batches
 from backend.services.catalogue import Catalogue
+from backend.services.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,10 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     )
     state.admission = Admission(store=state.store, settings=settings, policy=policy, preferences=state.preferences,
                                 keys=state.keys, outbox=state.outbox)
+    state.library = Library(store=state.store, media=state.media, outbox=state.outbox,
+                            backups_dir=settings.backups_dir)
+    state.batches = Batches(store=state.store, settings=settings, policy=policy, preferences=state.preferences,
+                            outbox=state.outbox)
     await state.outbox.start()
     tasks = [asyncio.create_task(_refresh_loop(app), name="catalogue-refresh"),
              asyncio.create_task(_backup_loop(app), name="daily-backup")]

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 
 from frontend.backend_client import BackendClient
+from frontend.security import RequestTargetGuard
 
 
 def create_app(
@@ -53,7 +54,9 @@ def create_app(
 
     from frontend import templating, web
     from frontend.views import (
+        api_docs,
         auth,
+        batches,
         conversations,
         data,
         generations,
@@ -74,11 +77,14 @@ def create_app(
     app.register_blueprint(generations.bp)
     app.register_blueprint(library.bp)
     app.register_blueprint(templates.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(queue.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(data.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(status.bp)
+    app.register_blueprint(api_docs.bp)
+    app.wsgi_app = RequestTargetGuard(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

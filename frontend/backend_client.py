@@ -353,6 +353,23 @@ class BackendClient:
         body = {"prompt": prompt, "system": system, "variables": dict(variables), "placeholders": True}
         return self.request("POST", "/templates/preview", json=body)
 
+    # -- batches and compares ----------------------------------------------------------------------
+
+    def batches(self, **filters: Any) -> dict[str, Any]:
+        """``GET /batches``: ``{"items", "next_cursor"}``, newest first."""
+        return self.request("GET", "/batches", params=filters)
+
+    def batch(self, batch_id: str, **filters: Any) -> dict[str, Any]:
+        """``GET /batches/{id}``: the batch with a page of its ``items`` and ``next_cursor``."""
+        return self.request("GET", f"/batches/{_segment(batch_id)}", params=filters)
+
+    def create_batch(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/batches", json=dict(body), timeout=GENERATION_TIMEOUT)
+
+    def batch_action(self, batch_id: str, action: str) -> dict[str, Any]:
+        """``POST /batches/{id}/pause|resume|cancel``."""
+        return self.request("POST", f"/batches/{_segment(batch_id)}/{_segment(action)}")
+
     # -- your data: exports, imports, backups --------------------------------------------------------
 
     def exports(self) -> dict[str, Any]:

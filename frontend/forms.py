@@ -25,6 +25,10 @@ MAX_TAG_CHARS = 64
 _TRUE = frozenset({"1", "on", "true"})
 
 
+#: Form fields holding a template's variables in the Studio ("Use template"): ``var__<name>``.
+VARIABLE_PREFIX = "var__"
+
+
 class FormError(ValueError):
     """A posted value that cannot be used; ``message`` says which and what to enter instead."""
 
@@ -150,7 +154,8 @@ def generation_request(form: Mapping[str, Any]) -> dict[str, Any]:
         if last and not first:
             raise FormError("Add a first frame too: a last frame is only used together with a first frame.")
         references = (first[:1] + last[:1]) if first else []
-    if not prompt and not (kind != "text" and references):
+    template_id = str(form.get("template_id") or "").strip()
+    if not prompt and not template_id and not (kind != "text" and references):
         raise FormError("Write a prompt first.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise FormError(f"The prompt is too long (over {MAX_PROMPT_CHARS:,} characters).")
@@ -159,6 +164,12 @@ def generation_request(form: Mapping[str, Any]) -> dict[str, Any]:
     if len(references) > MAX_REFERENCES:
         raise FormError(f"Use at most {MAX_REFERENCES} reference images.")
     body: dict[str, Any] = {"kind": kind, "model": model, "prompt": prompt}
+    if template_id:
+        # "Use template": the engine renders it with the values of the form's variable fields.
+        del body["prompt"]
+        body["template_id"] = template_id
+        body["variables"] = {key[len(VARIABLE_PREFIX):]: str(value) for key, value in form.items()
+                             if key.startswith(VARIABLE_PREFIX)}
     if kind == "text":
         system = str(form.get("system") or "").strip()
         if system:

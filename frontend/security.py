@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 # One Host check for both servers (ipaddress-based, exact port): see backend/net/hosts.py.
 from backend.net.hosts import is_allowed_host, tokens_equal
 
-__all__ = ["CONTENT_SECURITY_POLICY", "is_allowed_host", "is_allowed_origin", "is_cross_site_write",
-           "secrets_equal"]
+__all__ = ["CONTENT_SECURITY_POLICY", "RequestTargetGuard", "is_allowed_host", "is_allowed_origin",
+           "is_cross_site_write", "secrets_equal"]
 
 #: The Content-Security-Policy every HTML response carries (docs/security.md). No inline code anywhere.
 CONTENT_SECURITY_POLICY = (
@@ -49,3 +51,35 @@ def is_cross_site_write(method: str, origin: str | None, fetch_site: str | None,
 def secrets_equal(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a presented secret (login token, session cookie) with ours."""
     return tokens_equal(given, expected)
+
+
+class RequestTargetGuard:
+    """WSGI middleware in front of Flask: refuse what the Host check cannot see.
+
+    * an absolute-form request target (``GET http://other.host/path``): the host it names is not the Host
+      header's, and WSGI servers do not all reject or rewrite it;
+    * more than one Host header (servers join repeated headers with a comma; Flask would read the join).
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = environ.get("REQUEST_URI") or environ.get("RAW_URI") or "/"
+        if not (target.startswith("/") or target == "*"):
+            return _refuse(start_response, "Only origin-form request targets (/path) are accepted.")
+        if "," in environ.get("HTTP_HOST", ""):
+            return _refuse(start_response, "Exactly one Host header is accepted.")
+        return self.app(environ, start_response)
+
+
+def _refuse(start_response: Callable[..., Any], message: str) -> list[bytes]:
+    body = (message + "\n").encode("ascii")
+    start_response("400 Bad Request", [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cache-Control", "no-store"),
+    ])
+    return [body]

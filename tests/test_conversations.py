@@ -296,7 +296,7 @@ def test_existing_text_generations_become_one_turn_conversations(tmp_path: Path)
     for gen_id, kind in (("t1", "text"), ("i1", "image")):
         con.execute("INSERT INTO generations (id, kind, status, model, prompt, created_at, updated_at) "
                     "VALUES (?, ?, 'succeeded', 'm', 'p', now(), now())", [gen_id, kind])
-    assert migrate(con) == ["0004_conversations"]
+    assert migrate(con)[0] == "0004_conversations"
     rows = dict(con.execute("SELECT id, conversation_id FROM generations").fetchall())
     assert rows == {"t1": "t1", "i1": None}
     assert con.execute("SELECT id FROM conversations").fetchall() == [("t1",)]

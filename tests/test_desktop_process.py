@@ -194,8 +194,8 @@ def test_both_servers_disable_nagle() -> None:
     assert api.sock.proto == socketlib.IPPROTO_TCP  # asyncio sets TCP_NODELAY only for TCP-protocol sockets
     api.sock.close()
     ui = UiServer(lambda environ, start_response: [])
-    assert ui.server.RequestHandlerClass.disable_nagle_algorithm is True
-    ui.server.server_close()
+    assert (socketlib.IPPROTO_TCP, socketlib.TCP_NODELAY, 1) in ui.server.adj.socket_options
+    ui.server.close()
 
 
 def test_200_concurrent_writes_to_the_real_process(running) -> None:

@@ -1234,47 +1234,6 @@ def test_download_errors(wire) -> None:
 # Images
 
 
-def test_create_image_decodes_b64(wire) -> None:
-    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
-    import base64
-
-    answer = {
-        "created": 1,
-        "data": [
-            {"b64_json": base64.b64encode(png).decode(), "media_type": "image/png"},
-            {"b64_json": base64.b64encode(b"\xff\xd8\xff\xe0jpeg").decode()},
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 4175, "cost": 0.04},
-    }
-    server = wire(lambda req, conn: conn.json(200, answer, {"X-Generation-Id": "gen-img"}))
-    result = run(
-        with_client(
-            server.base_url,
-            lambda c: c.create_image(SENTINEL_KEY, {"model": "m", "prompt": "p", "stream": True}),
-        )
-    )
-    assert [(i.data, i.mime) for i in result.images] == [
-        (png, "image/png"),
-        (b"\xff\xd8\xff\xe0jpeg", "image/jpeg"),
-    ]
-    assert result.usage is not None and result.usage.cost_usd == pytest.approx(0.04)
-    assert result.upstream_id == "gen-img"
-    assert server.requests[0].path == "/api/v1/images" and "stream" not in server.requests[0].json()
-
-
-def test_create_image_failures(wire) -> None:
-    server = wire(lambda req, conn: conn.json(502, {"error": {"code": 502, "message": "Generation failed"}}))
-    assert (
-        capture_error(server.base_url, lambda c: c.create_image(SENTINEL_KEY, {"model": "m"})).disposition
-        == "retry"
-    )
-    server = wire(lambda req, conn: conn.json(200, {"data": []}))
-    assert (
-        capture_error(server.base_url, lambda c: c.create_image(SENTINEL_KEY, {"model": "m"})).code
-        == "empty_response"
-    )
-
-
 # ------------------------------------------------------------------------------------------------------------
 # Probe, constructor
 
@@ -1569,18 +1528,11 @@ def test_fake_video_job_to_download(fake, relative) -> None:
     assert too_big.metadata["max_bytes"] == 100
 
 
-def test_fake_images_and_models(fake) -> None:
+def test_fake_image_and_video_models(fake) -> None:
     async def go(client: OpenRouterClient):
-        image = await client.create_image(
-            FAKE_KEY, {"model": "black-forest-labs/flux.2-pro", "prompt": "a fox"}
-        )
-        return image, await client.list_models("image", FAKE_KEY), await client.video_models(FAKE_KEY)
+        return await client.list_models("image", FAKE_KEY), await client.video_models(FAKE_KEY)
 
-    image, image_models, video_models = run(with_client(fake.base_url, go))
-    assert (
-        image.images and image.images[0].data.startswith(b"\x89PNG") and image.images[0].mime == "image/png"
-    )
-    assert image.usage is not None and image.usage.cost_usd is not None
+    image_models, video_models = run(with_client(fake.base_url, go))
     assert any(m["id"] == "black-forest-labs/flux.2-pro" for m in image_models)
     assert {m["id"] for m in video_models} >= {"google/veo-3.1"}
 

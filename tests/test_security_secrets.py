@@ -119,7 +119,7 @@ def test_sentinel_key_appears_nowhere(data_dir: Path, sentinel_fake: FakeOpenRou
             assert ui.get("/login", params={"token": app.info["token"]}).status_code == 200
             for page in ("/", "/?mode=image", "/?mode=video", "/library", "/library?q=plain", "/queue", "/settings",
                          f"/g/{gen_id}", f"/g/{gen_id}/result", f"/g/{image.json()['id']}", "/ui/status",
-                         f"/assets/{asset_id}", f"/g/{gen_id}/events"):
+                         f"/assets/{asset_id}", f"/g/{gen_id}/events", "/api-docs", "/api-docs/openapi.json"):
                 assert ui.get(page).status_code < 500, page
             settings_page = ui.get("/settings").text
             assert SENTINEL[-4:] in settings_page

@@ -26,6 +26,7 @@ def chats(ui: UiStack) -> list[list[dict]]:
 
 def pick(page, search: str) -> None:
     """Choose a model with the searchable picker."""
+    page.wait_for_timeout(200)  # a picker that just closed hides itself again 120 ms after losing focus
     page.click("[data-chat] .picker-button")
     page.fill("[data-chat] .picker-panel input[type=search]", search)
     page.keyboard.press("Enter")

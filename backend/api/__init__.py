@@ -16,7 +16,7 @@ def register_routers(app: FastAPI) -> None:
 
 # Resource routers, in the order they appear in the OpenAPI document.
 ROUTERS: list[str] = [
-    "generations", "collections", "templates", "queue", "credentials", "models", "usage", "assets", "data",
+    "generations", "batches", "collections", "templates", "queue", "credentials", "models", "usage", "assets", "data",
     "backups", "diagnostics",
     "conversations",
 ]

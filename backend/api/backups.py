@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from backend.api.deps import SettingsDep, StateDep, StoreDep
+from backend.api.deps import OutboxDep, PreferencesDep, SettingsDep, StoreDep
 from backend.core.vocabulary import Status
 from backend.data import backups
 
@@ -56,7 +56,8 @@ async def make_backup(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
 
 
 @router.post("/backups/{backup_id}/restore", response_model=Restored)
-async def restore_backup(backup_id: str, state: StateDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+async def restore_backup(backup_id: str, store: StoreDep, settings: SettingsDep, outbox: OutboxDep,
+                         preferences: PreferencesDep) -> dict[str, Any]:
     """Verify the backup, build a new library file from it, set the current file aside and carry on with the
     restored library — no restart. The outbox is paused afterwards: what was waiting in the backup may have been
     sent since, so the user decides when to resume."""
@@ -73,6 +74,6 @@ async def restore_backup(backup_id: str, state: StateDep, store: StoreDep, setti
         "UPDATE generations SET status = ?, error = ?, next_attempt_at = NULL, updated_at = now() WHERE status = ?",
         [Status.INTERRUPTED, json.dumps(RESTORED_RUNNING), Status.RUNNING],
     )
-    state.preferences.forget_cached()
-    await state.outbox.set_paused(True)
+    preferences.forget_cached()
+    await outbox.set_paused(True)
     return {"restored": backup_id, "items": items, "kept_aside": aside.name, "outbox_paused": True}

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backend.api.deps import StateDep, StoreDep
+from backend.api.deps import LibraryDep, StoreDep
 from backend.db import collections as rows
-from backend.services import library
+from backend.services.library import BulkAction
 
 router = APIRouter(tags=["collections"])
 
@@ -54,19 +54,13 @@ class BulkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ids: list[_Id] = Field(min_length=1, max_length=500)
-    action: library.BulkAction
+    action: BulkAction
     value: str | None = Field(default=None, max_length=200)
 
 
 class BulkOut(BaseModel):
     done: int
     missing: list[str]
-
-
-async def _apply(state: Any, store: Any, ids: list[str], action: library.BulkAction,
-                 value: str | None = None) -> dict[str, Any]:
-    return await library.apply(store, media=state.media, outbox=state.outbox, backups_dir=state.settings.backups_dir,
-                               ids=ids, action=action, value=value)
 
 
 @router.post("/collections", status_code=201, response_model=Collection)
@@ -104,19 +98,18 @@ async def delete_collection(collection_id: str, store: StoreDep) -> Response:
 
 
 @router.post("/collections/{collection_id}/items", response_model=BulkOut)
-async def add_to_collection(collection_id: str, body: ItemsIn, state: StateDep, store: StoreDep) -> dict[str, Any]:
+async def add_to_collection(collection_id: str, body: ItemsIn, library: LibraryDep) -> dict[str, Any]:
     """Add generations (each once); ids that do not exist are listed in ``missing``."""
-    return await _apply(state, store, body.generation_ids, "add_to_collection", collection_id)
+    return await library.apply(body.generation_ids, "add_to_collection", collection_id)
 
 
 @router.delete("/collections/{collection_id}/items", response_model=BulkOut)
-async def remove_from_collection(collection_id: str, body: ItemsIn, state: StateDep,
-                                 store: StoreDep) -> dict[str, Any]:
-    return await _apply(state, store, body.generation_ids, "remove_from_collection", collection_id)
+async def remove_from_collection(collection_id: str, body: ItemsIn, library: LibraryDep) -> dict[str, Any]:
+    return await library.apply(body.generation_ids, "remove_from_collection", collection_id)
 
 
 @router.post("/generations/bulk", response_model=BulkOut)
-async def bulk(body: BulkIn, state: StateDep, store: StoreDep) -> dict[str, Any]:
+async def bulk(body: BulkIn, library: LibraryDep) -> dict[str, Any]:
     """One action on up to 500 generations, in one transaction: favorite, unfavorite, tag, untag (``value`` is
     the tag), add_to_collection, remove_from_collection (``value`` is the collection id) or delete."""
-    return await _apply(state, store, body.ids, body.action, body.value)
+    return await library.apply(body.ids, body.action, body.value)

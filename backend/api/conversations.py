@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backend.api.deps import MediaDep, OutboxDep, SettingsDep, StoreDep
+from backend.api.deps import LibraryDep, StoreDep
 from backend.db import conversations as convs
 from backend.db import generations as gens
 from backend.services.conversations import delete_conversation
@@ -79,11 +79,9 @@ async def patch_conversation(conversation_id: str, body: ConversationPatch, stor
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)
-async def remove_conversation(conversation_id: str, store: StoreDep, media: MediaDep, outbox: OutboxDep,
-                              settings: SettingsDep) -> Response:
+async def remove_conversation(conversation_id: str, store: StoreDep, library: LibraryDep) -> Response:
     """Delete the conversation and all its turns, with their files."""
     if not await convs.exists(store, _checked(conversation_id)):
         raise convs.not_found(conversation_id)
-    await delete_conversation(store, media=media, outbox=outbox, backups_dir=settings.backups_dir,
-                              conversation_id=conversation_id)
+    await delete_conversation(store, library=library, conversation_id=conversation_id)
     return Response(status_code=204)

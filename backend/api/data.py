@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import SettingsDep, StateDep, StoreDep
+from backend.api.deps import MediaDep, SettingsDep, StoreDep
 from backend.core.errors import AtelierError, NotFound
 from backend.core.files import write_all
 from backend.core.sizes import format_size
@@ -63,11 +63,11 @@ class ImportResult(BaseModel):
 
 
 @router.post("/exports", status_code=201, response_model=Export)
-async def create_export(body: ExportIn, state: StateDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+async def create_export(body: ExportIn, media: MediaDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """Write a zip of everything, or of what the filter selects, into ``<data>/exports/``."""
     selection = body.filter.model_dump(exclude_none=True)
     info = await store.read(lambda cur: exports.write_export(
-        cur, media=state.media, exports_dir=settings.exports_dir, fmt=body.format, selection=selection))
+        cur, media=media, exports_dir=settings.exports_dir, fmt=body.format, selection=selection))
     return info.to_dict()
 
 
@@ -88,7 +88,7 @@ async def download_export(export_id: str, settings: SettingsDep) -> FileResponse
 @router.post("/imports", response_model=ImportResult,
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {
                  "schema": {"type": "string", "format": "binary"}}}}})
-async def import_export(request: Request, state: StateDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+async def import_export(request: Request, media: MediaDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """Merge a JSONL or Parquet export zip (the raw body, any content type) into this library: nothing duplicated,
     nothing overwritten, media checked against its sha256."""
     folder = settings.data_dir / "imports"
@@ -97,7 +97,7 @@ async def import_export(request: Request, state: StateDep, store: StoreDep, sett
     try:
         await _receive(request, upload, settings.import_max_bytes)
         parsed = await asyncio.to_thread(imports.read_export, upload, max_media_bytes=settings.max_media_bytes)
-        infos = await asyncio.to_thread(imports.store_media, upload, parsed, state.media)
+        infos = await asyncio.to_thread(imports.store_media, upload, parsed, media)
         return await store.transaction(lambda cur: imports.merge(cur, parsed, infos))
     finally:
         with contextlib.suppress(OSError):

@@ -18,7 +18,9 @@ from backend.openrouter import OpenRouterClient
 from backend.outbox.connectivity import Connectivity
 from backend.outbox.worker import Outbox
 from backend.services.admission import Admission
+from backend.services.batches import Batches
 from backend.services.catalogue import Catalogue
+from backend.services.library import Library
 
 
 def _store(request: Request) -> Store:
@@ -43,6 +45,10 @@ def _outbox(request: Request) -> Outbox:
 
 def _admission(request: Request) -> Admission:
     return request.app.state.admission
+
+
+def _batches(request: Request) -> Batches:
+    return request.app.state.batches
 
 
 def _media(request: Request) -> MediaStore:
@@ -73,6 +79,10 @@ def _shell(request: Request) -> Shell:
     return request.app.state.shell
 
 
+def _library(request: Request) -> Library:
+    return request.app.state.library
+
+
 def _state(request: Request) -> Any:
     return request.app.state
 
@@ -83,6 +93,7 @@ PreferencesDep = Annotated[Preferences, Depends(_preferences)]
 PolicyDep = Annotated[Policy | None, Depends(_policy)]
 OutboxDep = Annotated[Outbox, Depends(_outbox)]
 AdmissionDep = Annotated[Admission, Depends(_admission)]
+BatchesDep = Annotated[Batches, Depends(_batches)]
 MediaDep = Annotated[MediaStore, Depends(_media)]
 ConnectivityDep = Annotated[Connectivity, Depends(_connectivity)]
 KeysDep = Annotated[Credentials, Depends(_keys)]
@@ -90,5 +101,6 @@ CatalogueDep = Annotated[Catalogue, Depends(_catalogue)]
 ClientDep = Annotated[OpenRouterClient, Depends(_client)]
 OAuthDep = Annotated[OAuthFlows, Depends(_oauth)]
 ShellDep = Annotated[Shell, Depends(_shell)]
+LibraryDep = Annotated[Library, Depends(_library)]
 #: The whole app state, for diagnostics (it reports on everything).
 StateDep = Annotated[Any, Depends(_state)]

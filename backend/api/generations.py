@@ -9,15 +9,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backend.api.deps import AdmissionDep, MediaDep, OutboxDep, SettingsDep, StoreDep
+from backend.api.deps import AdmissionDep, LibraryDep, OutboxDep, StoreDep
 from backend.core.errors import AtelierError, Conflict, NotFound
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.outbox.attempt import REJECT_CODES
 from backend.outbox.events import Running
-from backend.services import library
+from backend.services import templates
 from backend.services.admission import GenerationRequest
 
 router = APIRouter(tags=["generations"])
@@ -30,8 +30,12 @@ class GenerationIn(BaseModel):
 
     kind: Literal["text", "image", "video"]
     model: str = Field(min_length=1, max_length=200)
-    prompt: str = Field(max_length=MAX_PROMPT)
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT)
     system: str | None = Field(default=None, max_length=MAX_PROMPT)
+    template_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                    description="Render this template instead of sending `prompt`.")
+    variables: dict[str, Any] | None = Field(default=None, max_length=200,
+                                             description="The template's values (with `template_id`).")
     params: dict[str, Any] = Field(default_factory=dict)
     input_asset_ids: list[str] = Field(default_factory=list, max_length=16)
     stream: bool = False
@@ -48,6 +52,17 @@ class GenerationIn(BaseModel):
         if not value or any(c.isspace() for c in value):
             raise ValueError("a model id has no spaces, e.g. openai/gpt-4o-mini")
         return value
+
+    @model_validator(mode="after")
+    def _prompt_or_template(self) -> GenerationIn:
+        if self.template_id is None:
+            if self.prompt is None:
+                raise ValueError("give a prompt, or a template_id with its variables")
+            if self.variables is not None:
+                raise ValueError("variables go with a template_id")
+        elif self.prompt is not None:
+            raise ValueError("give either a prompt or a template_id, not both")
+        return self
 
 
 class GenerationPatch(BaseModel):
@@ -89,8 +104,9 @@ def _sse(event: str, data: Any) -> bytes:
 @router.post("/generations", status_code=201)
 async def create_generation(body: GenerationIn, admission: AdmissionDep, outbox: OutboxDep,
                             store: StoreDep) -> Response:
-    """Create a generation. It is written to the database before anything is sent."""
-    row, start_now = await admission.admit(GenerationRequest(**body.model_dump()))
+    """Create a generation. It is written to the database before anything is sent. With ``template_id`` the
+    template is rendered with ``variables`` first (422 ``missing_variable`` / ``template_error``)."""
+    row, start_now = await admission.admit(await _request(body, store))
     gen_id = row["id"]
     if not start_now:
         outbox.wake()
@@ -114,6 +130,20 @@ async def create_generation(body: GenerationIn, admission: AdmissionDep, outbox:
                                        "(the disk may be full or read-only). Free some space, then retry it."},
                              "generation": record}, status_code=507)
     return _response_for(record, created=202 if body.kind == "video" else 201)
+
+
+async def _request(body: GenerationIn, store: Store) -> GenerationRequest:
+    """The request to admit: the prompt as given, or the template rendered (its system prompt, parameters and
+    tags under what the body gives)."""
+    fields = body.model_dump()
+    if body.template_id is None:
+        return GenerationRequest(**fields)
+    variables = body.variables or {}
+    template, rendered = await templates.apply(store, template_id=body.template_id, variables=variables)
+    fields.update(prompt=rendered.prompt, system=body.system if body.system is not None else rendered.system,
+                  params={**template["params"], **body.params},
+                  tags=list(dict.fromkeys([*template["tags"], *body.tags])), variables=variables)
+    return GenerationRequest(**fields)
 
 
 async def _stream_response(store: Store, running: Running, queue: asyncio.Queue,
@@ -171,13 +201,15 @@ async def list_generations(
     tag: Annotated[str | None, Query(max_length=64)] = None,
     favorite: bool | None = None,
     collection_id: Annotated[str | None, Query(max_length=64)] = None,
+    batch_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
-    """Newest first; ``q`` searches prompt, output and title; ``collection_id`` keeps a collection's items."""
+    """Newest first; ``q`` searches prompt, output and title; ``collection_id`` keeps a collection's items,
+    ``batch_id`` a batch's."""
     items, next_cursor = await gens.search(store, q=q, kind=kind, status=status, model=model, tag=tag,
-                                           favorite=favorite, collection_id=collection_id, limit=limit,
-                                           cursor=cursor)
+                                           favorite=favorite, collection_id=collection_id, batch_id=batch_id,
+                                           limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -216,12 +248,10 @@ async def patch_generation(gen_id: str, body: GenerationPatch, store: StoreDep) 
 
 
 @router.delete("/generations/{gen_id}", status_code=204)
-async def delete_generation(gen_id: str, outbox: OutboxDep, media: MediaDep, store: StoreDep,
-                            settings: SettingsDep) -> Response:
+async def delete_generation(gen_id: str, library: LibraryDep, store: StoreDep) -> Response:
     """Delete a generation and its files (files still used by another generation are kept)."""
     await gens.get_row(store, _checked(gen_id))
-    await library.delete_generations(store, media=media, outbox=outbox, backups_dir=settings.backups_dir,
-                                     ids=[gen_id])
+    await library.delete([gen_id])
     return Response(status_code=204)
 
 

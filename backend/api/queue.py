@@ -15,7 +15,7 @@ router = APIRouter(tags=["queue"])
 
 
 async def _queue(outbox: Outbox, store: Store) -> dict[str, Any]:
-    items = [await gens.record(store, gen_id, with_attempts=False) for gen_id in await gens.pending_ids(store)]
+    items = await gens.pending_records(store)
     return {"items": items, "online": outbox.connectivity.online, "paused": outbox.paused}
 
 

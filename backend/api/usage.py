@@ -31,15 +31,17 @@ _KEYS = {
     "month": "strftime(created_at, '%Y-%m')",
     "model": "coalesce(upstream_model, model)",
     "kind": "kind",
+    "batch_id": "batch_id",  # null for generations that belong to no batch
 }
 _PERIODS = ("day", "week", "month")
 
 
 @router.get("/usage")
-async def usage(store: StoreDep, group_by: Literal["day", "week", "month", "model", "kind"] = "day",
+async def usage(store: StoreDep, group_by: Literal["day", "week", "month", "model", "kind", "batch_id"] = "day",
                 from_: Annotated[IsoDate | None, Query(alias="from")] = None,
                 to: Annotated[IsoDate | None, Query()] = None) -> dict[str, Any]:
-    """Totals per day, week (keyed by its Monday), month (``YYYY-MM``), model or kind for finished generations,
+    """Totals per day, week (keyed by its Monday), month (``YYYY-MM``), model, kind or batch (``batch_id``, null
+    for generations outside a batch) for finished generations,
     optionally between ``from`` and ``to`` (inclusive dates). Periods come newest first."""
     return await _usage(store, group_by, from_, to)
 

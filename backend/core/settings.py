@@ -34,6 +34,7 @@ class Settings:
     probe_seconds: float = 10.0
     outbox_concurrency: int = 4
     outbox_max_queued: int = 10_000
+    batch_concurrency: int = 0
     retry_unknown_text: bool = True
     max_attempts: int = 8
     connect_timeout_seconds: float = 15.0
@@ -115,6 +116,8 @@ class Settings:
             raise ValueError("ATELIER_BACKUP_INTERVAL_HOURS must be above 0 and ATELIER_BACKUP_KEEP at least 1")
         if self.outbox_concurrency < 1:
             raise ValueError("ATELIER_OUTBOX_CONCURRENCY must be at least 1")
+        if self.batch_concurrency < 0:
+            raise ValueError("ATELIER_BATCH_CONCURRENCY must be 0 (the outbox concurrency) or more")
 
     def ensure_dirs(self) -> None:
         """Create the data directory tree (private to the user where the OS supports modes)."""
@@ -157,6 +160,8 @@ SETTINGS_DOCS: dict[str, str] = {
     "probe_seconds": "How often reachability of OpenRouter is checked while offline.",
     "outbox_concurrency": "How many queued generations are sent at once.",
     "outbox_max_queued": "Most generations that may wait in the outbox.",
+    "batch_concurrency": "How many batch items are sent at once (0: as many as outbox_concurrency); requests of "
+    "their own always go first.",
     "retry_unknown_text": "Retry text/image requests whose delivery is unknown (may bill twice).",
     "max_attempts": "Attempts (that reached OpenRouter) before a generation fails for good.",
     "connect_timeout_seconds": "Timeout for connecting to OpenRouter.",

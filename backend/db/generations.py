@@ -22,7 +22,7 @@ _COLUMNS = (
     "id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, tags, favorite, output_text, "
     "reasoning_text, prompt_tokens, completion_tokens, cost_usd, upstream_id, upstream_model, job_id, polling_url, "
     "attempts, error, next_attempt_at, created_at, started_at, finished_at, updated_at, conversation_id, parent_id, "
-    "context_dropped_turns"
+    "context_dropped_turns, template_id, variables, batch_id"
 )
 
 _COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
@@ -50,6 +50,8 @@ async def insert(
     conversation_id: str | None = None,
     parent_id: str | None = None,
     new_conversation: bool = False,
+    template_id: str | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Persist a new generation: ``queued``, or — with ``start_now`` — ``running`` with its first attempt
     already recorded (one transaction: the request path waits for it). Returns the values written (the
@@ -63,11 +65,12 @@ async def insert(
     def write(cur: Any) -> None:
         cur.execute(
             "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
-            "title, tags, attempts, created_at, updated_at, started_at, conversation_id, parent_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "title, tags, attempts, created_at, updated_at, started_at, conversation_id, parent_id, template_id, "
+            "variables) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
              json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
-             ts if start_now else None, conversation_id, parent_id],
+             ts if start_now else None, conversation_id, parent_id, template_id,
+             json.dumps(variables) if variables is not None else None],
         )
         if conversation_id is not None:
             if new_conversation:
@@ -88,7 +91,8 @@ async def insert(
                system=system, params=json.dumps(params), input_asset_ids=json.dumps(input_asset_ids),
                stream=stream, title=title, tags=tags, favorite=False, attempts=1 if start_now else 0,
                created_at=ts, updated_at=ts, started_at=ts if start_now else None,
-               conversation_id=conversation_id, parent_id=parent_id)
+               conversation_id=conversation_id, parent_id=parent_id, template_id=template_id,
+               variables=json.dumps(variables) if variables is not None else None)
     return row
 
 
@@ -221,27 +225,41 @@ async def video_jobs(store: Store) -> list[str]:
     return [r["id"] for r in rows]
 
 
-async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int) -> list[str]:
-    """Queued generations due at ``at``, oldest first.
+# Items of a paused batch wait (docs/outbox.md, "Batches"); everything else is sent when due.
+_NOT_HELD = "(batch_id IS NULL OR batch_id NOT IN (SELECT id FROM batches WHERE state = 'paused'))"
+
+
+async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int,
+              batch_slots: int | None = None) -> list[str]:
+    """Queued generations due at ``at``: requests of their own first (a Studio request never waits behind a
+    batch), then batch items, each oldest first; at most ``batch_slots`` batch items (default ``limit``). Items
+    of a paused batch are left out.
 
     A ``next_attempt_at`` further ahead than ``horizon`` (the longest backoff) and than the ``Retry-After``
     OpenRouter asked for cannot have been set by this clock (it was moved back, or a backup restored): it
     counts as due, so a stored time never stalls the queue.
     """
+    batch_slots = limit if batch_slots is None else max(0, min(batch_slots, limit))
     rows = await store.fetchall(
-        "SELECT id, created_at, parent_id, status FROM generations WHERE status = 'queued' AND (next_attempt_at "
-        "IS NULL OR next_attempt_at <= ?) ORDER BY created_at LIMIT ?",
+        "SELECT id, created_at, batch_id, parent_id, status FROM generations WHERE status = 'queued' AND "
+        "(next_attempt_at IS NULL OR next_attempt_at <= ?) AND batch_id IS NULL ORDER BY created_at LIMIT ?",
         [at, limit],
     )
     if any(r["parent_id"] for r in rows):  # turns waiting for their parent are not due: look further
         rows = await store.fetchall(
-            "SELECT id, created_at, parent_id, status FROM generations WHERE status = 'queued' AND "
-            "(next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY created_at", [at])
+            "SELECT id, created_at, batch_id, parent_id, status FROM generations WHERE status = 'queued' AND "
+            "(next_attempt_at IS NULL OR next_attempt_at <= ?) AND batch_id IS NULL ORDER BY created_at", [at])
         await with_parent_status(store, rows)
         rows = [r for r in rows if r["parent_status"] not in WAITING_PARENT][:limit]
+    if batch_slots:
+        rows += await store.fetchall(
+            "SELECT id, created_at, batch_id FROM generations WHERE status = 'queued' AND (next_attempt_at IS NULL "  # noqa: S608
+            f"OR next_attempt_at <= ?) AND batch_id IS NOT NULL AND {_NOT_HELD} ORDER BY created_at LIMIT ?",
+            [at, batch_slots],
+        )
     ahead = await store.fetchall(
-        "SELECT id, created_at, parent_id, status, next_attempt_at, error FROM generations WHERE status = 'queued' "
-        "AND next_attempt_at > ? ORDER BY created_at",
+        "SELECT id, created_at, batch_id, parent_id, status, next_attempt_at, error FROM generations "  # noqa: S608
+        f"WHERE status = 'queued' AND next_attempt_at > ? AND {_NOT_HELD} ORDER BY created_at",
         [at + horizon],
     )
     await with_parent_status(store, ahead)
@@ -250,8 +268,18 @@ async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int) -> 
         retry_after = (json.loads(row["error"]) if row["error"] else {}).get("retry_after") or 0
         if row["next_attempt_at"] > at + max(horizon, timedelta(seconds=float(retry_after)) + timedelta(seconds=1)):
             rows.append(row)
-    rows.sort(key=lambda r: r["created_at"])
-    return [r["id"] for r in rows[:limit]]
+    rows.sort(key=lambda r: (r["batch_id"] is not None, r["created_at"]))
+    picked: list[str] = []
+    batch_left = batch_slots
+    for row in rows:
+        if len(picked) >= limit:
+            break
+        if row["batch_id"] is not None:
+            if batch_left <= 0:
+                continue
+            batch_left -= 1
+        picked.append(row["id"])
+    return picked
 
 
 async def fail_orphaned_turns(store: Store) -> list[str]:
@@ -279,17 +307,35 @@ async def fail_orphaned_turns(store: Store) -> list[str]:
 async def next_due_at(store: Store, *, after: datetime, horizon: timedelta) -> datetime | None:
     """When the next queued generation falls due (within ``horizon``; see :func:`due`)."""
     row = await store.fetchone(
-        "SELECT min(next_attempt_at) AS t FROM generations WHERE status = 'queued' AND next_attempt_at > ? "
-        "AND next_attempt_at <= ?",
+        "SELECT min(next_attempt_at) AS t FROM generations WHERE status = 'queued' AND next_attempt_at > ? "  # noqa: S608
+        f"AND next_attempt_at <= ? AND {_NOT_HELD}",
         [after, after + horizon],
     )
     return None if row is None else row["t"]
+
+
+async def running_in_batches(store: Store, gen_ids: Sequence[str]) -> int:
+    """How many of ``gen_ids`` (the attempts in flight) are batch items."""
+    if not gen_ids:
+        return 0
+    row = await store.fetchone("SELECT count(*) AS n FROM generations WHERE batch_id IS NOT NULL "
+                               "AND list_contains(?::VARCHAR[], id)", [list(gen_ids)])
+    return int(row["n"]) if row else 0
 
 
 async def pending_count(store: Store) -> int:
     """How many generations wait or run."""
     row = await store.fetchone("SELECT count(*) AS n FROM generations WHERE status IN ('queued', 'running')")
     return int(row["n"]) if row else 0
+
+
+async def pending_records(store: Store) -> list[dict[str, Any]]:
+    """Records (without attempt logs) of the generations that wait or run, oldest first: two queries whatever
+    their number (a batch may put thousands in the queue)."""
+    rows = await store.fetchall(
+        f"SELECT {_COLUMNS} FROM generations WHERE status IN ('queued', 'running') ORDER BY created_at, id")  # noqa: S608
+    assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
+    return [to_record(r, assets.get(r["id"], [])) for r in rows]
 
 
 async def pending_ids(store: Store) -> list[str]:
@@ -355,6 +401,9 @@ def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
         "context_dropped_turns": row.get("context_dropped_turns") or 0,
         "waiting_for": "parent" if row["status"] == "queued" and row.get("parent_status") in WAITING_PARENT
         else None,
+        "template_id": row.get("template_id"),
+        "variables": json.loads(row["variables"]) if row.get("variables") else None,
+        "batch_id": row.get("batch_id"),
     }
     if attempts is not None:
         record["attempt_log"] = attempts
@@ -404,10 +453,13 @@ async def search(
     tag: str | None = None,
     favorite: bool | None = None,
     collection_id: str | None = None,
+    batch_id: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    oldest_first: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first. ``q`` matches prompt, output and title (case-insensitive substring)."""
+    """Newest first (``oldest_first``: in the order they were made, as a batch's items are listed). ``q`` matches
+    prompt, output and title (case-insensitive substring)."""
     where: list[str] = []
     params: list[Any] = []
     if q:
@@ -427,13 +479,18 @@ async def search(
     if collection_id:
         where.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
         params.append(collection_id)
+    if batch_id:
+        where.append("batch_id = ?")
+        params.append(batch_id)
     if cursor:
         created, gen_id = decode_cursor(cursor)
-        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        op = ">" if oldest_first else "<"
+        where.append(f"(created_at {op} ? OR (created_at = ? AND id {op} ?))")
         params += [created, created, gen_id]
     clause = ("WHERE " + " AND ".join(where)) if where else ""
+    order = "created_at, id" if oldest_first else "created_at DESC, id DESC"
     rows = await store.fetchall(
-        f"SELECT {_COLUMNS} FROM generations {clause} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608
+        f"SELECT {_COLUMNS} FROM generations {clause} ORDER BY {order} LIMIT ?",  # noqa: S608
         [*params, limit + 1],
     )
     await with_parent_status(store, rows)

@@ -155,4 +155,32 @@ MIGRATIONS: list[tuple[str, str]] = [
         UPDATE generations SET conversation_id = id WHERE kind = 'text'
         """,
     ),
+    (
+        "0005_batches",
+        """
+        ALTER TABLE generations ADD COLUMN template_id VARCHAR;   -- the template the prompt was rendered from
+        ALTER TABLE generations ADD COLUMN variables VARCHAR;     -- JSON object: the values it was rendered with
+        ALTER TABLE generations ADD COLUMN batch_id VARCHAR;      -- the batch (or compare) it belongs to
+        CREATE INDEX generations_batch ON generations (batch_id);
+
+        CREATE TABLE batches (
+            id VARCHAR PRIMARY KEY,            -- uuid4 hex
+            name VARCHAR,
+            kind VARCHAR NOT NULL,             -- text | image | video
+            models VARCHAR[] NOT NULL,
+            template_id VARCHAR,
+            prompt VARCHAR,                    -- the plain prompt (NULL with a template)
+            system VARCHAR,
+            params VARCHAR NOT NULL DEFAULT '{}',  -- JSON object
+            tags VARCHAR[] NOT NULL DEFAULT [],
+            rows_count INTEGER NOT NULL,
+            repeats INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            state VARCHAR NOT NULL,            -- active | paused | cancelled
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX batches_created ON batches (created_at);
+        """,
+    ),
 ]

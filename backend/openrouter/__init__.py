@@ -4,9 +4,7 @@ from backend.openrouter.client import OpenRouterClient
 from backend.openrouter.errors import Disposition, UpstreamError, parse_retry_after
 from backend.openrouter.results import (
     ChatResult,
-    GeneratedImage,
     ImageDelta,
-    ImageResult,
     KeepAlive,
     ReasoningDelta,
     StreamEvent,
@@ -19,9 +17,7 @@ from backend.openrouter.results import (
 __all__ = [
     "ChatResult",
     "Disposition",
-    "GeneratedImage",
     "ImageDelta",
-    "ImageResult",
     "KeepAlive",
     "OpenRouterClient",
     "ReasoningDelta",

@@ -1,9 +1,7 @@
-"""Reading OpenRouter's finished (non-streamed) answers: chat completions, ``/images`` results, lists."""
+"""Reading OpenRouter's finished (non-streamed) answers: chat completions and lists."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from typing import Any
 
@@ -11,9 +9,9 @@ import httpx
 
 from backend.openrouter.classification import in_band_error
 from backend.openrouter.errors import UpstreamError, empty_response, unexpected_answer
-from backend.openrouter.results import ChatResult, GeneratedImage, ImageResult, Usage
+from backend.openrouter.results import ChatResult, Usage
 
-__all__ = ["chat_result", "content_text", "data_list", "image_result", "image_urls"]
+__all__ = ["chat_result", "content_text", "data_list", "image_urls"]
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +49,6 @@ def image_urls(images: Any) -> list[str]:
             # Images are expected inline; a remote URL is not fetched (it could be anywhere).
             log.warning("Ignoring a non-inline image URL in an OpenRouter answer")
     return urls
-
-
-def _sniff_image_mime(data: bytes) -> str:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data.lstrip()[:5] in (b"<?xml", b"<svg ") or data.lstrip()[:4] == b"<svg":
-        return "image/svg+xml"
-    return "application/octet-stream"
 
 
 def data_list(payload: Any, api_key: str | None) -> list[dict]:
@@ -126,36 +110,4 @@ def chat_result(payload: Any, headers: httpx.Headers, *, model: str | None) -> C
         usage=usage,
         finish_reason=finish_reason,
         tool_calls=tool_calls,
-    )
-
-
-def image_result(payload: Any, headers: httpx.Headers, *, model: str | None) -> ImageResult:
-    if not isinstance(payload, dict):
-        raise unexpected_answer(200, "not a JSON object")
-    if "error" in payload and not payload.get("data"):
-        raise in_band_error(
-            payload["error"], model=model, context="image", output_started=False, headers=headers
-        )
-    images: list[GeneratedImage] = []
-    for item in payload.get("data") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("b64_json"), str):
-            continue
-        try:
-            data = base64.b64decode(item["b64_json"], validate=True)
-        except (binascii.Error, ValueError):
-            raise unexpected_answer(200, "image data is not base64") from None
-        if not data:
-            continue
-        mime = item.get("media_type") if isinstance(item.get("media_type"), str) else None
-        images.append(GeneratedImage(data=data, mime=mime or _sniff_image_mime(data)))
-    generation_id = headers.get("x-generation-id") or (
-        payload.get("id") if isinstance(payload.get("id"), str) else None
-    )
-    if not images:
-        raise empty_response({"generation_id": generation_id} if generation_id else None)
-    return ImageResult(
-        upstream_id=generation_id,
-        model=payload.get("model") if isinstance(payload.get("model"), str) else model,
-        images=images,
-        usage=Usage.from_payload(payload.get("usage")),
     )

@@ -25,7 +25,7 @@ import httpx
 import truststore
 
 from backend.core.settings import DEFAULT_BASE_URL
-from backend.openrouter.answers import chat_result, data_list, image_result
+from backend.openrouter.answers import chat_result, data_list
 from backend.openrouter.classification import error_from_http, in_band_error
 from backend.openrouter.errors import (
     UpstreamError,
@@ -37,7 +37,6 @@ from backend.openrouter.errors import (
 from backend.openrouter.results import (
     ChatResult,
     ImageDelta,
-    ImageResult,
     ReasoningDelta,
     StreamEvent,
     StreamFinished,
@@ -442,25 +441,7 @@ class OpenRouterClient:
             usage=result.usage, finish_reason=result.finish_reason, model=result.model, tool_calls=result.tool_calls
         )
 
-    # ---- images and video ----
-
-    async def create_image(self, api_key: str, body: dict) -> ImageResult:
-        """``POST /images``: generate images; ``b64_json`` is decoded to bytes with its media type."""
-        request_body = {key: value for key, value in body.items() if key != "stream"}
-        model = body.get("model") if isinstance(body.get("model"), str) else None
-        response, payload = await self._json_call(
-            "POST",
-            "images",
-            api_key,
-            context="image",
-            json_body=request_body,
-            model=model,
-            max_bytes=self._max_answer_bytes + 2 * self._max_media_bytes * max(1, as_int(body.get("n")) or 1),
-        )
-        try:
-            return image_result(payload, response.headers, model=model)
-        except UpstreamError as err:
-            raise err.scrubbed(api_key) from None
+    # ---- video ----
 
     async def submit_video(self, api_key: str, body: dict) -> dict:
         """``POST /videos``: start a video job; returns ``{"id", "polling_url", "status", …}`` (with

@@ -8,9 +8,7 @@ from typing import Any
 
 __all__ = [
     "ChatResult",
-    "GeneratedImage",
     "ImageDelta",
-    "ImageResult",
     "KeepAlive",
     "ReasoningDelta",
     "StreamEvent",
@@ -77,22 +75,8 @@ class ChatResult:
     tool_calls: list[dict] = field(default_factory=list)  # OpenAI shape: {id, type, function{name, arguments}}
 
 
-@dataclass
-class GeneratedImage:
-    """One image from the ``/images`` endpoint, decoded."""
-
-    data: bytes
-    mime: str
 
 
-@dataclass
-class ImageResult:
-    """The answer of the ``/images`` endpoint."""
-
-    upstream_id: str | None
-    model: str | None
-    images: list[GeneratedImage]
-    usage: Usage | None
 
 
 @dataclass

@@ -118,9 +118,9 @@ class Outbox:
             self._backlog_at = time.monotonic()
         return self._backlog
 
-    def added(self) -> None:
+    def added(self, count: int = 1) -> None:
         if self._backlog is not None:
-            self._backlog += 1
+            self._backlog += count
 
     async def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -193,7 +193,9 @@ class Outbox:
         now = gens.now()
         horizon = timedelta(seconds=self.settings.retry_max_seconds)
         if free > 0:
-            for gen_id in await gens.due(self.store, at=now, horizon=horizon, limit=free):
+            batch_slots = (self.settings.batch_concurrency or self.concurrency) - await gens.running_in_batches(
+                self.store, [g for g, r in self.running.items() if r.task and not r.task.done()])
+            for gen_id in await gens.due(self.store, at=now, horizon=horizon, limit=free, batch_slots=batch_slots):
                 if gen_id not in self.running and await gens.claim(self.store, gen_id):
                     self._spawn(gen_id)
         nxt = await gens.next_due_at(self.store, after=now, horizon=horizon)

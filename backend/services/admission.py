@@ -52,6 +52,8 @@ class GenerationRequest:
     title: str | None = None
     conversation_id: str | None = None
     parent_id: str | None = None
+    template_id: str | None = None
+    variables: dict[str, Any] | None = None
 
 
 def check_params(params: dict[str, Any]) -> None:
@@ -149,9 +151,9 @@ class Admission:
         row = await gens.insert(
             self.store, kind=request.kind, model=request.model, prompt=request.prompt, system=request.system,
             params=request.params, input_asset_ids=request.input_asset_ids, stream=request.stream,
-            tags=request.tags, title=request.title, start_now=start_now,
-            conversation_id=placement.conversation_id, parent_id=placement.parent_id,
-            new_conversation=placement.new_conversation,
+            tags=request.tags, title=request.title, start_now=start_now, template_id=request.template_id,
+            variables=request.variables, conversation_id=placement.conversation_id,
+            parent_id=placement.parent_id, new_conversation=placement.new_conversation,
         )
         row["parent_status"] = placement.parent_status
         self.outbox.added()

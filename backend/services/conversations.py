@@ -4,16 +4,16 @@ and deleting a whole conversation. See docs/api.md ("Conversations") and docs/ou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backend.core.errors import AtelierError, NotFound
 from backend.db import conversations as convs
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.db.time import new_id
-from backend.media.store import MediaStore
-from backend.services import library
+
+if TYPE_CHECKING:
+    from backend.services.library import Library
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,10 @@ async def place(store: Store, *, kind: str, conversation_id: str | None, parent_
     return Placement(conversation_id=row["conversation_id"], parent_id=parent_id, parent_status=row["status"])
 
 
-async def delete_conversation(store: Store, *, media: MediaStore, outbox: Any, backups_dir: Path,
-                              conversation_id: str) -> int:
+async def delete_conversation(store: Store, *, library: Library, conversation_id: str) -> int:
     """Delete every turn (through the library's deletion, files included), then the conversation."""
     ids = await convs.turn_ids(store, conversation_id)
     if ids:
-        await library.delete_generations(store, media=media, outbox=outbox, backups_dir=backups_dir, ids=ids)
+        await library.delete(ids)
     await convs.delete(store, conversation_id)
     return len(ids)

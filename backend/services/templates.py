@@ -8,6 +8,7 @@ error that names it, never an empty string). Output is capped at the prompt limi
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -79,8 +80,14 @@ def _parse(source: str, field_name: str) -> Any:
         ) from None
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str, field_name: str) -> Any:
+    """Parsed and compiled once per text: a batch renders one template for up to 1,000 rows."""
+    return _ENV.from_string(_parse(source, field_name))
+
+
 def _render(source: str, variables: dict[str, Any], field_name: str) -> str:
-    template = _ENV.from_string(_parse(source, field_name))
+    template = _compiled(source, field_name)
     parts: list[str] = []
     size = 0
     try:
@@ -118,3 +125,24 @@ def _render(source: str, variables: dict[str, Any], field_name: str) -> str:
         raise TemplateProblem(f"The template's {field_name} could not be rendered: {exc}.",
                               field=field_name) from None
     return "".join(parts)
+
+
+async def apply(store: Any, *, template_id: str, variables: dict[str, Any]) -> tuple[dict[str, Any], Rendered]:
+    """A saved template (404 ``not_found`` when there is none) rendered with ``variables``."""
+    from backend.db import templates as rows
+
+    row = await rows.get(store, template_id=template_id)
+    return row, render(row["prompt"], row["system"], variables)
+
+
+def render_rows(prompt: str, system: str | None, rows: list[dict[str, Any]]) -> list[Rendered]:
+    """Render both texts once per row. A failure names the row (``row``, counted from 1)."""
+    out: list[Rendered] = []
+    for number, variables in enumerate(rows, start=1):
+        try:
+            out.append(render(prompt, system, variables))
+        except AtelierError as exc:
+            exc.extra["row"] = number
+            exc.message = f"Row {number}: {exc.message}"
+            raise
+    return out

@@ -48,9 +48,12 @@
         headers: { "Content-Type": "application/zip", "X-Requested-With": "fetch", Accept: "application/json" },
         credentials: "same-origin",
       });
-      const answer = await response.json();
+      let answer = {};
+      try { answer = await response.json(); } catch (e) { /* the server's own plain-text refusal */ }
       if (!response.ok) {
-        status.textContent = (answer.error && answer.error.message) || "The import failed.";
+        const tooLarge = response.status === 413 ?
+          "This file is larger than the 128 MiB the window can send; see “Imports” in docs/data.md for larger ones." : "";
+        status.textContent = (answer.error && answer.error.message) || tooLarge || "The import failed.";
         status.classList.add("is-error");
         return;
       }

@@ -325,7 +325,7 @@
     if (select) select.addEventListener("change", checkVision);
 
     /** Send one turn and stream its answer into the thread. */
-    const send = async ({ promptText, parentId, images, replaceFrom }) => {
+    const send = async ({ promptText, parentId, images, replaceFrom, extra }) => {
       if (current) return;
       const data = Object.fromEntries(new FormData(form).entries());
       if (!data.model) { form.reportValidity(); return; }
@@ -333,6 +333,7 @@
       const body = {
         kind: "text", model: data.model, prompt: promptText, system: data.system || "",
         temperature: data.temperature || "", max_tokens: data.max_tokens || "", input_asset_ids: images || [],
+        ...(extra || {}),
       };
       if (parentId) {
         body.parent_id = parentId;
@@ -427,6 +428,16 @@
     };
 
     const sendFromComposer = () => {
+      const templateSelect = form.querySelector("[data-use-template]");
+      const template = templateSelect && templateSelect.value;
+      if (template) {
+        // A template: its variables go with the turn; the engine renders the prompt (shown once answered).
+        const extra = { template_id: template };
+        new FormData(form).forEach((value, name) => { if (name.startsWith("var__")) extra[name] = value; });
+        send({ promptText: templateSelect.selectedOptions[0].textContent, parentId: parentField.value || null,
+               images: chosenImages(), extra });
+        return;
+      }
       const promptText = promptBox.value.trim();
       if (!promptText) { promptBox.focus(); return; }
       const images = chosenImages();
@@ -761,7 +772,7 @@
       data.delete("reference_files"); // already uploaded by the reference slots
       if (!data.get("model")) { form.reportValidity(); return; }
       const hasRefs = data.getAll("input_asset_ids").length || data.get("first_frame_id");
-      if (!String(data.get("prompt") || "").trim() && !hasRefs) {
+      if (!String(data.get("prompt") || "").trim() && !hasRefs && !data.get("template_id")) {
         form.querySelector("#prompt").focus();
         return;
       }
@@ -792,6 +803,44 @@
     });
   }
 
+  /* ---- "Use template": one field per variable instead of the prompt ------------------------------ */
+  function setupUseTemplate(form) {
+    const select = form.querySelector("[data-use-template]");
+    if (!select) return;
+    const box = form.querySelector("[data-template-vars]");
+    const promptField = form.querySelector("[data-prompt-field]");
+    const prompt = promptField ? promptField.querySelector("textarea") : null;
+    const apply = () => {
+      const option = select.selectedOptions[0];
+      const names = option && option.value ? (option.dataset.variables || "").split(",").filter(Boolean) : [];
+      const previous = {};
+      box.querySelectorAll("input").forEach((input) => { previous[input.name] = input.value; });
+      box.replaceChildren();
+      names.forEach((name) => {
+        const field = document.createElement("div");
+        field.className = "field";
+        const label = document.createElement("label");
+        label.htmlFor = "var-" + name;
+        label.textContent = name;
+        const input = document.createElement("input");
+        input.type = "text";
+        input.id = "var-" + name;
+        input.name = "var__" + name;
+        input.value = previous["var__" + name] || "";
+        field.append(label, input);
+        box.append(field);
+      });
+      const templated = Boolean(option && option.value);
+      if (promptField) promptField.classList.toggle("hidden", templated);
+      if (prompt) {
+        prompt.disabled = templated; // left out of the form data, and not required
+        if (form.dataset.mode === "text") prompt.required = !templated;
+      }
+    };
+    select.addEventListener("change", apply);
+    apply();
+  }
+
   /* ---- the Recent list follows what happens in the Studio --------------------------------------- */
   let recentTimer = null;
   document.addEventListener("atelier:generated", () => {
@@ -811,6 +860,7 @@
     document.querySelectorAll("[data-refs]").forEach(setupRefs);
     const form = document.querySelector("[data-composer]");
     if (!form) return;
+    setupUseTemplate(form);
     if (form.dataset.mode === "text") setupChat(form);
     else setupMediaComposer(form);
     if (form.dataset.mode === "video") setupVideoOptions(form);

@@ -13,8 +13,9 @@ from frontend.web import backend, backend_error_json, flash_backend_error
 bp = Blueprint("data", __name__)
 
 FORMATS = {"markdown": "Markdown", "jsonl": "JSONL", "parquet": "Parquet"}
-#: The UI passes an import through to the backend, which enforces its own (much larger) limit.
-IMPORT_MAX_BYTES = 64 * 2**30
+#: The most the UI server reads in one request (desktop/servers.py, UI_MAX_BODY_BYTES); larger exports are
+#: imported through the API, which streams up to ATELIER_IMPORT_MAX_BYTES (docs/data.md).
+IMPORT_MAX_BYTES = 128 * 2**20
 
 
 def _back() -> WerkzeugResponse:

@@ -136,6 +136,10 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         return asset_ids(form.getlist(name) if hasattr(form, "getlist") else form.get(name))
 
     refs = ids("ref") + ids("input_asset_ids")
+    try:
+        templates = backend().templates(kind=mode, limit=200).get("items", [])
+    except BackendError:
+        templates = []
     return render_template(
         "studio/index.html",
         mode=mode,
@@ -159,6 +163,7 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         reference_types=REFERENCE_TYPES,
         refine=_refine_source(form) if mode == "image" else None,
         **chat,
+        templates=templates,
     )
 
 

@@ -1,0 +1,115 @@
+"""A batch's rows from what the user pasted or uploaded, and what the batch will cost, before it starts.
+
+Rows are CSV (comma, semicolon or tab separated) whose header names the template's variables; a column the
+template does not use is refused by name. A template with one variable also takes a plain list, one value per
+line. The cost range comes from the catalogue's prices per token (``GET /models``); OpenRouter bills what the
+model really produced, so it is a range, not a promise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from frontend.forms import FormError
+
+MAX_ROWS = 1000
+MAX_ITEMS = 5000
+#: Completion tokens assumed per text answer for the low and high end of the estimate (unless max_tokens is lower).
+TEXT_TOKENS = (60, 800)
+#: Output tokens an image answer is billed for, low and high (images are billed as completion tokens).
+IMAGE_TOKENS = (1000, 1800)
+
+
+def parse_rows(text: str, variables: list[str]) -> list[dict[str, str]]:
+    """Rows of variables from CSV text. With no variables, one empty row (a plain prompt)."""
+    lines = [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
+    if not variables:
+        return [{}]
+    if not lines:
+        raise FormError("Paste some rows (or upload a CSV file) whose first line names the variables: "
+                        + ", ".join(variables) + ".")
+    if len(variables) == 1 and _cells(lines[0])[0].strip() != variables[0]:
+        rows = [{variables[0]: line.strip()} for line in lines]  # a plain list: one value per line
+    else:
+        reader = csv.reader(io.StringIO("\n".join(lines)), dialect=_dialect(lines[0]))
+        header = [name.strip() for name in next(reader)]
+        unknown = [name for name in header if name not in variables]
+        if unknown:
+            raise FormError(
+                f"The CSV header has {_plural(len(unknown), 'column')} the template does not use: "
+                f"{', '.join(repr(n) for n in unknown)}. The template's variables are: {', '.join(variables)}.")
+        dupes = sorted({name for name in header if header.count(name) > 1})
+        if dupes:
+            raise FormError(f"The CSV header names {', '.join(repr(n) for n in dupes)} more than once.")
+        rows = []
+        for number, cells in enumerate(reader, start=2):
+            if len(cells) > len(header):
+                raise FormError(f"Line {number} has {len(cells)} values but the header names {len(header)}.")
+            rows.append({name: (cells[i] if i < len(cells) else "") for i, name in enumerate(header)})
+    if not rows:
+        raise FormError("The CSV has a header but no rows under it.")
+    if len(rows) > MAX_ROWS:
+        raise FormError(f"{len(rows):,} rows is more than the {MAX_ROWS:,} a batch takes; split the list.")
+    return rows
+
+
+def _cells(line: str) -> list[str]:
+    return next(csv.reader([line], dialect=_dialect(line)))
+
+
+def _dialect(header: str) -> type[csv.Dialect]:
+    for delimiter in ("\t", ";", ","):
+        if delimiter in header:
+            class Dialect(csv.excel):
+                pass
+            Dialect.delimiter = delimiter
+            return Dialect
+    return csv.excel
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    items: int
+    low: float | None
+    high: float | None
+    unpriced: list[str]
+
+
+def _price(pricing: dict[str, Any], name: str) -> float:
+    try:
+        return max(0.0, float(pricing.get(name) or 0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def estimate(*, kind: str, models: list[dict[str, Any]], prompts: list[str], repeat: int,
+             max_tokens: int | None = None) -> Estimate:
+    """The batch's size and a cost range from the models' prices (``prompts``: each row's rendered prompt)."""
+    items = len(prompts) * len(models) * repeat
+    prompt_tokens = sum(math.ceil(len(p) / 4) + 8 for p in prompts) * repeat
+    low_tokens, high_tokens = IMAGE_TOKENS if kind == "image" else TEXT_TOKENS
+    if max_tokens:
+        low_tokens, high_tokens = min(low_tokens, max_tokens), min(high_tokens, max_tokens)
+    low = high = 0.0
+    unpriced = []
+    for model in models:
+        pricing = model.get("pricing") or {}
+        if kind == "video" or not pricing:
+            unpriced.append(model.get("id", "?"))
+            continue
+        prompt_cost = prompt_tokens * _price(pricing, "prompt")
+        per_item = len(prompts) * repeat
+        request_cost = per_item * _price(pricing, "request")
+        low += prompt_cost + request_cost + per_item * low_tokens * _price(pricing, "completion")
+        high += prompt_cost + request_cost + per_item * high_tokens * _price(pricing, "completion")
+    if len(unpriced) == len(models):
+        return Estimate(items, None, None, unpriced)
+    return Estimate(items, low, high, unpriced)

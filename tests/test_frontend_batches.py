@@ -1,0 +1,63 @@
+"""The Batch page over real HTTP (no browser): a locked budget that the batch would certainly exceed is refused
+before anything starts; an unlocked one only warns; a bad header is named; the CSV upload is read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.openrouter import FakeOpenRouter
+from tests.test_policy_enforcement import backend_with_policy, ui_for, write_policy
+
+MODEL = "anthropic/claude-sonnet-4.5"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenRouter]:
+    with FakeOpenRouter() as fake:
+        yield fake
+
+
+def form(rows: str, **extra: str) -> dict[str, str]:
+    return {"kind": "text", "prompt": "Describe {{ thing }} at length.", "rows": rows, "models": MODEL,
+            "repeat": "1", **extra}
+
+
+def test_a_locked_budget_that_would_certainly_be_exceeded_is_refused_up_front(data_dir, fake, tmp_path) -> None:
+    policy = write_policy(tmp_path, {"budget_monthly_usd": {"value": 0.01, "locked": True}})
+    with backend_with_policy(data_dir, policy, openrouter_base_url=fake.base_url) as api, ui_for(api) as ui, \
+            api.client() as c:
+        assert c.put("/api/v1/credentials", json={"api_key": fake.key}).status_code == 200
+        assert c.get("/api/v1/models", params={"output": "text"}).status_code == 200
+        rows = "thing\n" + "\n".join(f"a carved wooden object number {i}" for i in range(400))
+        page = ui.post("/batches/new", data=form(rows, action="start"))
+        assert page.status_code == 422
+        assert "set by your organisation" in page.text and "at least $" in page.text
+        assert c.get("/api/v1/batches").json()["items"] == []
+        # A small batch fits: it is shown with its size and cost range, then starts.
+        review = ui.post("/batches/new", data=form("thing\nteapot", action="review"))
+        assert review.status_code == 200 and "1 generation — 1 row × 1 model" in review.text
+        started = ui.post("/batches/new", data=form("thing\nteapot", action="start"), follow_redirects=False)
+        assert started.status_code == 302 and started.headers["location"].startswith("/batches/")
+        assert len(c.get("/api/v1/batches").json()["items"]) == 1
+
+
+def test_an_unlocked_budget_warns_and_a_csv_file_is_read(data_dir, fake, tmp_path) -> None:
+    policy = write_policy(tmp_path, {})
+    with backend_with_policy(data_dir, policy, openrouter_base_url=fake.base_url) as api, ui_for(api) as ui, \
+            api.client() as c:
+        assert c.put("/api/v1/credentials", json={"api_key": fake.key}).status_code == 200
+        assert c.put("/api/v1/settings", json={"budget_monthly_usd": 0.01}).status_code == 200
+        c.get("/api/v1/models", params={"output": "text"})
+        rows = "thing\n" + "\n".join(f"a carved wooden object number {i}" for i in range(400))
+        review = ui.post("/batches/new", data=form(rows, action="review"))
+        assert review.status_code == 200 and "Items stop being sent once the budget is spent" in review.text
+        upload = ui.post("/batches/new", data=form("", action="review"),
+                         files={"rows_file": ("rows.csv", b"\xef\xbb\xbfthing\r\nkettle\r\ncup\r\n", "text/csv")})
+        assert "2 generations — 2 rows × 1 model" in upload.text
+        bad = ui.post("/batches/new", data=form("thing,colour\nkettle,red", action="start",
+                                                prompt="Describe {{ thing }} in {{ tone }}."))
+        error = bad.text.split("data-batch-error>")[1].split("<")[0]
+        assert bad.status_code == 422 and "&#39;colour&#39;" in error and "thing, tone" in error, error
+        assert c.get("/api/v1/batches").json()["items"] == []
