@@ -324,3 +324,18 @@ def test_markdown_export_of_a_conversation_is_one_document(studio, fake: FakeOpe
     assert "*Another branch: answers turn 1.*" in text and "Echo: How long is it?" in text
     assert "Something else" not in text and second["id"]
     assert "conversation, 3 turns" in zf.read("index.md").decode()
+
+
+def test_a_backup_restores_conversations_with_their_titles(studio, fake: FakeOpenRouter) -> None:
+    _, client = studio
+    root = turn(client, "Before the backup")
+    turn(client, "Second", parent_id=root["id"])
+    conv = root["conversation_id"]
+    assert client.patch(f"/api/v1/conversations/{conv}", json={"title": "Kept"}).status_code == 200
+    made = client.post("/api/v1/backups")
+    assert made.status_code == 201, made.text
+    assert client.delete(f"/api/v1/conversations/{conv}").status_code == 204
+    restored = client.post(f"/api/v1/backups/{made.json()['id']}/restore")
+    assert restored.status_code == 200, restored.text
+    back = client.get(f"/api/v1/conversations/{conv}").json()
+    assert back["title"] == "Kept" and [t["prompt"] for t in back["turns"]] == ["Before the backup", "Second"]
