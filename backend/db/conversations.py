@@ -17,9 +17,10 @@ from backend.db.time import iso, now
 #: A default title is the first prompt cut to this many characters.
 TITLE_CHARS = 80
 
-# One row per conversation with at least one turn: the numbers the list shows.
+# One row per conversation with at least one turn: the numbers the list shows. Its activity (``updated_at``)
+# is its newest turn or its last rename, whichever is later: a new turn writes nothing to the conversation row.
 _SUMMARY = """
-    SELECT c.id, c.title, c.created_at, c.updated_at,
+    SELECT c.id, c.title, c.created_at, greatest(c.updated_at, max(g.created_at)) AS updated_at,
            count(g.id) AS turns,
            coalesce(sum(g.cost_usd), 0) AS cost_usd,
            arg_max(g.model, g.created_at) AS last_model,
@@ -74,13 +75,15 @@ async def search(store: Store, *, q: str | None = None, limit: int = 50,
         where.append("(c.title ILIKE ? ESCAPE '\\' OR c.id IN (SELECT conversation_id FROM generations WHERE "
                      "prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\'))")
         params += [pattern, pattern, pattern]
+    outer = ""
     if cursor:
         stamp, conv_id = _decode(cursor)
-        where.append("(c.updated_at < ? OR (c.updated_at = ? AND c.id < ?))")
+        outer = "WHERE (s.updated_at < ? OR (s.updated_at = ? AND s.id < ?))"
         params += [stamp, stamp, conv_id]
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     rows = await store.fetchall(
-        f"{_SUMMARY} {clause} GROUP BY ALL ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",  # noqa: S608
+        f"SELECT * FROM ({_SUMMARY} {clause} GROUP BY c.id, c.title, c.created_at, c.updated_at) s {outer} "  # noqa: S608
+        "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?",
         [*params, limit + 1],
     )
     next_cursor = _cursor(rows[limit - 1]) if len(rows) > limit else None
@@ -88,7 +91,8 @@ async def search(store: Store, *, q: str | None = None, limit: int = 50,
 
 
 async def summary(store: Store, conversation_id: str) -> dict[str, Any]:
-    row = await store.fetchone(f"{_SUMMARY} WHERE c.id = ? GROUP BY ALL", [conversation_id])  # noqa: S608
+    row = await store.fetchone(f"{_SUMMARY} WHERE c.id = ? GROUP BY c.id, c.title, c.created_at, c.updated_at",  # noqa: S608
+                               [conversation_id])
     if row is None:
         raise not_found(conversation_id)
     return _item(row)

@@ -73,14 +73,13 @@ async def insert(
              json.dumps(variables) if variables is not None else None],
         )
         if conversation_id is not None:
-            if new_conversation:
-                cur.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, NULL, ?, ?)",
-                            [conversation_id, ts, ts])
-                if parent_id is not None:  # the parent (an image being refined) becomes its root
-                    cur.execute("UPDATE generations SET conversation_id = ? WHERE id = ? AND conversation_id IS NULL",
-                                [conversation_id, parent_id])
-            else:
-                cur.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [ts, conversation_id])
+            # The conversation exists once its first turn does (OR IGNORE: a later turn, or two refines of one
+            # image at once); its activity is its newest turn (db/conversations.py), so nothing else is written.
+            cur.execute("INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) "
+                        "VALUES (?, NULL, ?, ?)", [conversation_id, ts, ts])
+            if new_conversation and parent_id is not None:  # the parent (an image being refined) becomes its root
+                cur.execute("UPDATE generations SET conversation_id = ? WHERE id = ? AND conversation_id IS NULL",
+                            [conversation_id, parent_id])
         if start_now:
             cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
 
