@@ -147,10 +147,7 @@ def create_app(
     store = store or Store.open(settings.db_path, backups_dir=settings.backups_dir)
     shell = shell or Shell()
     if store.recovered_from is not None:
-        shell.notices.append(
-            f"The library database could not be read and was kept aside as {store.recovered_from.name}; "
-            "a new, empty library was started. Backups are in the 'backups' folder of the data directory."
-        )
+        shell.notices.append(_recovery_notice(store, settings))
     if store.wal_kept is not None:
         shell.notices.append(
             "The last changes before Atelier stopped could not be read back (their journal file was damaged), so "
@@ -370,3 +367,26 @@ def _install_error_handlers(app: FastAPI) -> None:
                        "the log file; nothing you saved was lost."}},
             status_code=500,
         )
+
+
+def _recovery_notice(store: Store, settings: Settings) -> str:
+    """What the user is told after a damaged library was set aside: what was saved, and the newest backup."""
+    from backend.data.backups import list_backups
+    from backend.db.salvage import describe
+
+    salvaged = store.salvaged
+    saved = describe(salvaged) if salvaged is not None else "nothing of it could be read back"
+    started = "a new library was started" if salvaged is not None and salvaged.rows else \
+        "a new, empty library was started"
+    try:
+        newest = list_backups(settings.backups_dir)[:1]
+    except OSError:
+        newest = []
+    if newest:
+        backup = (f"The newest backup, {newest[0]['id']} ({newest[0]['items']} items, made {newest[0]['created_at']}), "
+                  "can be restored from Settings → Your data (or with `atelier restore "
+                  f"{newest[0]['id']}`); backups are in the 'backups' folder of the data directory.")
+    else:
+        backup = "There is no backup to restore; backups are in the 'backups' folder of the data directory."
+    return (f"The library database could not be read and was kept aside as {store.recovered_from.name}; "
+            f"{started} and {saved}. {backup}")

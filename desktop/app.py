@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Accepted after the subcommand too (``atelier doctor --data-dir X``); SUPPRESS keeps a value given
     # before the subcommand from being reset.
     _add_common_options(doctor, default=argparse.SUPPRESS)
+    backup = sub.add_parser("backup", help="back up the library now (through the running Atelier if there is one)")
+    backup.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_common_options(backup, default=argparse.SUPPRESS)
+    restore = sub.add_parser("restore", help="restore a backup (an id from backups/ or a backup folder)")
+    restore.add_argument("backup", metavar="DIR-OR-ID", help="a backup id (see backups/) or a backup folder")
+    restore.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_common_options(restore, default=argparse.SUPPRESS)
     return parser
 
 
@@ -78,6 +85,12 @@ def run(argv: list[str]) -> int:
         from .doctor import run_doctor
 
         return run_doctor(settings, json_output=args.json)
+    if args.command in ("backup", "restore"):
+        from .backup_cli import run_backup, run_restore
+
+        if args.command == "backup":
+            return run_backup(settings, json_output=args.json)
+        return run_restore(settings, args.backup, json_output=args.json)
     return App(settings, window=not args.no_window, debug_window=args.debug_window).run()
 
 

@@ -225,9 +225,14 @@ class Window:
             text_select=True,
         )
         self._window.events.closed += on_closed
-        self._window.events.loaded += self._ready.set
+        self._window.events.loaded += self._loaded
         gui = "qt" if linux else None
         webview.start(gui=gui, debug=debug, private_mode=True)
+
+    def _loaded(self) -> None:
+        if not self._ready.is_set():
+            log.info("window: first page loaded")  # bench/window.py times the window by this line
+        self._ready.set()
 
     def page_background(self) -> str | None:
         """The web page's background colour as Qt has it (used by the window test)."""

@@ -180,6 +180,10 @@ class BackendClient:
         """``GET /status``: online, key_configured, queue counts, version."""
         return self.request("GET", "/status")
 
+    def activity(self) -> dict[str, Any]:
+        """``POST /activity``: the user is here; the engine probes OpenRouter now if it was unreachable."""
+        return self.request("POST", "/activity")
+
     def settings(self) -> dict[str, Any]:
         """``GET /settings``: ``{"values", "locked", "policy_file"}``."""
         return self.request("GET", "/settings")
@@ -402,3 +406,25 @@ class BackendClient:
 
     def restore_backup(self, backup_id: str) -> dict[str, Any]:
         return self.request("POST", f"/backups/{_segment(backup_id)}/restore", timeout=GENERATION_TIMEOUT)
+
+    # -- collections, bulk actions and tags (the Library) ----------------------------------------------------
+    def collections(self) -> dict[str, Any]:
+        return self.request("GET", "/collections", params={"limit": 200})
+
+    def create_collection(self, name: str) -> dict[str, Any]:
+        return self.request("POST", "/collections", json={"name": name})
+
+    def rename_collection(self, collection_id: str, name: str) -> dict[str, Any]:
+        return self.request("PATCH", f"/collections/{_segment(collection_id)}", json={"name": name})
+
+    def delete_collection(self, collection_id: str) -> None:
+        self.request("DELETE", f"/collections/{_segment(collection_id)}")
+
+    def bulk(self, ids: list[str], action: str, value: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"ids": ids, "action": action}
+        if value is not None:
+            body["value"] = value
+        return self.request("POST", "/generations/bulk", json=body)
+
+    def tags(self, q: str | None = None) -> dict[str, Any]:
+        return self.request("GET", "/tags", params={"q": q} if q else None)

@@ -231,6 +231,8 @@ def format_duration(start: Any, end: Any) -> str:
     if begin is None or finish is None:
         return "—"
     seconds = max((finish - begin).total_seconds(), 0.0)
+    if seconds < 0.05:
+        return "under 0.1 s"  # never "0.0 s": something did take time
     if seconds < 60:
         return f"{seconds:.1f} s"
     return f"{int(seconds // 60)} min {int(seconds % 60)} s"

@@ -160,3 +160,16 @@ def test_collection_filter_reads_only_the_collection(studio) -> None:  # noqa: F
     assert _ids(client, collection_id=coll["id"]) == [ids[2], ids[1]]
     assert _ids(client, collection_id=coll["id"], q="p2") == [ids[2]]
     assert _ids(client, collection_id="nothing") == []
+
+
+def test_tags_in_use_with_counts(studio) -> None:  # noqa: F811
+    _, client = studio
+    _deferred(client, "a", tags=["Poem", "draft"])
+    _deferred(client, "b", tags=["draft"])
+    _deferred(client, "c", tags=["drafty", "x"])
+    tags = client.get("/api/v1/tags").json()
+    assert tags["items"][0] == {"tag": "draft", "count": 2}
+    assert {t["tag"]: t["count"] for t in tags["items"]} == {"draft": 2, "Poem": 1, "drafty": 1, "x": 1}
+    assert [t["tag"] for t in client.get("/api/v1/tags", params={"q": "DRA"}).json()["items"]] == ["draft", "drafty"]
+    assert [t["tag"] for t in client.get("/api/v1/tags", params={"q": "po", "limit": 1}).json()["items"]] == ["Poem"]
+    assert client.get("/api/v1/tags", params={"limit": 0}).status_code == 422

@@ -48,6 +48,9 @@ def test_backup_more_work_restore_gives_the_backup_state_with_media(tmp_path: Pa
 
             ids = {item["id"] for item in client.get("/api/v1/generations").json()["items"]}
             assert ids == {kept["id"], image["id"]} and later["id"] not in ids
+            # The search index is built again from the restored rows.
+            found = client.get("/api/v1/generations", params={"q": "BEFORE the"}).json()["items"]
+            assert [item["id"] for item in found] == [kept["id"]]
             back = client.get(f"/api/v1/generations/{image['id']}").json()
             assert client.get(back["assets"][0]["url"]).status_code == 200
             assert client.get("/api/v1/settings").json()["values"]["theme"] == "dark"

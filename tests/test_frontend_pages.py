@@ -60,7 +60,7 @@ def test_theme_setting_reaches_every_page(ui: httpx.Client, api) -> None:
 def test_preferences_form_saves_through_the_backend(ui: httpx.Client, api) -> None:
     response = ui.post("/settings/preferences", data={"theme": "light"}, follow_redirects=False)
     assert response.status_code == 302
-    assert response.headers["location"].endswith("/settings#preferences")
+    assert response.headers["location"].endswith("/settings")  # no fragment: the message stays in view
     with api.client() as backend:
         assert backend.get("/api/v1/settings").json()["values"]["theme"] == "light"
 

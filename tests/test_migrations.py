@@ -37,6 +37,7 @@ EXPECTED = {
         "total", "state", "created_at", "updated_at",
     ],
     "templates": ["id", "name", "kind", "prompt", "system", "model", "params", "tags", "created_at", "updated_at"],
+    "search_terms": ["term", "days"],
 }
 
 

@@ -753,7 +753,7 @@ def test_connection_refused_is_network_retry() -> None:
     err = capture_error(f"http://127.0.0.1:{free_port()}/api/v1", lambda c: c.chat(SENTINEL_KEY, CHAT_BODY))
     assert (err.code, err.disposition) == ("network", "retry")
     assert err.message == (
-        "OpenRouter cannot be reached. The request is kept and will be sent when the connection is back."
+        "OpenRouter cannot be reached; Atelier keeps the request and sends it when the connection is back."
     )
     stream_err, _ = stream_error(f"http://127.0.0.1:{free_port()}/api/v1")
     assert (stream_err.code, stream_err.disposition) == ("network", "retry")

@@ -55,8 +55,9 @@ def _garble(data: bytes, start: int, seed: int = 7) -> bytes:
     return bytes(out)
 
 
-def _assert_recovered_start(data_dir: Path, damaged: bytes) -> None:
-    """The app starts on a fresh library, says so, and keeps the damaged bytes aside unchanged."""
+def _assert_recovered_start(data_dir: Path, damaged: bytes, original: list[str] | None = None) -> None:
+    """The app starts on a fresh library, says so, and keeps the damaged bytes aside unchanged. With
+    ``original``, the rows still readable in the damaged file were saved into the new one (only those)."""
     running = start_api(data_dir)
     try:
         with running.client() as api:
@@ -69,7 +70,12 @@ def _assert_recovered_start(data_dir: Path, damaged: bytes) -> None:
             assert kept[0].read_bytes() == damaged
             # The new library works.
             assert api.put("/api/v1/settings", json={"theme": "light"}).status_code == 200
-            assert api.get("/api/v1/generations").json()["items"] == []
+            items = api.get("/api/v1/generations", params={"limit": 100}).json()["items"]
+            if original is None:
+                assert items == [] and "no row of it could be read back" in notices[0]
+            else:
+                assert items and {i["id"] for i in items} <= set(original)
+                assert f"({len(items)} generations) were saved" in notices[0]
     finally:
         running.stop()
     # The next start is an ordinary one: no new notice, nothing else moved aside, the new data is there.
@@ -124,13 +130,13 @@ def test_truncated_database_is_kept_aside(data_dir: Path, cut: str) -> None:
     _assert_recovered_start(data_dir, damaged)
 
 
-def test_database_truncated_midway_is_kept_aside(data_dir: Path) -> None:
-    _fill_library(data_dir)
+def test_database_truncated_midway_is_kept_aside_and_its_readable_rows_saved(data_dir: Path) -> None:
+    ids = _fill_library(data_dir)
     db = data_dir / "atelier.duckdb"
     data = db.read_bytes()
     damaged = data[: len(data) // 2]
     db.write_bytes(damaged)
-    _assert_recovered_start(data_dir, damaged)
+    _assert_recovered_start(data_dir, damaged, ids)
 
 
 def _leave_wal(data_dir: Path) -> bytes:

@@ -158,7 +158,7 @@ def test_offline_replies_wait_for_the_answer_above(browser, ui: UiStack) -> None
         page.click("[data-generate]")
         wait_for(lambda b=before: page.locator(TURNS).count() == b + 1)
         page.locator(f"{TURNS}:last-child [data-turn-waiting]").wait_for(timeout=30_000)
-    assert "Queued — will send when OpenRouter answers" in page.locator(f"{TURNS}:nth-child(2)").inner_text()
+    assert "Atelier will send it when OpenRouter can be reached" in page.locator(f"{TURNS}:nth-child(2)").inner_text()
     assert "Waiting for the answer above" in page.locator(f"{TURNS}:nth-child(3)").inner_text()
     shoot(page, "conversation-offline-dark")
     page.set_viewport_size({"width": 1280, "height": 800})

@@ -79,7 +79,7 @@ def test_offline_generation_is_queued_and_arrives_by_itself(browser, ui: UiStack
     page.click("[data-generate]")
     queued = page.locator(TURN + " [data-turn-waiting]")
     queued.wait_for(timeout=30_000)
-    assert "will send when OpenRouter answers" in queued.inner_text()
+    assert "Atelier will send it when OpenRouter can be reached" in queued.inner_text()
     page.locator("[data-status-pill]:has-text('Offline')").wait_for(timeout=30_000)
     assert page.locator("[data-outbox-count]").inner_text() == "1"
     screenshot(page, "studio-text-queued-dark")

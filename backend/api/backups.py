@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 
 from backend.api.deps import OutboxDep, PreferencesDep, SettingsDep, StoreDep
-from backend.core.vocabulary import Status
 from backend.data import backups
 
 router = APIRouter(tags=["backups"])
-
-RESTORED_RUNNING = {"code": "restored_unknown",
-                    "message": "This was being sent when the backup was made; Atelier cannot tell whether it reached "
-                               "the model. Retry it if you still want it."}
-
 
 class Backup(BaseModel):
     id: str
@@ -62,18 +54,7 @@ async def restore_backup(backup_id: str, store: StoreDep, settings: SettingsDep,
     restored library — no restart. The outbox is paused afterwards: what was waiting in the backup may have been
     sent since, so the user decides when to resume."""
     folder = backups.find(settings.backups_dir, backup_id)
-    manifest = await asyncio.to_thread(backups.verify, folder)
-    target = settings.db_path.with_name(f".{settings.db_path.name}.restoring")
-    try:
-        items = await asyncio.to_thread(backups.build_database, folder, manifest, target)
-        aside = await store.replace_file(target, aside_label="before-restore")
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            target.unlink()
-    await store.execute(
-        "UPDATE generations SET status = ?, error = ?, next_attempt_at = NULL, updated_at = now() WHERE status = ?",
-        [Status.INTERRUPTED, json.dumps(RESTORED_RUNNING), Status.RUNNING],
-    )
+    done = await backups.restore(store, folder=folder, db_path=settings.db_path)
     preferences.forget_cached()
     await outbox.set_paused(True)
-    return {"restored": backup_id, "items": items, "kept_aside": aside.name, "outbox_paused": True}
+    return {**done, "outbox_paused": True}

@@ -113,3 +113,27 @@ async def bulk(body: BulkIn, library: LibraryDep) -> dict[str, Any]:
     """One action on up to 500 generations, in one transaction: favorite, unfavorite, tag, untag (``value`` is
     the tag), add_to_collection, remove_from_collection (``value`` is the collection id) or delete."""
     return await library.apply(body.ids, body.action, body.value)
+
+
+class TagCount(BaseModel):
+    tag: str
+    count: int
+
+
+class TagList(BaseModel):
+    items: list[TagCount]
+    next_cursor: str | None = None
+
+
+@router.get("/tags", response_model=TagList)
+async def list_tags(store: StoreDep, q: Annotated[str | None, Query(max_length=64)] = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 200) -> dict[str, Any]:
+    """Tags in use with how many generations carry each, most used first (``q``: tags starting with it,
+    any case) — what tag autocompletion offers."""
+    where, params = "", []
+    if q:
+        where, params = "WHERE starts_with(lower(tag), lower(?))", [q]
+    found = await store.fetchall(
+        f"SELECT tag, count(*) AS count FROM (SELECT unnest(tags) AS tag FROM generations) {where} "  # noqa: S608
+        "GROUP BY tag ORDER BY count DESC, tag LIMIT ?", [*params, limit])
+    return {"items": found, "next_cursor": None}

@@ -59,6 +59,14 @@ async def put_settings(
     return await get_settings(prefs, policy)
 
 
+@router.post("/activity")
+async def activity(outbox: OutboxDep) -> dict[str, Any]:
+    """The user is here (the window gained focus): while OpenRouter is unreachable, probe it now instead of at
+    the next interval. Answers at once with the current state; the probe runs in the outbox."""
+    outbox.activity()
+    return {"online": outbox.connectivity.online}
+
+
 @router.post("/app/show")
 async def show_window(shell: ShellDep) -> dict[str, Any]:
     """Bring the window to the front (a second launch calls this instead of opening the database)."""

@@ -14,6 +14,7 @@ put in its place. See docs/data.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -31,6 +32,7 @@ import duckdb
 from backend import __version__
 from backend.core.errors import AtelierError, NotFound
 from backend.core.files import fsync_dir
+from backend.db import search as search_index
 from backend.db.migrations import MIGRATIONS
 from backend.db.store import migrate
 
@@ -56,6 +58,15 @@ class BackupInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def looks_like_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def new_id() -> str:
+    """A new backup id (a UTC time stamp with microseconds)."""
+    return _stamp()
 
 
 def _stamp() -> str:
@@ -251,6 +262,7 @@ def build_database(folder: Path, manifest: dict[str, Any], target: Path) -> int:
             count = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
             if count != manifest["tables"][table]["rows"]:
                 raise BackupProblem(f"The backup {folder.name} could not be restored: {table} has {count} rows.")
+        search_index.rebuild(con)  # the index is derived from the rows, so backups do not carry it
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
         return con.execute("SELECT count(*) FROM generations").fetchone()[0]
@@ -258,3 +270,34 @@ def build_database(folder: Path, manifest: dict[str, Any], target: Path) -> int:
         raise BackupProblem(f"The backup {folder.name} could not be restored ({exc}).") from None
     finally:
         con.close()
+
+
+RESTORED_RUNNING = {"code": "restored_unknown",
+                    "message": "This was being sent when the backup was made; Atelier cannot tell whether it reached "
+                               "the model. Retry it if you still want it."}
+
+
+def resolve(backups_dir: Path, what: str) -> Path:
+    """A backup folder from an id (``20260101-120000-000000``) or a path to a backup folder."""
+    path = Path(what).expanduser()
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return path
+    return find(backups_dir, what)
+
+
+async def restore(store: Any, *, folder: Path, db_path: Path) -> dict[str, Any]:
+    """Verify the backup in ``folder``, build a new library file from it, set the current file aside and carry on
+    with the restored one. What was being sent when the backup was made is marked interrupted (it may have been
+    sent since). Returns ``{"restored", "items", "kept_aside"}``; the caller pauses the outbox."""
+    manifest = await asyncio.to_thread(verify, folder)
+    target = db_path.with_name(f".{db_path.name}.restoring")
+    try:
+        items = await asyncio.to_thread(build_database, folder, manifest, target)
+        aside = await store.replace_file(target, aside_label="before-restore")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+    await store.execute(
+        "UPDATE generations SET status = 'interrupted', error = ?, next_attempt_at = NULL, updated_at = now() "
+        "WHERE status = 'running'", [json.dumps(RESTORED_RUNNING)])
+    return {"restored": folder.name, "items": items, "kept_aside": aside.name}

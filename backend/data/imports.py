@@ -23,6 +23,7 @@ import duckdb
 from backend.core.errors import AtelierError
 from backend.core.vocabulary import PENDING, Kind, Status
 from backend.data.exports import FORMAT_VERSION, MANIFEST, media_name
+from backend.db import search as search_index
 from backend.media import MediaError, MediaStore
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -369,4 +370,5 @@ def merge(cur: Any, parsed: Parsed, infos: dict[str, Any]) -> dict[str, int]:
             cur.execute(f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES "  # noqa: S608
                         f"({', '.join('?' for _ in ATTEMPT_COLUMNS)}) ON CONFLICT DO NOTHING",
                         [t[c] for c in ATTEMPT_COLUMNS])
+    search_index.index(cur, [g["id"] for g in added])
     return {"added": len(added), "skipped": len(parsed.generations) - len(added)}

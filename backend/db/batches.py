@@ -13,6 +13,7 @@ from typing import Any
 
 from backend.core.errors import NotFound
 from backend.core.vocabulary import Status
+from backend.db import search as search_index
 from backend.db.generations import decode_cursor, encode_cursor
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
@@ -67,6 +68,7 @@ async def insert(store: Store, *, name: str | None, kind: str, models: list[str]
              [i.prompt for i in items], [i.system for i in items],
              [json.dumps(i.variables) if i.variables is not None else None for i in items], created],
         )
+        search_index.index(cur, ids)
 
     await store.transaction(write)
     return batch_id

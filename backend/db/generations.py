@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from backend.core.errors import AtelierError, NotFound, action_for
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
+from backend.db import search as search_index
+from backend.db.group_commit import group_for
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
 
@@ -26,6 +28,9 @@ _COLUMNS = (
 )
 
 _COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
+
+# Columns the search index covers: a write that changes one of them re-indexes the row (backend/db/search.py).
+SEARCHED = frozenset({"prompt", "output_text", "title"})
 
 
 #: A queued turn waits while its parent is still in one of these.
@@ -62,28 +67,31 @@ async def insert(
     gen_id = new_id()
     ts = now()
 
-    def write(cur: Any) -> None:
-        cur.execute(
-            "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
-            "title, tags, attempts, created_at, updated_at, started_at, conversation_id, parent_id, template_id, "
-            "variables) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
-             json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
-             ts if start_now else None, conversation_id, parent_id, template_id,
-             json.dumps(variables) if variables is not None else None],
-        )
-        if conversation_id is not None:
-            # The conversation exists once its first turn does (OR IGNORE: a later turn, or two refines of one
-            # image at once); its activity is its newest turn (db/conversations.py), so nothing else is written.
-            cur.execute("INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) "
-                        "VALUES (?, NULL, ?, ?)", [conversation_id, ts, ts])
-            if new_conversation and parent_id is not None:  # the parent (an image being refined) becomes its root
-                cur.execute("UPDATE generations SET conversation_id = ? WHERE id = ? AND conversation_id IS NULL",
-                            [conversation_id, parent_id])
-        if start_now:
-            cur.execute("INSERT INTO attempts (generation_id, number, started_at) VALUES (?, 1, ?)", [gen_id, ts])
-
-    await store.transaction(write)
+    if conversation_id is not None and new_conversation and parent_id is not None:
+        # The parent (an image being refined) becomes the new conversation's root. The group commit below takes
+        # inserts only, so this update is its own write, made before the turn exists.
+        await store.transaction(lambda cur: cur.execute(
+            "UPDATE generations SET conversation_id = ? WHERE id = ? AND conversation_id IS NULL",
+            [conversation_id, parent_id]))
+    rows: list[tuple[str, list[Any]]] = [(
+        "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
+        "title, tags, attempts, created_at, updated_at, started_at, conversation_id, parent_id, template_id, "
+        "variables) VALUES",
+        [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
+         json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
+         ts if start_now else None, conversation_id, parent_id, template_id,
+         json.dumps(variables) if variables is not None else None],
+    )]
+    if conversation_id is not None:
+        # The conversation exists once its first turn does (OR IGNORE: a later turn, or two refines of one
+        # image at once); its activity is its newest turn (db/conversations.py), so nothing else is written.
+        rows.append(("INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) VALUES",
+                     [conversation_id, None, ts, ts]))
+    if start_now:
+        rows.append(("INSERT INTO attempts (generation_id, number, started_at) VALUES", [gen_id, 1, ts]))
+    # Group commit: requests arriving together share one transaction and one journal sync; this returns once
+    # the row is committed (docs/performance.md, "Group commit").
+    await group_for(store).insert(rows)
     # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
     row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
     row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
@@ -135,7 +143,15 @@ async def update(store: Store, gen_id: str, **changes: Any) -> None:
             changes[key] = json.dumps(changes[key])
     changes["updated_at"] = now()
     assignments = ", ".join(f"{name} = ?" for name in changes)
-    await store.execute(f"UPDATE generations SET {assignments} WHERE id = ?", [*changes.values(), gen_id])  # noqa: S608
+    if not SEARCHED.intersection(changes):
+        await store.execute(f"UPDATE generations SET {assignments} WHERE id = ?", [*changes.values(), gen_id])  # noqa: S608
+        return
+
+    def run(cur: Any) -> None:
+        cur.execute(f"UPDATE generations SET {assignments} WHERE id = ?", [*changes.values(), gen_id])  # noqa: S608
+        search_index.index(cur, [gen_id])
+
+    await store.transaction(run)
 
 
 async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = ("queued",)) -> bool:
@@ -173,7 +189,10 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
             f"UPDATE generations SET {assignments} WHERE id = ? AND status IN ({placeholders}) RETURNING id",  # noqa: S608
             [*changes.values(), gen_id, *from_statuses],
         )
-        return cur.fetchone() is not None
+        moved = cur.fetchone() is not None
+        if moved and SEARCHED.intersection(changes):
+            search_index.index(cur, [gen_id])
+        return moved
 
     return await store.transaction(run)
 
@@ -458,13 +477,14 @@ async def search(
     oldest_first: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first (``oldest_first``: in the order they were made, as a batch's items are listed). ``q`` matches
-    prompt, output and title (case-insensitive substring)."""
+    prompt, output and title (case-insensitive substring).
+
+    Fast at any library size: the page's ids are found in windows of ``created_at`` (newest first, stopping as
+    soon as the page is full; with ``q``, only the days the search index names), then only those rows are read.
+    See docs/data.md ("Search").
+    """
     where: list[str] = []
     params: list[Any] = []
-    if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append("(prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\' OR title ILIKE ? ESCAPE '\\')")
-        params += [pattern, pattern, pattern]
     for column, value in (("kind", kind), ("status", status), ("model", model)):
         if value:
             where.append(f"{column} = ?")
@@ -475,28 +495,108 @@ async def search(
     if favorite is not None:
         where.append("favorite = ?")
         params.append(favorite)
-    if collection_id:
-        where.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
-        params.append(collection_id)
     if batch_id:
         where.append("batch_id = ?")
         params.append(batch_id)
-    if cursor:
-        created, gen_id = decode_cursor(cursor)
+    after = decode_cursor(cursor) if cursor else None
+    if after:
         op = ">" if oldest_first else "<"
         where.append(f"(created_at {op} ? OR (created_at = ? AND id {op} ?))")
-        params += [created, created, gen_id]
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
-    order = "created_at, id" if oldest_first else "created_at DESC, id DESC"
-    rows = await store.fetchall(
-        f"SELECT {_COLUMNS} FROM generations {clause} ORDER BY {order} LIMIT ?",  # noqa: S608
-        [*params, limit + 1],
-    )
+        params += [after[0], after[0], after[1]]
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\' OR title ILIKE ? ESCAPE '\\')")
+        params += [pattern, pattern, pattern]
+    need = limit + 1
+
+    def run(cur: Any) -> list[dict[str, Any]]:
+        conditions, values = list(where), list(params)
+        if oldest_first:  # a batch's items: a small set read in the order it was made (the batch_id index)
+            cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE {' AND '.join(conditions) or 'true'} "  # noqa: S608
+                        "ORDER BY created_at, id LIMIT ?", [*values, need])
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        if collection_id:
+            # A collection's items are read first: up to a few thousand, the rows are then found by id (an index
+            # lookup) rather than by a join over the whole library.
+            cur.execute("SELECT generation_id FROM collection_items WHERE collection_id = ? LIMIT ?",
+                        [collection_id, _BY_ID + 1])
+            members = [row[0] for row in cur.fetchall()]
+            if not members:
+                return []
+            if len(members) <= _BY_ID:
+                conditions.insert(0, f"id IN ({', '.join('?' for _ in members)})")
+                values[:0] = members
+            else:
+                conditions.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
+                values.append(collection_id)
+        found: list[tuple[str, datetime]] = []
+        for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None,
+                                            selective=bool(collection_id or batch_id)):
+            clause = " AND ".join([*conditions, probe])
+            cur.execute(f"SELECT id, created_at FROM generations WHERE {clause} "  # noqa: S608
+                        "ORDER BY created_at DESC, id DESC LIMIT ?", [*values, *probe_params, need - len(found)])
+            found += cur.fetchall()
+            if len(found) >= need:
+                break
+        if not found:
+            return []
+        ids = [gen_id for gen_id, _ in found]
+        if collection_id:  # scattered over the library: by id, one placeholder each (the primary key's index)
+            cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE id IN ({', '.join('?' for _ in ids)})", ids)  # noqa: S608
+        else:  # one stretch of time: a range scan
+            cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE created_at >= ? AND created_at <= ? "  # noqa: S608
+                        "AND list_contains(?::VARCHAR[], id)", [found[-1][1], found[0][1], ids])
+        names = [d[0] for d in cur.description]
+        by_id = {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+        return [by_id[gen_id] for gen_id in ids if gen_id in by_id]
+
+    rows = await store.read(run)
     await with_parent_status(store, rows)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     rows = rows[:limit]
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
+
+
+# Up to this many items, a collection's rows are found by id (see search()).
+_BY_ID = 2000
+
+
+def _probes(cur: Any, *, q: str | None, before: datetime | None,
+            selective: bool) -> Iterator[tuple[str, list[Any]]]:
+    """Ranges of ``created_at`` to look in, newest first, each a SQL condition with its parameters.
+
+    With words in ``q``: the days the search index names (1, then 4 days), then all the other ones. Otherwise
+    a window of time sized from the library's density (a few pages' worth), then everything older; a
+    ``selective`` filter (a collection) skips the window.
+    """
+    words = search_index.pieces(cur, q) if q else []
+    if words:
+        days = search_index.candidate_days(cur, words)
+        if before is not None:
+            last = before.astimezone(UTC).date()
+            days = [d for d in days if d <= last]
+        for chunk in (days[:1], days[1:5], days[5:]):
+            if not chunk:
+                return
+            lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
+            hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
+            yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
+                   [lo, hi, chunk])
+        return
+    if selective:
+        yield "true", []
+        return
+    cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
+    count, oldest, newest = cur.fetchone()
+    if not count:
+        return
+    top = min(before, newest) if before is not None else newest
+    lo = top - max((newest - oldest) * 200 / count, timedelta(seconds=1))
+    yield "created_at >= ? AND created_at <= ?", [lo, top]
+    if lo > oldest:
+        yield "created_at < ?", [lo]
 
 
 def existing_ids(cur: Any, ids: list[str]) -> list[str]:

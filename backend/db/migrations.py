@@ -183,4 +183,20 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX batches_created ON batches (created_at);
         """,
     ),
+    (
+        "0006_search",
+        r"""
+        CREATE TABLE search_terms (
+            term VARCHAR NOT NULL,             -- a maximal run of letters and digits, lower-cased
+            days DATE[] NOT NULL               -- the UTC days (created_at) of generations that used it
+        );
+
+        INSERT INTO search_terms (term, days)
+        SELECT t AS term, list(DISTINCT d ORDER BY d) AS days FROM (
+            SELECT DISTINCT timezone('UTC', created_at)::DATE AS d,
+                   unnest(regexp_extract_all(lower(concat_ws(' ', prompt, output_text, title)), '[\pL\pN]+')) AS t
+            FROM generations
+        ) GROUP BY t ORDER BY term;
+        """,
+    ),
 ]

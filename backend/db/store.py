@@ -84,6 +84,25 @@ def read_header(path: Path) -> FileHeader | None:
     return FileHeader(storage_version, library)
 
 
+def is_truncated(path: Path) -> bool:
+    """Whether the file is shorter than its active database header says (a cut file may still open, with the
+    cut-off blocks failing only when read). DuckDB 2.x: two database headers at 4 KiB and 8 KiB, each
+    ``checksum, iteration, meta_block, free_list, block_count, block_alloc_size``; blocks start at 12 KiB."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(3 * 4096)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    if len(data) < 3 * 4096:
+        return True
+    headers = [struct.unpack_from("<QQqqQQ", data, offset) for offset in (4096, 8192)]
+    _, _, _, _, blocks, block_size = max(headers, key=lambda h: h[1])  # the newer iteration is the active one
+    if not (4096 <= block_size <= 1 << 24 and block_size & (block_size - 1) == 0 and blocks < 1 << 40):
+        return False  # not a layout this check knows: let DuckDB decide
+    return size < 3 * 4096 + blocks * block_size
+
+
 _own_storage_version: int | None = None
 
 
@@ -116,6 +135,7 @@ class Store:
         self._con = con
         self.path = path
         self.recovered_from = recovered_from
+        self.salvaged: Any = None  # what was copied from ``recovered_from`` (backend/db/salvage.py)
         self.wal_kept: Path | None = None
         self.write_lock = asyncio.Lock()
         self._closed = False
@@ -133,7 +153,8 @@ class Store:
         - A file written by an older DuckDB library is copied to ``backups_dir`` before this one opens it.
         - A damaged journal (``.wal``) is kept aside and the database opened without it (``store.wal_kept``).
         - A damaged database (garbled, truncated) is kept aside with its journal and a fresh one is created
-          (``store.recovered_from``). Either way the UI tells the user; nothing is deleted.
+          (``store.recovered_from``), holding every row that could still be read from the damaged one
+          (``store.salvaged``, see backend/db/salvage.py). Either way the UI tells the user; nothing is deleted.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         backups_dir = backups_dir or path.parent / "backups"
@@ -144,6 +165,9 @@ class Store:
         wal_kept: Path | None = None
         if existed and read_header(path) is None:
             recovered_from = _refuse_or_move(path, recover_corrupt, "is not a readable Atelier database")
+            existed = False
+        elif existed and is_truncated(path):
+            recovered_from = _refuse_or_move(path, recover_corrupt, "is shorter than it should be (cut off)")
             existed = False
         try:
             con = _connect(path, existed)
@@ -174,7 +198,13 @@ class Store:
                 con.close()
                 wal_kept = _move_wal_aside(path)
                 con = _connect(path, existed)
+        salvaged = None
+        if recovered_from is not None:
+            from backend.db.salvage import salvage
+
+            salvaged = salvage(con, recovered_from)  # read-only: the file kept aside stays byte for byte
         store = cls(con, path, recovered_from=recovered_from)
+        store.salvaged = salvaged
         store.wal_kept = wal_kept
         return store
 

@@ -14,7 +14,19 @@ import httpx
 from backend.openrouter.errors import Disposition, UpstreamError, human_seconds, parse_retry_after, shorten
 from backend.openrouter.results import Usage, as_float, as_int
 
-__all__ = ["error_from_http", "in_band_error"]
+__all__ = ["RETRY_PROMISE", "error_from_http", "gave_up_message", "in_band_error"]
+
+#: How every retryable message ends: what Atelier will do next. Replaced by :func:`gave_up_message` once the
+#: attempts are used up, so a message never promises a retry that will not happen (see docs/outbox.md).
+RETRY_PROMISE = "; Atelier will send it again by itself."
+
+
+def gave_up_message(message: str, attempts: int) -> str:
+    """A retryable error's message once Atelier stops trying: the promise gives way to what the user can do."""
+    stopped = f"; Atelier tried {attempts} times and stopped, so press Retry to send it again."
+    if RETRY_PROMISE in message:
+        return message.replace(RETRY_PROMISE, stopped)
+    return f"{message.rstrip()} Atelier tried {attempts} times and stopped; press Retry to send it again."
 
 
 def _raw_detail(raw: Any) -> str | None:
@@ -135,6 +147,8 @@ def _classify(info: _ErrorInfo, *, model: str | None, context: str) -> tuple[str
     avail_code = info.availability.get("code") if isinstance(info.availability.get("code"), str) else None
     said = info.describe()
     said_suffix = f" OpenRouter said: {said}" if said else ""
+    if said_suffix and not said_suffix.endswith((".", "!", "?")):
+        said_suffix += "."
     model_name = model
     requested = info.availability.get("requested_models")
     if isinstance(requested, list) and requested and isinstance(requested[0], str):
@@ -162,8 +176,7 @@ def _classify(info: _ErrorInfo, *, model: str | None, context: str) -> tuple[str
         return (
             "in_flight_limit",
             "retry",
-            "Too many paid requests are running on this OpenRouter account at once; this one will be sent again "
-            f"automatically when some have finished.{said_suffix}",
+            f"Too many paid requests are running on this OpenRouter account at once{RETRY_PROMISE}{said_suffix}",
         )
     if status == 402 or etype == "payment_required":
         return (
@@ -206,27 +219,25 @@ def _classify(info: _ErrorInfo, *, model: str | None, context: str) -> tuple[str
         return (
             "model_not_found",
             "reject",
-            f"OpenRouter does not know the model {model_ref}. Pick another model."
-            + ("" if not_a_model else said_suffix),
+            f"OpenRouter does not know the model {model_ref}. Pick another model.",
         )
     if status == 429 or etype == "rate_limit_exceeded" or avail_code == "capacity_exhausted":
         return (
             "rate_limited",
             "retry",
-            f"OpenRouter is rate limiting requests; this one will be sent again automatically.{said_suffix}",
+            f"OpenRouter is limiting how fast requests may be sent{RETRY_PROMISE}{said_suffix}",
         )
     if status in (408, 504, 524) or etype == "timeout":
         return (
             "timeout",
             "retry",
-            f"OpenRouter or the model provider timed out; the request will be sent again.{said_suffix}",
+            f"OpenRouter or the model provider took too long to answer{RETRY_PROMISE}{said_suffix}",
         )
     if status is None or status >= 500 or info.availability.get("retryable") is True:
         return (
             "upstream_unavailable",
             "retry",
-            f"The model provider is unavailable right now; the request will be sent again automatically."
-            f"{said_suffix}",
+            f"The model provider is unavailable right now{RETRY_PROMISE}{said_suffix}",
         )
     if etype in _IMAGE_INPUT_TYPES:
         return (

@@ -120,8 +120,8 @@ def empty_response(extra: dict | None = None) -> UpstreamError:
     return UpstreamError(
         "empty_response",
         "retry",
-        "The model returned an empty answer (this happens when a model is starting up). The request will be "
-        "sent again.",
+        "The model returned an empty answer (this happens while a model is starting up); Atelier will send it "
+        "again by itself.",
         metadata=extra or {},
     )
 
@@ -130,7 +130,7 @@ def unexpected_answer(status: int, what: str) -> UpstreamError:
     return UpstreamError(
         "upstream_error",
         "retry",
-        f"OpenRouter sent an answer Atelier does not understand ({what}). The request will be sent again.",
+        f"OpenRouter sent an answer Atelier does not understand ({what}); Atelier will send it again by itself.",
         upstream_status=status,
     )
 
@@ -183,7 +183,7 @@ def transport_error(exc: Exception, *, sent: bool, idempotent: bool, timeout: fl
         return UpstreamError(
             "network",
             "retry",
-            "OpenRouter cannot be reached. The request is kept and will be sent when the connection is back.",
+            "OpenRouter cannot be reached; Atelier keeps the request and sends it when the connection is back.",
             metadata=metadata,
         )
     if isinstance(exc, httpx.WriteError | httpx.WriteTimeout):
@@ -191,7 +191,7 @@ def transport_error(exc: Exception, *, sent: bool, idempotent: bool, timeout: fl
         return UpstreamError(
             "network",
             "retry",
-            "The connection to OpenRouter broke while sending the request. It will be sent again.",
+            "The connection to OpenRouter broke while sending the request; Atelier will send it again by itself.",
             metadata=metadata,
         )
     disposition: Disposition = "retry" if idempotent else "unknown"

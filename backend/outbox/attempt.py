@@ -17,6 +17,7 @@ from backend.db.store import Store
 from backend.keys.credentials import Credentials
 from backend.media.store import MediaStore
 from backend.openrouter import OpenRouterClient, UpstreamError, Usage
+from backend.openrouter.classification import gave_up_message
 from backend.outbox.backoff import Uniform, backoff_seconds
 from backend.outbox.connectivity import Connectivity
 from backend.outbox.events import Running
@@ -153,7 +154,7 @@ class AttemptRules:
         )
         counted = await attempts_db.counted(s.store, generation_id=gen_id) if retry else 0
         if retry and counted >= s.settings.max_attempts:
-            err["message"] += f" Gave up after {s.settings.max_attempts} attempts; retry it when you like."
+            err["message"] = gave_up_message(err["message"], s.settings.max_attempts)
             retry = False
         if retry:
             offline = not s.connectivity.online

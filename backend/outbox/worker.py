@@ -81,6 +81,9 @@ class Outbox:
         self._background: set[asyncio.Task] = set()
         #: Passes of the loop so far (tests wait on it instead of sleeping).
         self.passes = 0
+        # Offline, probes back off from 0.5 s to PROBE_SECONDS; user activity wakes the loop for a probe at once.
+        connectivity.probe_seconds = settings.probe_seconds
+        connectivity.on_recheck(self.wake)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,6 +112,11 @@ class Outbox:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def activity(self) -> None:
+        """The user did something (a new request, the window gaining focus): while offline, probe now."""
+        if not self.connectivity.online:
+            self.connectivity.recheck()  # wakes the loop
 
     async def backlog(self) -> int:
         """How many generations wait or run, for the outbox limit. Counted at most every few seconds and
@@ -160,7 +168,12 @@ class Outbox:
 
     # -- the loop ----------------------------------------------------------------------------------------------
     async def _loop(self) -> None:
-        while True:
+        # Checked each pass as well as cancelled: on Python 3.11 ``wait_for`` swallows a cancel that arrives
+        # together with a wake-up, which would leave stop() waiting for ever.
+        while not self._stopping:
+            # Cleared before the pass, not after: a wake-up that arrives during the pass (user activity while
+            # a probe is out) starts the next pass at once instead of being lost.
+            self._wake.clear()
             try:
                 timeout = await self._tick()
             except asyncio.CancelledError:
@@ -169,7 +182,6 @@ class Outbox:
                 log.exception("outbox loop error")
                 timeout = self.settings.probe_seconds
             self.passes += 1
-            self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, timeout))
 
@@ -177,11 +189,16 @@ class Outbox:
         """One pass: probe when offline, resume video jobs, start due items. Returns how long to sleep."""
         probe = self.settings.probe_seconds
         await gens.fail_orphaned_turns(self.store)  # a turn whose parent failed cannot go out
-        stale = self.connectivity.checked_at is None or time.monotonic() - self.connectivity.checked_at > probe * 3
-        if not self.connectivity.online or (stale and not self.running):
-            self.connectivity.mark(await self.client.probe())
+        stale = self.connectivity.stale(probe * 3)
         if not self.connectivity.online:
-            return probe
+            if self.connectivity.probe_due():
+                self.connectivity.probed(await self.client.probe())
+            if not self.connectivity.online:
+                return self.connectivity.seconds_to_probe()
+        elif stale and not self.running:
+            self.connectivity.probed(await self.client.probe())
+            if not self.connectivity.online:
+                return self.connectivity.seconds_to_probe()
         for gen_id in await gens.video_jobs(self.store):
             if gen_id not in self.running:
                 self._spawn(gen_id, resume_video=True)

@@ -157,4 +157,5 @@ class Admission:
         )
         row["parent_status"] = placement.parent_status
         self.outbox.added()
+        self.outbox.activity()  # a new request: while offline, probe now rather than at the next interval
         return row, start_now

@@ -130,6 +130,13 @@
     return box;
   };
 
+  /** Scroll ``el`` into view as little as needed (smoothly, unless the person asked for reduced motion). */
+  Atelier.reveal = function (el) {
+    if (!el) return;
+    const still = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    el.scrollIntoView({ block: "nearest", behavior: still ? "auto" : "smooth" });
+  };
+
   /** POST with our JSON marker header (same-origin; cookies are sent automatically). */
   Atelier.post = function (url, body) {
     return fetch(url, {
@@ -144,12 +151,16 @@
     const pill = document.querySelector("[data-status-pill]");
     const text = document.querySelector("[data-status-text]");
     const count = document.querySelector("[data-outbox-count]");
+    const paused = !!(state.engine && state.queue && state.queue.paused);
     if (pill && text) {
-      pill.classList.remove("pill-ok", "pill-warn", "pill-bad");
+      pill.classList.remove("pill-ok", "pill-warn", "pill-bad", "pill-paused");
       if (!state.engine) { pill.classList.add("pill-bad"); text.textContent = "Engine stopped"; }
-      else if (state.online) { pill.classList.add("pill-ok"); text.textContent = "Online"; }
-      else { pill.classList.add("pill-warn"); text.textContent = "Offline"; }
+      else if (!state.online) { pill.classList.add("pill-warn"); text.textContent = paused ? "Offline · paused" : "Offline"; }
+      else if (paused) { pill.classList.add("pill-paused"); text.textContent = "Sending paused"; }
+      else { pill.classList.add("pill-ok"); text.textContent = "Online"; }
     }
+    document.querySelectorAll("[data-offline-banner]").forEach((el) => el.classList.toggle("hidden", !state.engine || !!state.online));
+    document.querySelectorAll("[data-paused-banner]").forEach((el) => el.classList.toggle("hidden", !paused));
     if (count && state.queue) {
       const waiting = (state.queue.queued || 0) + (state.queue.running || 0);
       count.textContent = String(waiting);
@@ -179,6 +190,39 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  /* ---- Retry on a failed result card: send it again and follow the card in place ------------------ */
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("[data-retry-form]");
+    const result = form && form.closest(".result[data-generation-id]");
+    if (!result || event.defaultPrevented) return;
+    event.preventDefault();
+    const button = form.querySelector("button");
+    if (button) button.setAttribute("aria-disabled", "true");
+    try {
+      const response = await Atelier.post(form.action);
+      const answer = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        const callout = Atelier.errorCallout(answer.error, "Atelier could not send it again.");
+        form.closest(".result-foot").before(callout);
+        if (button) { button.removeAttribute("aria-disabled"); button.focus(); }
+        return;
+      }
+      const fresh = await fetch("/g/" + encodeURIComponent(result.dataset.generationId) + "/result", { credentials: "same-origin" });
+      if (!fresh.ok) return;
+      const template = document.createElement("template");
+      template.innerHTML = await fresh.text(); // server-rendered, escaped, our own origin
+      const card = template.content.firstElementChild;
+      if (!card) return;
+      result.replaceWith(card);
+      Atelier.enhance(card.parentElement || document);
+      const focusable = card.querySelector("a, button") || card;
+      focusable.focus();
+      document.dispatchEvent(new CustomEvent("atelier:generated"));
+    } catch (e) {
+      if (button) button.removeAttribute("aria-disabled");
+    }
+  });
+
   /* ---- elapsed-time counters ("Rendering… 01:23"), from a server timestamp so reloads keep counting -- */
   const pad = (n) => String(n).padStart(2, "0");
   Atelier.formatElapsed = function (seconds) {
@@ -197,6 +241,83 @@
     if (counters.length && !ticker) ticker = window.setInterval(Atelier.tickElapsed, 1000);
     if (!counters.length && ticker) { window.clearInterval(ticker); ticker = null; }
   };
+
+  /* ---- live relative times ("in 4 s", "12 s ago"), from a server timestamp ------------------------ */
+  Atelier.formatRelative = function (iso) {
+    const at = Date.parse(iso);
+    if (Number.isNaN(at)) return "";
+    const diff = Math.round((at - Date.now()) / 1000);
+    const s = Math.abs(diff);
+    if (diff <= 1 && diff >= -1) return "now";
+    let amount;
+    if (s < 60) amount = s + " s";
+    else if (s < 3600) amount = Math.floor(s / 60) + " min";
+    else if (s < 86400) amount = Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+    else amount = Math.floor(s / 86400) + " d";
+    return diff > 0 ? "in " + amount : amount + " ago";
+  };
+  let relativeTicker = null;
+  Atelier.tickRelative = function () {
+    const stamps = document.querySelectorAll("[data-relative]");
+    stamps.forEach((el) => {
+      const due = Date.parse(el.dataset.relative);
+      // A due time that has passed means the attempt is about to start: say so instead of "4 s ago".
+      if (!Number.isNaN(due) && due <= Date.now() && el.dataset.relativeDue) el.textContent = el.dataset.relativeDue;
+      else el.textContent = Atelier.formatRelative(el.dataset.relative);
+    });
+    if (stamps.length && !relativeTicker) relativeTicker = window.setInterval(Atelier.tickRelative, 1000);
+    if (!stamps.length && relativeTicker) { window.clearInterval(relativeTicker); relativeTicker = null; }
+  };
+
+  /* ---- a video the browser cannot play says so (instead of an empty black box) ------------------ */
+  function videoFailed(video) {
+    const figure = video.closest("figure") || video.parentElement;
+    if (!figure || figure.querySelector("[data-video-error]")) return;
+    const note = document.createElement("p");
+    note.className = "callout callout-error video-error";
+    note.setAttribute("role", "alert");
+    note.dataset.videoError = "";
+    note.textContent = "This video cannot be played here: the file could not be decoded. Download it to try another player.";
+    video.after(note);
+    video.classList.add("video-broken"); // no endless spinner over a file that will never play
+  }
+  document.addEventListener("error", (event) => {
+    const target = event.target;
+    if (target && target.tagName === "VIDEO") videoFailed(target);
+    else if (target && target.tagName === "SOURCE" && target.parentElement) videoFailed(target.parentElement);
+  }, true);
+  function checkVideos(root) {
+    (root || document).querySelectorAll("video").forEach((video) => {
+      if (video.error) videoFailed(video);
+    });
+  }
+
+  /* ---- keyboard: Ctrl/Cmd+K focuses the model picker, Esc closes or stops what is open ------------ */
+  document.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey && (event.key === "k" || event.key === "K")) {
+      const picker = document.querySelector(".picker-button") || document.querySelector("[data-model-select]:not(.hidden)");
+      if (picker) {
+        event.preventDefault();
+        picker.focus();
+        if (picker.classList.contains("picker-button") && picker.getAttribute("aria-expanded") !== "true") picker.click();
+      }
+      return;
+    }
+    if (event.key !== "Escape" || event.defaultPrevented) return;
+    const panel = document.querySelector(".picker-panel:not(.hidden)");
+    if (panel) {
+      panel.classList.add("hidden");
+      const button = panel.parentElement.querySelector(".picker-button");
+      if (button) { button.setAttribute("aria-expanded", "false"); button.focus(); }
+      event.preventDefault();
+      return;
+    }
+    const stop = document.querySelector("[data-stop]:not(.hidden)");
+    if (stop && !stop.disabled) {
+      event.preventDefault();
+      stop.click();
+    }
+  });
 
   /* ---- follow an unfinished result (image/video in the Studio) until it is done ------------------- */
   const PROGRESS = { pending: "Waiting for the provider…", queued: "Waiting for the provider…", in_progress: "Rendering…", processing: "Rendering…" };
@@ -297,7 +418,24 @@
   Atelier.enhance = function (root) {
     (root || document).querySelectorAll("[data-follow-events]").forEach(follow);
     Atelier.tickElapsed();
+    Atelier.tickRelative();
+    checkVideos(root);
   };
+
+  // The window gaining focus is user activity: while offline, the engine probes OpenRouter at once (instead of
+  // at its next interval), then the pill is refreshed. At most one call every two seconds.
+  let lastActivity = 0;
+  async function noteActivity() {
+    const now = Date.now();
+    if (document.hidden || now - lastActivity < 2000) return;
+    lastActivity = now;
+    try {
+      await fetch("/ui/activity", { method: "POST", headers: { Accept: "application/json" }, credentials: "same-origin" });
+    } catch (e) { /* the engine is not answering: the status poll says so */ }
+    window.setTimeout(pollStatus, 600);
+  }
+  window.addEventListener("focus", noteActivity);
+  document.addEventListener("visibilitychange", noteActivity);
 
   document.addEventListener("DOMContentLoaded", () => {
     Atelier.enhance(document);

@@ -14,6 +14,7 @@
       template.innerHTML = await response.text(); // server-rendered, escaped items from our own origin
       row.replaceWith(template.content);
       watch();
+      refreshSelection();
     } catch (e) {
       window.location.href = link.href; // fall back to the plain next page
     }
@@ -44,4 +45,74 @@
   });
 
   document.addEventListener("DOMContentLoaded", watch);
+
+  /* ---- selection and bulk actions ---------------------------------------------------------------- */
+  const boxes = () => Array.from(document.querySelectorAll("input.lib-select"));
+  let lastClicked = null;
+
+  function refreshSelection() {
+    const all = boxes();
+    const chosen = all.filter((b) => b.checked);
+    const form = document.querySelector("[data-bulk-form]");
+    if (!form) return;
+    form.querySelector("[data-selected-count]").textContent = chosen.length + " selected";
+    form.querySelectorAll("[data-needs-selection]").forEach((b) => { b.disabled = chosen.length === 0; });
+    const page = form.querySelector("[data-select-page]");
+    page.checked = all.length > 0 && chosen.length === all.length;
+    page.indeterminate = chosen.length > 0 && chosen.length < all.length;
+    all.forEach((b) => b.closest("[data-generation-id]").classList.toggle("selected", b.checked));
+  }
+
+  document.addEventListener("click", (event) => {
+    const box = event.target.closest("input.lib-select");
+    if (!box) return;
+    const all = boxes();
+    if (event.shiftKey && lastClicked && all.includes(lastClicked)) {
+      // Shift-click: everything between the last box clicked and this one takes this one's state.
+      const [a, b] = [all.indexOf(lastClicked), all.indexOf(box)].sort((x, y) => x - y);
+      all.slice(a, b + 1).forEach((other) => { other.checked = box.checked; });
+    }
+    lastClicked = box;
+    refreshSelection();
+  });
+
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("[data-select-page]")) {
+      boxes().forEach((b) => { b.checked = event.target.checked; });
+    }
+    if (event.target.matches("[data-select-page], input.lib-select")) refreshSelection();
+  });
+
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!form.matches("[data-bulk-form]")) return;
+    const button = event.submitter;
+    const count = boxes().filter((b) => b.checked).length;
+    const question = button && button.getAttribute("data-confirm-count");
+    if (question && !window.confirm(question.replace("{n}", String(count)))) event.preventDefault();
+  });
+
+  // Tag autocompletion: the tags in use (most used first), fetched as the user types.
+  let tagTimer = null;
+  document.addEventListener("input", (event) => {
+    const input = event.target.closest("[data-tag-input]");
+    if (!input) return;
+    window.clearTimeout(tagTimer);
+    tagTimer = window.setTimeout(async () => {
+      try {
+        const response = await fetch("/library/tags?q=" + encodeURIComponent(input.value.trim()),
+          { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (!response.ok) return;
+        const list = document.getElementById(input.getAttribute("list"));
+        list.replaceChildren(...(await response.json()).items.map((t) => {
+          const option = document.createElement("option");
+          option.value = t.tag;
+          option.label = t.tag + " (" + t.count + ")";
+          return option;
+        }));
+      } catch (e) { /* autocompletion is a convenience */ }
+    }, 120);
+  });
+
+  document.addEventListener("DOMContentLoaded", refreshSelection);
 })();

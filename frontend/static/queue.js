@@ -13,7 +13,11 @@
       try {
         const response = await fetch(url, { credentials: "same-origin" });
         if (response.status === 401) return;
-        if (response.ok) live.innerHTML = await response.text(); // server-rendered, escaped
+        if (response.ok) {
+          live.innerHTML = await response.text(); // server-rendered, escaped
+          Atelier.tickElapsed();
+          Atelier.tickRelative();
+        }
       } catch (e) { /* try again on the next tick */ }
     };
 

@@ -16,14 +16,26 @@
     button.type = "button";
     button.className = "picker-button";
     button.setAttribute("aria-haspopup", "listbox");
+    button.setAttribute("aria-expanded", "false");
+    button.id = select.id + "-button";
     const name = document.createElement("span");
     name.className = "picker-name";
+    name.id = select.id + "-chosen";
     const meta = document.createElement("span");
     meta.className = "picker-meta";
+    meta.id = select.id + "-meta";
     const caret = document.createElement("span");
     caret.className = "picker-caret";
+    caret.setAttribute("aria-hidden", "true");
+    // The visible label names the button (not the hidden select); the chosen model completes the name.
+    const label = select.id ? document.querySelector('label[for="' + select.id + '"]') : null;
+    if (label) {
+      label.id = label.id || select.id + "-label";
+      label.htmlFor = button.id;
+      button.setAttribute("aria-labelledby", label.id + " " + button.id);
+    }
     caret.textContent = "▾";
-    button.append(name, meta, caret);
+    button.append(name, " ", meta, caret); // the space keeps the name readable: "GPT-4o in $0.15/M…"
 
     const panel = document.createElement("div");
     panel.className = "picker-panel hidden";
@@ -31,9 +43,15 @@
     search.type = "search";
     search.placeholder = "Search " + options.length + " models…";
     search.setAttribute("aria-label", "Search models");
+    search.setAttribute("role", "combobox");
+    search.setAttribute("aria-autocomplete", "list");
+    search.setAttribute("aria-expanded", "true");
     const list = document.createElement("ul");
     list.className = "picker-list";
+    list.id = select.id + "-options";
     list.setAttribute("role", "listbox");
+    list.setAttribute("aria-label", "Models");
+    search.setAttribute("aria-controls", list.id);
     panel.append(search, list);
     root.append(button, panel);
 
@@ -62,6 +80,7 @@
         return terms.every((t) => hay.includes(t));
       });
       list.replaceChildren();
+      search.removeAttribute("aria-activedescendant");
       if (!shown.length) {
         const li = document.createElement("li");
         li.className = "picker-empty";
@@ -73,7 +92,9 @@
       shown.slice(0, 200).forEach((o, i) => {
         const li = document.createElement("li");
         li.setAttribute("role", "option");
+        li.id = list.id + "-" + i;
         li.setAttribute("aria-selected", i === active ? "true" : "false");
+        if (i === active) search.setAttribute("aria-activedescendant", li.id);
         const label = document.createElement("span");
         label.className = "opt-name";
         label.textContent = o.dataset.name || o.value;
@@ -91,6 +112,7 @@
     };
     const open = () => {
       panel.classList.remove("hidden");
+      button.setAttribute("aria-expanded", "true");
       search.value = "";
       active = Math.max(0, options.indexOf(select.selectedOptions[0]));
       render();
@@ -98,7 +120,10 @@
       const current = list.querySelector('[aria-selected="true"]');
       if (current) current.scrollIntoView({ block: "nearest" });
     };
-    const close = () => panel.classList.add("hidden");
+    const close = () => {
+      panel.classList.add("hidden");
+      button.setAttribute("aria-expanded", "false");
+    };
     const choose = (o) => {
       select.value = o.value;
       select.dispatchEvent(new Event("change", { bubbles: true }));
@@ -119,6 +144,7 @@
         e.preventDefault();
         if (shown[active]) choose(shown[active]);
       } else if (e.key === "Escape") {
+        e.preventDefault();
         close();
         button.focus();
       }
@@ -185,7 +211,7 @@
     };
     const revealIfBelow = (el) => {
       const box = el.getBoundingClientRect();
-      if (box.top > window.innerHeight - 80) el.scrollIntoView({ block: "nearest", behavior: "smooth" });
+      if (box.top > window.innerHeight - 80) Atelier.reveal(el); // smooth unless reduced motion is asked for
     };
 
     const refreshList = async (q) => {
@@ -220,10 +246,31 @@
     };
 
     const setBusy = (busy) => {
+      // Keep keyboard focus on the action that is visible: Stop while answering, Send afterwards.
+      const active = document.activeElement;
+      const moveFocus = active === sendButton || active === stopButton || active === document.body || !active;
       sendButton.disabled = busy;
       sendButton.textContent = busy ? "Answering…" : "Send";
       stopButton.classList.toggle("hidden", !busy);
+      if (moveFocus) (busy ? stopButton : sendButton).focus();
     };
+
+    // The thread is the live region (there from the page's load): answers stream into it as appended text, and
+    // it is busy until the finished turn is in place. Statuses go to their own line, outside it.
+    const chatStatus = chat.querySelector("[data-chat-status]");
+    const announce = (message) => { if (chatStatus) chatStatus.textContent = message; };
+    const announceRecord = (record) => {
+      if (!record) return;
+      announce({
+        succeeded: "Answer ready.",
+        running: "Answering.",
+        queued: "Prompt queued; Atelier sends it later.",
+        cancelled: "Stopped.",
+        interrupted: "The answer broke off; the part that arrived is kept.",
+        failed: "Failed: " + ((record.error && record.error.message) || "see the answer."),
+      }[record.status] || "");
+    };
+    const threadBusy = (busy) => thread.setAttribute("aria-busy", busy ? "true" : "false");
 
     const showError = (article, error) => {
       const answer = article.querySelector("[data-answer]");
@@ -270,7 +317,7 @@
         delta: (chunk) => {
           const waiting = article.querySelector("[data-turn-waiting]");
           if (waiting) waiting.remove();
-          text.textContent += chunk; // textContent: model output is never parsed as HTML here
+          text.append(document.createTextNode(chunk)); // plain text: model output is never parsed as HTML here
           keepInView(article);
         },
         end: () => {
@@ -302,6 +349,7 @@
       const badge = document.createElement("span");
       badge.className = "badge badge-running";
       badge.dataset.liveStatus = "";
+      badge.setAttribute("aria-hidden", "true"); // announced by the status line outside the thread
       badge.textContent = "Starting…";
       meta.append(name, badge);
       const text = document.createElement("div");
@@ -355,7 +403,11 @@
       current = { controller: new AbortController(), id: null, stopping: false };
       const run = current;
       setBusy(true);
+      threadBusy(true);
+      announce("Answering.");
+      Atelier.reveal(article);
       let error = null;
+      let last = null;
       try {
         const response = await fetch(form.dataset.streamUrl, {
           method: "POST",
@@ -374,12 +426,14 @@
               article.dataset.turnId = record.id;
               if (record.conversation_id) convField.value = record.conversation_id;
               badge.textContent = record.status === "queued" ? "Queued" : "Generating";
+              if (record.status === "queued") announceRecord(record);
             },
             delta: (chunk) => {
-              text.textContent += chunk; // textContent: model output is never parsed as HTML here
+              text.append(document.createTextNode(chunk)); // plain text: model output is never parsed as HTML here
               keepInView(article);
             },
             end: (record, err) => {
+              last = record || (err ? { status: "failed", error: err } : null);
               if (record && record.id) {
                 run.id = record.id;
                 if (record.conversation_id) convField.value = record.conversation_id;
@@ -404,12 +458,19 @@
         window.history.replaceState(null, "", url.toString());
         const started = !wasInConversation && convField.value;
         article = await swap(article, run.id);
+        threadBusy(false);
+        announceRecord(last || { status: article.dataset.status });
+        Atelier.reveal(article); // the whole answer, not just its top line
         refreshList();
         refreshHead(url.toString(), started);
       } else if (error) {
         badge.textContent = "Failed";
         badge.className = "badge badge-failed";
         showError(article, error);
+        threadBusy(false);
+        announceRecord({ status: "failed", error });
+      } else {
+        threadBusy(false);
       }
       document.dispatchEvent(new CustomEvent("atelier:generated"));
     };
@@ -452,10 +513,7 @@
     form.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); sendFromComposer(); }
     });
-    stopButton.addEventListener("click", stop);
-    document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && current) { event.preventDefault(); stop(); }
-    });
+    stopButton.addEventListener("click", stop); // Esc clicks the visible Stop (app.js)
     form.addEventListener("paste", (event) => {
       const files = Array.from((event.clipboardData && event.clipboardData.files) || []).filter((f) => f.type.startsWith("image/"));
       if (files.length && refs && refs.atelierUpload) { event.preventDefault(); refs.atelierUpload(files).then(checkVision); }
@@ -728,12 +786,28 @@
       return card;
     };
 
-    const fail = (card, error) => card.replaceChildren(Atelier.errorCallout(error));
+    // One short status line for screen readers (the cards themselves are not a live region).
+    const status = document.querySelector("[data-results-status]");
+    const announce = (record) => {
+      if (!status || !record) return;
+      const what = kind === "video" ? "Video" : "Image";
+      status.textContent = {
+        succeeded: what + " ready.",
+        running: kind === "video" ? "Video job sent; it is rendering." : "Generating.",
+        queued: what + " request queued; Atelier sends it later.",
+        failed: what + " failed: " + ((record.error && record.error.message) || "see the card."),
+      }[record.status] || "";
+    };
+    const fail = (card, error) => {
+      card.replaceChildren(Atelier.errorCallout(error));
+      if (status) status.textContent = "Failed: " + ((error && error.message) || "see the card.");
+    };
 
     /** One request and its result card (Variations send several at once). */
     const one = async (data) => {
       const card = placeholder();
       results.prepend(card);
+      Atelier.reveal(card);
       Atelier.tickElapsed();
       try {
         const response = await fetch(form.action, {
@@ -747,6 +821,8 @@
         else if (answer.html) {
           card.innerHTML = answer.html; // server-rendered and escaped, from our own origin
           Atelier.enhance(card);
+          Atelier.reveal(card);
+          announce(answer.generation);
           followRefine(answer.generation);
         } else {
           fail(card, answer.error);
@@ -777,7 +853,7 @@
         return;
       }
       busy = true;
-      generateButton.disabled = true;
+      generateButton.setAttribute("aria-disabled", "true"); // not disabled: keyboard focus stays on the button
       generateButton.textContent = kind === "video" ? "Sending…" : "Generating…";
       const count = Math.max(1, Math.min(4, Number(data.get("count") || 1)));
       data.delete("count");
@@ -785,7 +861,7 @@
         await Promise.all(Array.from({ length: count }, () => one(data)));
       } finally {
         busy = false;
-        generateButton.disabled = false;
+        generateButton.removeAttribute("aria-disabled");
         generateButton.textContent = "Generate";
         document.dispatchEvent(new CustomEvent("atelier:generated"));
       }

@@ -45,7 +45,11 @@ def _done(generation_id: str, message: str | None = None, record: dict[str, Any]
 def detail(generation_id: str) -> str:
     """Everything about one generation."""
     record = backend().generation(generation_id)
-    return render_template("generations/detail.html", gen=record)
+    try:
+        collections = backend().collections().get("items", [])
+    except BackendError:
+        collections = []
+    return render_template("generations/detail.html", gen=record, collections=collections)
 
 
 @bp.get("/g/<rid:generation_id>/result")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
-from frontend.web import backend
+from frontend.backend_client import BackendError
+from frontend.web import backend, flash_backend_error, safe_next, wants_json
 
 bp = Blueprint("library", __name__)
 
@@ -14,7 +16,7 @@ PAGE_SIZE = 30
 #: The grid shows more per page: tiles are small and their thumbnails load lazily.
 GRID_PAGE_SIZE = 60
 VIEWS = ("grid", "list")
-FILTERS = ("q", "kind", "status", "model", "tag", "favorite")
+FILTERS = ("q", "kind", "status", "model", "tag", "favorite", "collection_id")
 KINDS = ("text", "image", "video")
 STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "cancelled")
 
@@ -50,9 +52,16 @@ def index() -> str:
     page: dict[str, Any] = backend().generations(limit=size, cursor=cursor, **filters)
     items = page.get("items", [])
     next_cursor = page.get("next_cursor")
-    template = "library/_page.html" if request.args.get("partial") == "1" else "library/index.html"
+    partial = request.args.get("partial") == "1"
+    template = "library/_page.html" if partial else "library/index.html"
+    collections = [] if partial else backend().collections().get("items", [])
+    current = next((c for c in collections if c["id"] == filters.get("collection_id")), None)
     return render_template(
         template,
+        collections=collections,
+        current_collection=current,
+        selectable=True,
+        formats=EXPORT_FORMATS,
         items=items,
         next_cursor=next_cursor,
         filters=filters,
@@ -61,3 +70,111 @@ def index() -> str:
         kinds=KINDS,
         statuses=STATUSES,
     )
+
+
+EXPORT_FORMATS = {"markdown": "Markdown", "jsonl": "JSONL", "parquet": "Parquet"}
+BULK_ACTIONS = {"favorite", "unfavorite", "tag", "untag", "add_to_collection", "remove_from_collection", "delete"}
+_DONE = {"favorite": "Added {n} to favourites.", "unfavorite": "Removed {n} from favourites.",
+         "tag": "Tagged {n} “{value}”.", "untag": "Removed the tag “{value}” from {n}.",
+         "add_to_collection": "Added {n} to the collection.", "remove_from_collection": "Removed {n} from the "
+         "collection.", "delete": "Deleted {n}."}
+
+
+def _items(n: int) -> str:
+    return f"{n} item{'' if n == 1 else 's'}"
+
+
+def _back() -> WerkzeugResponse:
+    return redirect(safe_next(url_for("library.index")))
+
+
+@bp.post("/library/bulk")
+def bulk() -> Any:
+    """One action on the selected items (``ids``): the bulk actions, or ``export`` (then the download)."""
+    ids = list(dict.fromkeys(i for i in request.form.getlist("ids") if i))[:500]
+    action = request.form.get("action", "")
+    if not ids:
+        flash("Select some items first.", "error")
+        return _back()
+    if action == "export":
+        fmt = request.form.get("format", "markdown")
+        fmt = fmt if fmt in EXPORT_FORMATS else "markdown"
+        try:
+            made = backend().create_export(fmt, {"ids": ids})
+        except BackendError as exc:
+            flash_backend_error(exc)
+            return _back()
+        return redirect(url_for("data.download", export_id=made["id"]))
+    if action not in BULK_ACTIONS:
+        flash("Choose what to do with the selected items.", "error")
+        return _back()
+    value = None
+    if action in ("tag", "untag"):
+        value = request.form.get("tag", "").strip()
+    elif action in ("add_to_collection", "remove_from_collection"):
+        value = request.form.get("collection_id", "").strip()
+    try:
+        done = backend().bulk(ids, action, value)
+    except BackendError as exc:
+        if wants_json():
+            raise
+        flash_backend_error(exc)
+        return _back()
+    if wants_json():
+        return jsonify(done)
+    flash(_DONE[action].format(n=_items(done["done"]), value=value or ""), "success")
+    return _back()
+
+
+@bp.post("/library/collections")
+def create_collection() -> WerkzeugResponse:
+    name = request.form.get("name", "").strip()
+    try:
+        made = backend().create_collection(name)
+    except BackendError as exc:
+        flash_backend_error(exc)
+        return _back()
+    flash(f"Collection “{made['name']}” created.", "success")
+    return redirect(url_for("library.index", collection_id=made["id"]))
+
+
+@bp.post("/library/collections/<rid:collection_id>/rename")
+def rename_collection(collection_id: str) -> WerkzeugResponse:
+    try:
+        backend().rename_collection(collection_id, request.form.get("name", "").strip())
+    except BackendError as exc:
+        flash_backend_error(exc)
+    return redirect(url_for("library.index", collection_id=collection_id))
+
+
+@bp.post("/library/collections/<rid:collection_id>/delete")
+def delete_collection(collection_id: str) -> WerkzeugResponse:
+    try:
+        backend().delete_collection(collection_id)
+    except BackendError as exc:
+        flash_backend_error(exc)
+        return _back()
+    flash("Collection deleted; its items are still in your library.", "success")
+    return redirect(url_for("library.index"))
+
+
+@bp.get("/library/tags")
+def tags() -> Any:
+    """Tags in use with their counts, for autocompletion (``q``: tags starting with it)."""
+    return jsonify(backend().tags(request.args.get("q", "").strip()[:64] or None))
+
+
+@bp.post("/g/<rid:generation_id>/title")
+def title(generation_id: str) -> Any:
+    """Rename a generation (an empty title goes back to showing the prompt)."""
+    value = request.form.get("title", "").strip()[:300]
+    try:
+        record = backend().update_generation(generation_id, {"title": value or None})
+    except BackendError as exc:
+        if wants_json():
+            raise
+        flash_backend_error(exc)
+        return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))
+    if wants_json():
+        return jsonify({"ok": True, "generation": record})
+    return redirect(safe_next(url_for("generations.detail", generation_id=generation_id)))

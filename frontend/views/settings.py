@@ -25,6 +25,35 @@ EDITABLE: dict[str, str] = {
     "budget_monthly_usd": "money",
 }
 
+#: Words for the read-only settings ("Other settings"): a label and what the value does. A setting missing here
+#: is shown by its name, made readable.
+OTHER_SETTINGS: dict[str, tuple[str, str]] = {
+    "default_temperature": ("Default temperature",
+                            "Preselected in the Studio for text: lower is more focused, higher more varied (0–2)."),
+    "default_max_tokens": ("Default max tokens",
+                           "The longest answer the Studio asks for unless you set another; a cap keeps OpenRouter "
+                           "from refusing a request for lack of credits."),
+}
+
+
+def other_settings(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The settings this page does not edit, each with a label, help text and its value in words."""
+    rows = []
+    for name, value in sorted(values.items()):
+        if name in EDITABLE:
+            continue
+        label, help_text = OTHER_SETTINGS.get(name, (name.replace("_", " ").capitalize(), ""))
+        if value is None:
+            shown = "Not set"
+        elif isinstance(value, bool):
+            shown = "On" if value else "Off"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            shown = f"{value:,}"
+        else:
+            shown = str(value)
+        rows.append({"name": name, "label": label, "help": help_text, "value": shown})
+    return rows
+
 
 def _usage(group_by: str) -> dict[str, Any] | None:
     try:
@@ -49,7 +78,7 @@ def index() -> str:
     by_period = _usage(group_by)
     by_month = by_period if group_by == "month" else _usage("month")
     today = date.today()
-    others = {k: v for k, v in settings.get("values", {}).items() if k not in EDITABLE}
+    others = other_settings(settings.get("values", {}))
     return render_template(
         "settings/index.html",
         values=settings.get("values", {}),
@@ -84,17 +113,17 @@ def save_key():
     api_key = request.form.get("api_key", "").strip()
     if not api_key:
         flash("Paste your OpenRouter API key first.", "error")
-        return redirect(url_for("settings.index") + "#key")
+        return redirect(url_for("settings.index"))
     try:
         answer = backend().set_api_key(api_key)
     except BackendError as exc:
         flash_backend_error(exc)
-        return redirect(url_for("settings.index") + "#key")
+        return redirect(url_for("settings.index"))
     if answer.get("verified"):
         flash("Key saved and verified with OpenRouter.", "success")
     else:
         flash("Key saved. It will be checked with OpenRouter once you are online.", "success")
-    return redirect(url_for("settings.index") + "#key")
+    return redirect(url_for("settings.index"))
 
 
 @bp.post("/settings/key/delete")
@@ -102,7 +131,7 @@ def delete_key():
     """Forget the stored key."""
     backend().delete_api_key()
     flash("Key removed from this computer.", "success")
-    return redirect(url_for("settings.index") + "#key")
+    return redirect(url_for("settings.index"))
 
 
 @bp.post("/settings/preferences")
@@ -123,7 +152,7 @@ def save_preferences():
                 new = forms.budget(request.form.get(name, ""))
             except forms.FormError as exc:
                 flash(exc.message, "error")
-                return redirect(url_for("settings.index") + "#preferences")
+                return redirect(url_for("settings.index"))
         else:
             new = request.form.get(name, "").strip()
             if kind == "choice" and new not in THEMES:
@@ -137,11 +166,11 @@ def save_preferences():
             backend().update_settings(changes)
         except BackendError as exc:
             flash_backend_error(exc)
-            return redirect(url_for("settings.index") + "#preferences")
+            return redirect(url_for("settings.index"))
         flash("Preferences saved.", "success")
     else:
         flash("Nothing to change.", "info")
-    return redirect(url_for("settings.index") + "#preferences")
+    return redirect(url_for("settings.index"))
 
 
 @bp.get("/settings/diagnostics")

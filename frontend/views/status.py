@@ -19,3 +19,13 @@ def status():
         return jsonify({"engine": False, "online": False, "key_configured": None,
                         "queue": {"queued": 0, "running": 0}})
     return jsonify({"engine": True, **answer})
+
+
+@bp.post("/ui/activity")
+def activity():
+    """The window gained focus: the engine re-checks OpenRouter at once when it was offline."""
+    try:
+        answer = backend().activity()
+    except BackendError:
+        return jsonify({"engine": False, "online": False})
+    return jsonify({"engine": True, **answer})

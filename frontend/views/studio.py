@@ -346,12 +346,16 @@ def stream() -> Response:
         stack.close()
         return Response(_sse("error", exc.payload), mimetype="text/event-stream")
 
-    if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
-        # Accepted without streaming (202): the turn waits for its parent, or was deferred. The page follows it.
+    if "text/event-stream" not in upstream.headers.get("content-type", ""):
+        # Not sent now (the turn waits for its parent, the outbox is paused, or the request was deferred): the
+        # backend answered with the queued record. Hand it over as one event, so the page shows the card at
+        # once and follows it.
         try:
-            record = json.loads(upstream.read())
+            record = json.loads(upstream.read() or b"null")
         finally:
             stack.close()
+        if not isinstance(record, dict):
+            return _sse_error("bad_request", "The engine gave an answer Atelier did not understand.", 502)
         return Response(_sse("generation", record), mimetype="text/event-stream")
 
     def relay() -> Iterator[bytes]:

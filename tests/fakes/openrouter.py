@@ -279,6 +279,9 @@ class _ClientGone(Exception):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A real server's accept queue, not socketserver's 5: a hundred requests arriving at once (the app's group
+    # commit sends them together) would otherwise overflow it and see resets no real OpenRouter sends.
+    request_queue_size = 512
 
     def __init__(self, address: tuple[str, int], fake: FakeOpenRouter, *, control_only: bool) -> None:
         self.fake = fake

@@ -1,0 +1,99 @@
+"""The search prefilter: which UTC days hold a generation with a given word, kept on every write.
+
+``search_terms`` has one row per distinct word (a maximal run of letters and digits, lower-cased) ever seen in a
+generation's prompt, output or title, with the list of UTC days (of ``created_at``) whose generations used it.
+A search for ``q`` splits ``q`` the same way; every piece of ``q`` must be a substring of some word of a
+matching generation, so only the days where each piece is inside some word can hold a match. The real match
+(``ILIKE`` on prompt, output and title) then runs on those days' rows only, newest day first, and stops as soon
+as the page is full. The index is a superset: a deleted or edited generation may leave a day behind, which costs a
+little time and never a wrong answer. See docs/data.md ("Search").
+
+Every write of ``prompt``, ``output_text`` or ``title`` calls :func:`index` in the same transaction
+(``backend/db/generations.py`` and the import). Migration ``0006_search`` fills it for existing rows with the
+same SQL (``tests/test_search_index.py`` checks that both agree).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+# One word = a maximal run of Unicode letters and digits. The same pattern splits the query (see pieces()).
+WORD = r"[\pL\pN]+"
+
+# The (term, days) pairs of the generations chosen by ``{where}``.
+_PAIRS = (
+    "SELECT t AS term, list(DISTINCT d ORDER BY d) AS days FROM ("  # noqa: S608 - constant text
+    "SELECT DISTINCT timezone('UTC', created_at)::DATE AS d, "
+    "unnest(regexp_extract_all(lower(concat_ws(' ', prompt, output_text, title)), '" + WORD + "')) AS t "
+    "FROM generations WHERE {where}) GROUP BY t"
+)
+
+def index(cur: Any, ids: Sequence[str]) -> None:
+    """Inside a write transaction: add the words of generations ``ids`` (as stored now) to the index."""
+    ids = list(ids)
+    if not ids:
+        return
+    pairs = _PAIRS.format(where="list_contains(?::VARCHAR[], id)")
+    cur.execute(
+        f"UPDATE search_terms s SET days = list_sort(list_distinct(list_concat(s.days, n.days))) "  # noqa: S608
+        f"FROM ({pairs}) n WHERE s.term = n.term AND NOT list_has_all(s.days, n.days)",
+        [ids],
+    )
+    cur.execute(
+        f"INSERT INTO search_terms (term, days) SELECT n.term, n.days FROM ({pairs}) n "  # noqa: S608
+        "WHERE NOT EXISTS (SELECT 1 FROM search_terms s WHERE s.term = n.term)",
+        [ids],
+    )
+
+
+def rebuild(cur: Any) -> None:
+    """Inside a write transaction: index every generation afresh (after a restore or a salvage filled the table
+    with rows that did not come through :func:`index`)."""
+    cur.execute("DELETE FROM search_terms")
+    cur.execute(f"INSERT INTO search_terms (term, days) {_PAIRS.format(where='true')} ORDER BY term")  # noqa: S608
+
+
+def pieces(cur: Any, q: str) -> list[tuple[str, str]]:
+    """The words of ``q`` as ``(word, where)`` pairs, lower-cased by DuckDB (as ``ILIKE`` and the index are) and split
+    where the index splits text (letters and digits, Unicode categories L and N). ``where`` says what an indexed
+    word must do with it: ``"equals"`` (a separator on both sides in ``q``), ``"starts"`` (one before it),
+    ``"ends"`` (one after it), or ``"contains"``. Empty when ``q`` has no letter or digit."""
+    cur.execute("SELECT lower(?)", [q])
+    text = cur.fetchone()[0] or ""
+    out: dict[str, str] = {}
+    start = None
+    for i, char in enumerate([*text, " "]):
+        if unicodedata.category(char)[0] in "LN" and i < len(text):
+            if start is None:
+                start = i
+            continue
+        if start is not None:
+            before, after = start > 0, i < len(text)
+            where = "equals" if before and after else "starts" if before else "ends" if after else "contains"
+            out.setdefault(text[start:i], where)
+            start = None
+    return list(out.items())
+
+
+_MATCH = {"equals": "term = ?", "starts": "starts_with(term, ?)", "ends": "ends_with(term, ?)",
+          "contains": "contains(term, ?)"}
+
+
+def candidate_days(cur: Any, words: Sequence[tuple[str, str]]) -> list[date]:
+    """Days (newest first) where every word of the query is in some indexed word (one pass over the index)."""
+    if not words:
+        return []
+    matches = " OR ".join(f"({_MATCH[where]})" for _, where in words)
+    flags = ", ".join(f"({_MATCH[where]}) AS w{i}" for i, (_, where) in enumerate(words))
+    params = [word for word, _ in words]
+    cur.execute(f"SELECT {flags}, days FROM search_terms WHERE {matches}", [*params, *params])  # noqa: S608
+    found: list[set[date]] = [set() for _ in words]
+    for row in cur.fetchall():
+        for i in range(len(words)):
+            if row[i]:
+                found[i].update(row[-1])
+    days = set.intersection(*found)
+    return sorted(days, reverse=True)

@@ -1,0 +1,150 @@
+"""The real window under Xvfb: time from launch to the first page loaded in it, and memory of the whole app.
+
+Each run starts ``python -m desktop`` (with its window: Qt WebEngine through pywebview) under ``xvfb-run`` on
+a temp data dir, and reads the app's log for the line the window writes when its first page has loaded
+(pywebview's ``loaded`` event, after the login redirect to the Studio). Then, after ``--settle`` seconds, it
+sums PSS (``/proc/PID/smaps_rollup``) over the app process and all its descendants (Qt WebEngine's
+renderer, GPU and zygote processes), and stops the app with SIGTERM. The first run after a checkout is slower
+(cold caches); ``--warmup`` runs are not counted.
+
+    .venv/bin/python bench/window.py [--runs 5] [--warmup 1] [--settle 3] [--json [PATH]]
+
+Extra Chromium flags can be tried with ``QTWEBENGINE_CHROMIUM_FLAGS`` in the environment (the app adds its
+own to them). Targets (issue 14): window painted ≤ 1.2 s, PSS of the whole app ≤ 350 MB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from _common import PYTHON, ROOT, app_env, base_parser, emit, log, summarize, table, temp_dir, verdict
+
+LOADED = "window: first page loaded"
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def pss_mb(pids: list[int]) -> tuple[float, dict[str, float]]:
+    total, by_name = 0.0, {}
+    for pid in pids:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            kind = next((a.decode()[7:] for a in cmd if a.startswith(b"--type=")), "")
+            name = f"{name} ({kind})" if kind else name
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                mb = int(line.split()[1]) / 1024
+                total += mb
+                by_name[name] = by_name.get(name, 0.0) + mb
+    return total, by_name
+
+
+def one_run(settle: float) -> dict[str, Any]:
+    data_dir = temp_dir("window")
+    env = app_env(data_dir, base_url="http://127.0.0.1:9/api/v1", key=None)
+    logfile = data_dir / "logs" / "atelier.log"
+    started_wall = time.time()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", PYTHON, "-m", "desktop", "--data-dir", str(data_dir)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    app_pid = None
+    try:
+        deadline = t0 + 60
+        loaded_at = None
+        while loaded_at is None:
+            if time.perf_counter() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"no '{LOADED}' line (exit {proc.poll()}): "
+                                   f"{logfile.read_text()[-2000:] if logfile.exists() else 'no log'}")
+            if logfile.exists():
+                for line in logfile.read_text().splitlines():
+                    if LOADED in line:
+                        stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                        loaded_at = stamp - started_wall
+                        break
+            time.sleep(0.02)
+        runtime = json.loads((data_dir / "runtime.json").read_text())
+        app_pid = int(runtime["pid"])
+        time.sleep(settle)
+        pids = descendants(app_pid)
+        total, by_name = pss_mb(pids)
+        return {"loaded_s": loaded_at, "pss_mb": total, "processes": len(pids), "pss_by_name": by_name}
+    finally:
+        if app_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(app_pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = base_parser(__doc__ or "", runs=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds after the page loaded before PSS")
+    args = parser.parse_args()
+    runs = []
+    for i in range(args.warmup + args.runs):
+        result = one_run(args.settle)
+        counted = i >= args.warmup
+        log(f"{'run' if counted else 'warm-up'} {i + 1}: page loaded after {result['loaded_s']:.2f} s, "
+            f"PSS {result['pss_mb']:.0f} MB over {result['processes']} processes")
+        if counted:
+            runs.append(result)
+    loaded = summarize([r["loaded_s"] * 1000 for r in runs])
+    pss = summarize([r["pss_mb"] for r in runs])
+    names: dict[str, list[float]] = {}
+    for r in runs:
+        for name, mb in r["pss_by_name"].items():
+            names.setdefault(name, []).append(mb)
+    text = "\n".join([
+        table(f"Window under Xvfb ({len(runs)} runs)", ["metric", "median", "min", "max"], [
+            ("launch → first page loaded (ms)", f"{loaded['median']:.0f}", f"{loaded['min']:.0f}",
+             f"{loaded['max']:.0f}"),
+            ("PSS, app + descendants (MB)", f"{pss['median']:.0f}", f"{pss['min']:.0f}", f"{pss['max']:.0f}"),
+        ]),
+        table("PSS by process name (MB, median)", ["process", "PSS"],
+              sorted(((n, f"{summarize(v)['median']:.0f}") for n, v in names.items()), key=lambda x: -float(x[1]))),
+        table("Targets", ["target", "goal", "measured", "result"], [
+            ("window painted", "≤ 1.2 s", f"{loaded['median'] / 1000:.2f} s", verdict(loaded["median"] <= 1200)),
+            ("PSS of the whole app", "≤ 350 MB", f"{pss['median']:.0f} MB", verdict(pss["median"] <= 350)),
+        ]),
+    ])
+    emit(args, {"runs": runs, "loaded_ms": loaded, "pss_mb": pss}, text)
+
+
+if __name__ == "__main__":
+    main()
