@@ -91,6 +91,22 @@ def test_three_turn_thread_sends_the_whole_history(studio, fake: FakeOpenRouter)
     assert third["context_dropped_turns"] == 0 and third["waiting_for"] is None
 
 
+def test_turns_are_found_by_word_search(studio, fake: FakeOpenRouter) -> None:
+    """Each turn is in the search index: its prompt as it is inserted, its answer once it arrives."""
+    _, client = studio
+    first = turn(client, "Tell me about quinces")
+    reply = turn(client, "And about medlars", parent_id=first["id"])
+
+    def found(q: str) -> list[str]:
+        r = client.get("/api/v1/generations", params={"q": q})
+        assert r.status_code == 200, r.text
+        return [item["id"] for item in r.json()["items"]]
+
+    assert found("quinces") == [first["id"]]
+    assert found("medlars") == [reply["id"]]
+    assert found("echo") == [reply["id"], first["id"]]  # the answers' text (newest first)
+
+
 def test_regenerate_and_edit_never_send_the_other_branch(studio, fake: FakeOpenRouter) -> None:
     _, client = studio
     fake.reply_text = "first answer"
