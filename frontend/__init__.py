@@ -57,6 +57,7 @@ def create_app(
         api_docs,
         auth,
         batches,
+        conversations,
         data,
         generations,
         library,
@@ -72,6 +73,7 @@ def create_app(
     app.url_map.converters["rid"] = web.ResourceIdConverter
     app.register_blueprint(auth.bp)
     app.register_blueprint(studio.bp)
+    app.register_blueprint(conversations.bp)
     app.register_blueprint(generations.bp)
     app.register_blueprint(library.bp)
     app.register_blueprint(templates.bp)

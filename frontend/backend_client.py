@@ -250,6 +250,24 @@ class BackendClient:
         """``POST /generations/{id}/cancel``."""
         return self.request("POST", f"/generations/{_segment(generation_id)}/cancel")
 
+    # -- conversations ------------------------------------------------------------------------------
+
+    def conversations(self, **filters: Any) -> dict[str, Any]:
+        """``GET /conversations`` with q/limit/cursor: ``{"items", "next_cursor"}``, by last activity."""
+        return self.request("GET", "/conversations", params=filters)
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """``GET /conversations/{id}``: ``{"id", "title", "turns", "leaf_id", ...}``."""
+        return self.request("GET", f"/conversations/{_segment(conversation_id)}")
+
+    def rename_conversation(self, conversation_id: str, title: str | None) -> dict[str, Any]:
+        """``PATCH /conversations/{id}`` (title; None goes back to the first prompt)."""
+        return self.request("PATCH", f"/conversations/{_segment(conversation_id)}", json={"title": title})
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """``DELETE /conversations/{id}``: every turn with its files."""
+        self.request("DELETE", f"/conversations/{_segment(conversation_id)}")
+
     # -- queue --------------------------------------------------------------------------------------
 
     def queue(self) -> dict[str, Any]:

@@ -147,7 +147,7 @@ def generation_request(form: Mapping[str, Any]) -> dict[str, Any]:
     prompt = str(form.get("prompt") or "").strip()
     model = str(form.get("model") or "").strip()
     references: list[str] = []
-    if kind == "image":
+    if kind in ("text", "image"):  # text turns may carry images for vision models
         references = asset_ids(form.get("input_asset_ids"))
     elif kind == "video":
         first, last = asset_ids(form.get("first_frame_id")), asset_ids(form.get("last_frame_id"))
@@ -183,6 +183,11 @@ def generation_request(form: Mapping[str, Any]) -> dict[str, Any]:
         body["params"] = params
     if references:
         body["input_asset_ids"] = references
+    if kind != "video":  # a turn of a conversation: where it goes (docs/api.md, "Conversations")
+        for name in ("conversation_id", "parent_id"):
+            ident = asset_ids(form.get(name))
+            if ident:
+                body[name] = ident[0]
     return body
 
 

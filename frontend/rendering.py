@@ -55,7 +55,8 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
 
 
 def _build_markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    # ``breaks``: a single line break in an answer stays a line break (models write poems and addresses so).
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "breaks": True})
     md.enable(["table", "strikethrough"])
 
     default_image = md.renderer.rules["image"]

@@ -170,3 +170,12 @@ def test_fields_missing_from_a_record_render_as_dashes() -> None:
     env.filters.update(tokens=format_tokens, cost=format_cost, context=format_context)
     template = env.from_string("{{ u.prompt_tokens | tokens }} {{ u.cost_usd | cost }} {{ u.x | context }}")
     assert template.render(u={}) == "— — —"
+
+
+def test_answers_keep_single_line_breaks_headings_lists_tables_and_code() -> None:
+    html = str(render_markdown("## Menu\nTea\nCoffee\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+                               "> quoted\n\n```python\nprint('<b>hi</b>')\n```\n<b>raw</b>"))
+    assert "<h2>Menu</h2>" in html and "Tea<br>\nCoffee" in html
+    assert "<li>one</li>" in html and "<td>1</td>" in html and "<blockquote>" in html
+    assert '<code class="language-python">' in html and "&lt;b&gt;hi&lt;/b&gt;" in html
+    assert "<b>raw</b>" not in html  # raw HTML is still shown as text

@@ -16,7 +16,8 @@ EXPECTED = {
         "id", "kind", "status", "model", "prompt", "system", "params", "input_asset_ids", "stream", "title",
         "tags", "favorite", "output_text", "reasoning_text", "prompt_tokens", "completion_tokens", "cost_usd",
         "upstream_id", "upstream_model", "job_id", "polling_url", "attempts", "error", "next_attempt_at",
-        "created_at", "started_at", "finished_at", "updated_at", "template_id", "variables", "batch_id",
+        "created_at", "started_at", "finished_at", "updated_at", "conversation_id", "parent_id",
+        "context_dropped_turns", "template_id", "variables", "batch_id",
     ],
     "attempts": [
         "generation_id", "number", "started_at", "finished_at", "outcome", "http_status", "error_code",
@@ -30,6 +31,7 @@ EXPECTED = {
     "meta": ["key", "value"],
     "collections": ["id", "name", "created_at", "updated_at"],
     "collection_items": ["collection_id", "generation_id", "added_at"],
+    "conversations": ["id", "title", "created_at", "updated_at"],
     "batches": [
         "id", "name", "kind", "models", "template_id", "prompt", "system", "params", "tags", "rows_count", "repeats",
         "total", "state", "created_at", "updated_at",

@@ -103,14 +103,15 @@ def test_studio_by_keyboard_focus_is_visible_and_never_on_body(browser, ui: UiSt
         assert (lighter + 0.05) / (darker + 0.05) >= 3, f"focus ring on {state} has too little contrast"
         seen.append(f"{state['tag']}:{state['label']}")
         previous_was_last = page.evaluate("document.activeElement === window.__last")
-    assert any("Generate" in s for s in seen) and any(s.startswith("A:Skip") for s in seen)
+    assert any("Send" in s for s in seen) and any(s.startswith("A:Skip") for s in seen)  # the conversation's
 
-    # Generate from the keyboard: focus stays on a control through the run and after it.
+    # Send from the keyboard: focus stays on a control through the run and after it.
     page.fill("#prompt", "Keyboard only")
     page.focus("[data-generate]")
     page.keyboard.press("Enter")
-    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    page.locator("[data-thread] [data-turn][data-status=succeeded] [data-answer] .turn-tools").wait_for(timeout=20_000)
     assert not page.evaluate(FOCUS_STATE)["body"]
+    assert page.evaluate("document.activeElement.hasAttribute('data-generate')")  # back on Send
     page.context.close()
 
 

@@ -1,5 +1,6 @@
 """The first ten minutes in a real browser: the paused outbox, feedback that stays in view, error copy, live
-queue times, keyboard handling and the result cards (issue 12)."""
+queue times, keyboard handling and the result cards (issue 12). Text mode is a conversation: each prompt is a
+turn in the thread, and the answer streams into it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ ui = ui_fixtures.ui
 
 pytestmark = pytest.mark.browser
 
+TURN = "[data-thread] [data-turn]:last-child"
+ANSWER = TURN + " [data-answer-text]"
+
+
+def finished(page, status: str = "succeeded", timeout: float = 20) -> None:
+    """Wait until the newest turn is rendered by the server in ``status`` (its tools are there)."""
+    page.locator(f"{TURN}[data-status={status}] [data-answer] .turn-tools").wait_for(timeout=timeout * 1000)
+
 
 def test_paused_outbox_flow_end_to_end(browser, ui: UiStack) -> None:
     ui.set_key()
@@ -29,15 +38,16 @@ def test_paused_outbox_flow_end_to_end(browser, ui: UiStack) -> None:
     assert "paused" in page.locator("[data-status-text]").inner_text()
 
     page.click("nav.sidebar >> text=Studio")
-    assert page.locator("[data-paused-banner]").is_visible()
+    assert page.locator("[data-chat] [data-paused-banner]").is_visible()  # on the conversation's composer
     page.fill("#prompt", "Wait for the resume")
     page.click("[data-generate]")
-    card = page.locator("[data-live-result] [data-queued][data-paused]")
+    card = page.locator(f"{TURN} [data-queued][data-paused]")
     card.wait_for(timeout=5_000)
     assert "Paused — will send when you resume" in card.inner_text()
-    assert "Starting" not in page.locator("[data-output]").inner_text()
-    recent = page.locator("[data-recent] .gen-link").first
-    wait_for(lambda: "Queued" in recent.inner_text(), timeout=5)
+    assert "Starting" not in page.locator(TURN).inner_text()
+    wait_for(lambda: page.locator("[data-chat-status]").inner_text() == "Prompt queued; Atelier sends it later.")
+    conversation = page.locator("[data-conversations] [data-conv-link]").first
+    wait_for(lambda: "Wait for the resume" in conversation.inner_text(), timeout=5)
 
     # Resume from another tab, as a person would from the Queue page.
     other = page.context.new_page()
@@ -47,11 +57,10 @@ def test_paused_outbox_flow_end_to_end(browser, ui: UiStack) -> None:
     other.close()
 
     started = time.monotonic()
-    prose = page.locator("[data-live-result] .prose")
-    prose.wait_for(timeout=8_000)
+    finished(page, timeout=8)
     assert time.monotonic() - started < 8
-    assert prose.inner_text().startswith("Echo: Wait for the resume")
-    wait_for(lambda: "Done" in page.locator("[data-recent] .gen-link").first.inner_text(), timeout=5)
+    assert page.locator(ANSWER).inner_text().startswith("Echo: Wait for the resume")
+    assert page.locator(f"{TURN} [data-queued]").count() == 0
     screenshot(page, "polish-paused-resumed")
     assert problems == []
     page.context.close()
@@ -116,15 +125,17 @@ def test_results_scroll_into_view_at_900_by_650(browser, ui: UiStack) -> None:
     ui.set_key()
     page = small_page(browser)
     page.goto(ui.login_url)
-    page.fill("#prompt", "Short answer please")
-    page.click("[data-generate]")
-    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    for prompt in ("Short answer please", "And another one"):  # the second turn sits below the fold
+        page.fill("#prompt", prompt)
+        page.click("[data-generate]")
+        wait_for(lambda p=prompt: p in page.locator(TURN).inner_text())
+        finished(page)
     wait_for(lambda: page.evaluate("window.scrollY") > 0, timeout=5)
-    box = page.evaluate("(() => { const r = document.querySelector('[data-output]').getBoundingClientRect();"
+    box = page.evaluate(f"(() => {{ const r = document.querySelector('{TURN}').getBoundingClientRect();"
                         " return {top: r.top, bottom: r.bottom}; })()")
     assert box["top"] < 650, "the answer stayed below the fold"
-    wait_for(lambda: page.evaluate("document.querySelector('[data-output]').getBoundingClientRect().bottom") <= 651,
-             timeout=5)  # the whole (short) answer comes into view, its footer included
+    wait_for(lambda: page.evaluate(f"document.querySelector('{TURN}').getBoundingClientRect().bottom") <= 651,
+             timeout=5)  # the whole (short) answer comes into view, its tools included
     page.context.close()
 
 
@@ -137,7 +148,7 @@ def test_error_copy_is_one_sentence_with_codes_in_details_and_a_retry(browser, u
     page.goto(ui.login_url)
     page.fill("#prompt", "Hello unknown model")
     page.click("[data-generate]")
-    callout = page.locator("[data-live-result] .callout-error")
+    callout = page.locator(f"{TURN} .callout-error")
     callout.wait_for(timeout=20_000)
     title = callout.locator(".callout-title").inner_text()
     assert title.count("does not know") == 1 and "model_not_found" not in title and "HTTP" not in title
@@ -145,12 +156,13 @@ def test_error_copy_is_one_sentence_with_codes_in_details_and_a_retry(browser, u
     assert not details.locator("p").is_visible()  # the codes are there, folded away
     details.locator("summary").click()
     assert "model_not_found" in details.inner_text()
+    assert page.locator("[data-chat-status]").inner_text().startswith("Failed: ")
 
-    retry = page.locator("[data-live-result] [data-retry]")
-    retry.click()  # the fake answers normally this time
-    prose = page.locator("[data-live-result] .prose")
-    prose.wait_for(timeout=20_000)
-    assert prose.inner_text().startswith("Echo: Hello unknown model")
+    retry = page.locator(f"{TURN} [data-retry]")
+    retry.click()  # the fake answers normally this time; the conversation reopens on this turn
+    page.wait_for_load_state("load")
+    finished(page)
+    assert page.locator(ANSWER).inner_text().startswith("Echo: Hello unknown model")
     page.context.close()
 
 
@@ -163,13 +175,13 @@ def test_rate_limited_card_does_not_claim_openrouter_is_unreachable(browser, ui:
     page.goto(ui.login_url)
     page.fill("#prompt", "Slow down")
     page.click("[data-generate]")
-    card = page.locator("[data-live-result] [data-queued]")
+    card = page.locator(f"{TURN} [data-queued]")
     card.wait_for(timeout=20_000)
     text = card.inner_text()
     assert "Waiting to try again" in text and "can be reached" not in text and "reachable" not in text
-    last = page.locator("[data-live-result] .result").inner_text()
+    last = page.locator(f"{TURN} [data-answer]").inner_text()
     assert "by itself" in last and "rate_limited" not in last and "HTTP 429" not in last
-    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    finished(page)  # the turn is followed until the retry answers
     page.context.close()
 
 
@@ -180,8 +192,8 @@ def test_offline_banner_and_live_queue_times(browser, ui: UiStack) -> None:
     ui.fake.go_offline()
     page.fill("#prompt", "Sent later")
     page.click("[data-generate]")
-    page.locator("[data-live-result] [data-queued]").wait_for(timeout=20_000)
-    banner = page.locator("[data-offline-banner]")
+    page.locator(f"{TURN} [data-queued]").wait_for(timeout=20_000)
+    banner = page.locator("[data-chat] [data-offline-banner]")
     banner.wait_for(state="visible", timeout=15_000)  # follows the status poll
     assert "Your prompts will be sent when OpenRouter can be reached" in banner.inner_text()
     assert "Offline" in page.locator("[data-status-text]").inner_text()
@@ -236,21 +248,32 @@ def test_focus_follows_generate_and_stop_never_body(browser, ui: UiStack) -> Non
     page.fill("#prompt", "Talk for a while")
     page.focus("[data-generate]")
     page.keyboard.press("Enter")
-    wait_for(lambda: focused(page) == "BUTTON[stop]", timeout=5)  # Generate is disabled: focus moves to Stop
-    wait_for(lambda: len(page.locator("[data-live-text]").inner_text()) > 30)
+    wait_for(lambda: focused(page) == "BUTTON[stop]", timeout=5)  # Send is disabled: focus moves to Stop
+    wait_for(lambda: len(page.locator(ANSWER).inner_text()) > 30)
     page.keyboard.press("Enter")  # Stop, from the keyboard
-    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    finished(page, "cancelled")
     assert focused(page) == "BUTTON[generate]"
     # After Stop the cost says what it is instead of "—".
-    cost = page.locator("[data-live-result] [data-cost]").inner_text()
+    cost = page.locator(f"{TURN} [data-cost]").inner_text()
     assert cost != "—" and ("Not billed" in cost or "$" in cost)
 
-    # A stream that ends by itself while Stop has focus hands focus back to Generate.
+    # A stream that ends by itself while Stop has focus hands focus back to Send (in a new conversation: a
+    # reply to the stopped turn would not go out).
     ui.fake.reply_text = "Short."
+    page.click("[data-chat-head] [data-new-conversation]")
+    page.wait_for_load_state("load")
     page.fill("#prompt", "A short one")
     page.click("[data-generate]")
     page.locator("[data-stop]").focus()
-    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    wait_for(lambda: "A short one" in page.locator(TURN).inner_text())
+    finished(page)
+    assert focused(page) == "BUTTON[generate]"
+
+    # Regenerate removes the button that had focus: focus goes to Stop, then back to Send, never to <body>.
+    page.locator(f"{TURN} [data-regenerate]").focus()
+    page.keyboard.press("Enter")
+    wait_for(lambda: focused(page) in ("BUTTON[stop]", "BUTTON[generate]"), timeout=5)
+    finished(page)
     assert focused(page) == "BUTTON[generate]"
     page.context.close()
 
@@ -277,9 +300,9 @@ def test_keyboard_skip_link_ctrl_k_and_escape(browser, ui: UiStack) -> None:
 
     page.fill("#prompt", "Keep talking")
     page.click("[data-generate]")
-    wait_for(lambda: len(page.locator("[data-live-text]").inner_text()) > 30)
-    page.keyboard.press("Escape")  # Esc stops a running generation
-    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    wait_for(lambda: len(page.locator(ANSWER).inner_text()) > 30)
+    page.keyboard.press("Escape")  # Esc stops the answer that is streaming
+    finished(page, "cancelled")
     assert ui.backend("GET", "/generations", params={"limit": 1})["items"][0]["status"] == "cancelled"
     page.context.close()
 
@@ -313,19 +336,26 @@ def test_live_region_is_there_at_load_and_status_stays_outside(browser, ui: UiSt
     page.goto(ui.login_url)
     region = page.locator("[aria-live]")
     assert region.count() == 1
-    assert page.evaluate("document.querySelector('[aria-live]').hasAttribute('data-live-text')")
-    page.evaluate("""() => { window.__replaced = 0; window.__added = 0;
+    assert page.evaluate("document.querySelector('[aria-live]').hasAttribute('data-thread')")  # the conversation
+    assert region.get_attribute("aria-busy") == "false"
+    page.evaluate("""() => { window.__texts = 0; window.__busy = [];
       const live = document.querySelector('[aria-live]');
-      new MutationObserver((list) => list.forEach((m) => { window.__added += m.addedNodes.length;
-        window.__replaced += m.removedNodes.length; })).observe(live, {childList: true});
+      new MutationObserver((list) => list.forEach((m) => {
+        if (m.type === 'attributes') { window.__busy.push(live.getAttribute('aria-busy')); return; }
+        m.addedNodes.forEach((n) => { if (n.nodeType === Node.TEXT_NODE
+          && n.parentElement && n.parentElement.hasAttribute('data-answer-text')) window.__texts += 1; });
+      })).observe(live, {childList: true, subtree: true, attributes: true, attributeFilter: ['aria-busy']});
       window.__region = live; }""")
     page.fill("#prompt", "Stream into the region")
     page.click("[data-generate]")
-    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    finished(page)
     assert page.evaluate("window.__region === document.querySelector('[aria-live]')")  # never replaced
-    assert page.evaluate("window.__added") > 1  # deltas appended
-    status_inside = "document.querySelector('[aria-live]').contains(document.querySelector('[data-live-status]'))"
+    assert page.evaluate("window.__texts") > 1  # deltas appended as text, not the answer rewritten
+    assert page.evaluate("window.__busy") == ["true", "false"]  # busy while streaming, released once in place
+    wait_for(lambda: page.locator("[data-chat-status]").inner_text() == "Answer ready.")
+    status_inside = "document.querySelector('[aria-live]').contains(document.querySelector('[data-chat-status]'))"
     assert page.evaluate(status_inside) is False
+    assert page.locator(f"{TURN} [data-live-status]").count() == 0  # the pending badge went with the stream
     page.context.close()
 
 

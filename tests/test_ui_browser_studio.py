@@ -1,5 +1,5 @@
 """The Studio in a real browser (Chromium) against the real backend and the fake OpenRouter: first run,
-streamed text, the outbox when offline, Stop."""
+streamed text, the outbox when offline, Stop. (Conversations: tests/test_ui_browser_conversations.py.)"""
 
 from __future__ import annotations
 
@@ -14,13 +14,18 @@ ui = ui_fixtures.ui
 
 pytestmark = pytest.mark.browser
 
-# Record every length the live text goes through, so a test can tell "streamed" from "appeared at once".
+# Record every length the answer goes through, so a test can tell "streamed" from "appeared at once".
 WATCH_LIVE_TEXT = """() => {
   window.__lengths = [];
-  const target = document.querySelector('[data-live-text]');
-  new MutationObserver(() => window.__lengths.push(target.textContent.length))
-    .observe(target, {childList: true, characterData: true, subtree: true});
+  const thread = document.querySelector('[data-thread]');
+  new MutationObserver(() => {
+    const texts = thread.querySelectorAll('[data-answer-text]');
+    if (texts.length) window.__lengths.push(texts[texts.length - 1].textContent.length);
+  }).observe(thread, {childList: true, characterData: true, subtree: true});
 }"""
+TURN = "[data-thread] [data-turn]:last-child"
+ANSWER = TURN + " [data-answer-text]"
+DONE = TURN + " [data-regenerate]"  # the turn ended and was rendered by the server
 
 
 def test_first_run_key_then_streamed_markdown_with_cost(browser, ui: UiStack) -> None:
@@ -43,8 +48,8 @@ def test_first_run_key_then_streamed_markdown_with_cost(browser, ui: UiStack) ->
     page.evaluate(WATCH_LIVE_TEXT)
     page.click("[data-generate]")
 
-    prose = page.locator("[data-live-result] .prose")
-    prose.wait_for(timeout=30_000)
+    page.locator(DONE).wait_for(timeout=30_000)
+    prose = page.locator(ANSWER)
     final = prose.inner_text()
     assert final.startswith("Echo: Write three short lines")
     assert prose.locator("strong").inner_text() == "three"  # rendered markdown, not raw asterisks
@@ -52,14 +57,12 @@ def test_first_run_key_then_streamed_markdown_with_cost(browser, ui: UiStack) ->
     streamed = [n for n in lengths if 0 < n < len(final)]
     assert streamed, f"the text never showed an intermediate state: {lengths}"
 
-    stats = page.locator("[data-live-result] .stats").inner_text()
-    assert "Tokens" in stats and " in · " in stats
     record = ui.backend("GET", "/generations", params={"limit": 1})["items"][0]
     assert record["status"] == "succeeded" and record["usage"]["cost_usd"]
-    assert page.locator("[data-live-result] [data-cost]").inner_text().startswith("$")
-    recent = page.locator("[data-recent] .gen-prompt").first
+    assert "$" in page.locator(TURN + " .turn-meta").inner_text()
+    recent = page.locator("[data-conversations] .conv-title").first
     recent.wait_for()
-    wait_for(lambda: recent.inner_text().startswith("Write **three**"))  # the Recent list followed along
+    wait_for(lambda: recent.inner_text().startswith("Write **three**"))  # the conversation list followed along
     screenshot(page, "studio-text-result-light")
     assert problems == []
     page.context.close()
@@ -74,7 +77,7 @@ def test_offline_generation_is_queued_and_arrives_by_itself(browser, ui: UiStack
 
     page.fill("#prompt", "Say hello to the outbox")
     page.click("[data-generate]")
-    queued = page.locator("[data-live-result] .callout-queued")
+    queued = page.locator(TURN + " [data-turn-waiting]")
     queued.wait_for(timeout=30_000)
     assert "Atelier will send it when OpenRouter can be reached" in queued.inner_text()
     page.locator("[data-status-pill]:has-text('Offline')").wait_for(timeout=30_000)
@@ -82,9 +85,8 @@ def test_offline_generation_is_queued_and_arrives_by_itself(browser, ui: UiStack
     screenshot(page, "studio-text-queued-dark")
 
     ui.fake.go_online()
-    prose = page.locator("[data-live-result] .prose")
-    prose.wait_for(timeout=30_000)  # no click, no reload: the page follows the queued generation
-    assert prose.inner_text() == "Echo: Say hello to the outbox"
+    page.locator(DONE).wait_for(timeout=30_000)  # no click, no reload: the page follows the queued generation
+    assert page.locator(ANSWER).inner_text() == "Echo: Say hello to the outbox"
     page.locator("[data-status-pill]:has-text('Online')").wait_for(timeout=30_000)
     wait_for(lambda: page.locator("[data-outbox-count]").is_hidden())
     assert ui.fake.count("/chat/completions", status=200) == 1
@@ -99,16 +101,15 @@ def test_stop_during_a_stream_keeps_the_partial_text(browser, ui: UiStack) -> No
     page.goto(ui.login_url)
     page.fill("#prompt", "Talk for a long time")
     page.click("[data-generate]")
-    live = page.locator("[data-live-text]")
+    live = page.locator(ANSWER)
     wait_for(lambda: len(live.inner_text()) > 40)
     page.click("[data-stop]")
 
-    prose = page.locator("[data-live-result] .prose")
-    prose.wait_for(timeout=30_000)
-    kept = prose.inner_text()
+    page.locator(DONE).wait_for(timeout=30_000)
+    kept = page.locator(ANSWER).inner_text()
     assert kept and ui.fake.reply_text.startswith(kept.strip())
     assert len(kept) < len(ui.fake.reply_text)
-    assert "partial output is kept" in page.locator("[data-live-result]").inner_text()
+    assert "partial answer is kept" in page.locator(TURN).inner_text()
     record = ui.backend("GET", "/generations", params={"limit": 1})["items"][0]
     assert record["status"] == "cancelled" and record["output_text"].startswith(kept.strip()[:20])
     page.context.close()
@@ -144,12 +145,11 @@ def test_first_run_offline_still_takes_a_prompt(browser, data_dir) -> None:
             assert "openai/gpt-4o-mini" in hint.inner_text()
             page.fill("#prompt", "Written on a plane")
             page.click("[data-generate]")
-            page.locator("[data-live-result] .callout-queued").wait_for(timeout=30_000)
+            page.locator(TURN + " [data-turn-waiting]").wait_for(timeout=30_000)
 
             fake.go_online()
-            prose = page.locator("[data-live-result] .prose")
-            prose.wait_for(timeout=30_000)
-            assert prose.inner_text() == "Echo: Written on a plane"
+            page.locator(DONE).wait_for(timeout=30_000)
+            assert page.locator(ANSWER).inner_text() == "Echo: Written on a plane"
             assert [c.prompt for c in fake.completions] == ["Written on a plane"]
             assert problems == []
             page.context.close()
@@ -167,7 +167,7 @@ def test_errors_show_the_engines_words_and_the_settings_link_it_names(browser, u
     page.goto(ui.login_url)
     page.fill("#prompt", "Hello without a key")
     page.click("[data-generate]")
-    callout = page.locator("[data-live-result] .callout-error")
+    callout = page.locator("[data-thread] .callout-error")
     callout.wait_for(timeout=30_000)
     assert callout.locator(".callout-title").inner_text().startswith("No OpenRouter key is set.")
     link = callout.locator("[data-error-action=settings]")

@@ -76,7 +76,7 @@ def launch_browser(playwright: Any) -> Any:
 def _generate_text(page: Any) -> None:
     page.fill("#prompt", "Write **two** short lines about tea")
     page.click("[data-generate]")
-    page.locator("[data-live-result] .prose").wait_for(timeout=20_000)
+    page.locator("[data-thread] [data-turn][data-status=succeeded] [data-answer] .turn-tools").wait_for(timeout=20_000)
 
 
 def _generate_error(ui: UiStack) -> Callable[[Any], None]:
@@ -86,7 +86,7 @@ def _generate_error(ui: UiStack) -> Callable[[Any], None]:
         ui.fake.enqueue("/chat/completions", model_not_found("acme/nope"))
         page.fill("#prompt", "Ask a model that does not exist")
         page.click("[data-generate]")
-        page.locator("[data-live-result] .callout-error").wait_for(timeout=20_000)
+        page.locator("[data-thread] [data-turn]:last-child .callout-error").wait_for(timeout=20_000)
     return act
 
 
@@ -108,7 +108,7 @@ def _open_other_settings(page: Any) -> None:
 def _paused_request(page: Any) -> None:
     page.fill("#prompt", "Send this after the pause")
     page.click("[data-generate]")
-    page.locator("[data-live-result] [data-paused]").wait_for(timeout=20_000)
+    page.locator("[data-thread] [data-turn]:last-child [data-paused]").wait_for(timeout=20_000)
 
 
 def _settle(ui: UiStack) -> None:

@@ -18,4 +18,5 @@ def register_routers(app: FastAPI) -> None:
 ROUTERS: list[str] = [
     "generations", "batches", "collections", "templates", "queue", "credentials", "models", "usage", "assets", "data",
     "backups", "diagnostics",
+    "conversations",
 ]

@@ -42,6 +42,8 @@ class GenerationIn(BaseModel):
     defer: bool = False
     tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=32)
     title: str | None = Field(default=None, max_length=300)
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=64)
+    parent_id: str | None = Field(default=None, min_length=1, max_length=64)
 
     @field_validator("model")
     @classmethod

@@ -40,7 +40,7 @@ MANIFEST = "manifest.json"
 _ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9]{6}$")
 # Tables Atelier owns, in the order a restore fills them (schema_migrations comes from the migrations).
 TABLES = ("preferences", "generations", "attempts", "assets", "model_cache", "meta", "templates", "collections",
-          "collection_items", "batches")
+          "collection_items", "batches", "conversations")
 
 
 class BackupProblem(AtelierError):

@@ -3,7 +3,8 @@
 - ``jsonl``: ``generations.jsonl`` (one API record per line) and the media files;
 - ``parquet``: ``generations.parquet``, ``assets.parquet`` and ``attempts.parquet`` (DuckDB's own ``COPY``) and
   the media files;
-- ``markdown``: one ``.md`` per generation with its media beside it, and an ``index.md``.
+- ``markdown``: one ``.md`` per generation (one per conversation for threads of several turns) with its media
+  beside it, and an ``index.md``.
 
 Every zip has a ``manifest.json`` (format, counts, the sha256 of each media file). The zip is written under a
 temporary name and renamed when complete: a full disk leaves nothing half-written. It never contains the key:
@@ -153,9 +154,25 @@ def _title(record: dict[str, Any]) -> str:
 def _markdown(cur: Any, zf: zipfile.ZipFile, ids: list[str], _: Path) -> dict[str, str]:
     files: dict[str, str] = {}
     index = ["# Atelier export", "", f"{len(ids)} items, newest first.", ""]
-    for record in iter_records(cur, ids):
+    records = list(iter_records(cur, ids))
+    threads: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record.get("conversation_id"):
+            threads.setdefault(record["conversation_id"], []).append(record)
+    written: set[str] = set()
+    for record in records:
         _media_of(record, files)
         day = (record["created_at"] or "")[:10]
+        turns = threads.get(record.get("conversation_id") or "", [])
+        if len(turns) > 1:  # a thread: one document for the whole conversation
+            conversation_id = record["conversation_id"]
+            if conversation_id not in written:
+                written.add(conversation_id)
+                turns.sort(key=lambda r: (r["created_at"] or "", r["id"]))
+                name = f"{day}-{_slug(_title(turns[0]))}-{conversation_id[:8]}-conversation.md"
+                zf.writestr(name, render_conversation(turns))
+                index.append(f"- [{_title(turns[0])}]({name}) — conversation, {len(turns)} turns, {day}")
+            continue
         name = f"{day}-{_slug(_title(record))}-{record['id'][:8]}.md"
         zf.writestr(name, render_markdown(record))
         index.append(f"- [{_title(record)}]({name}) — {record['kind']}, {record['model']}, {day}")
@@ -187,6 +204,32 @@ def render_markdown(record: dict[str, Any]) -> str:
         lines += ["", f"![{asset['kind']}]({link})" if asset["kind"] == "image" else f"[{asset['kind']}]({link})"]
     if record.get("error"):
         lines += ["", "## Error", "", record["error"].get("message", "")]
+    return "\n".join(lines) + "\n"
+
+
+def render_conversation(turns: list[dict[str, Any]]) -> str:
+    """A conversation (its turns oldest first) as one Markdown document; a branch says which turn it answers."""
+    costs = [(t.get("usage") or {}).get("cost_usd") or 0 for t in turns]
+    lines = [f"# {_title(turns[0])}", "", f"- **Conversation:** {turns[0]['conversation_id']}",
+             f"- **Turns:** {len(turns)}", f"- **Cost:** ${sum(costs):.6f}"]
+    number = {t["id"]: i for i, t in enumerate(turns, 1)}
+    for i, turn in enumerate(turns, 1):
+        lines += ["", f"## Turn {i} — {turn['model']}", ""]
+        parent = turn.get("parent_id")
+        if parent in number and number[parent] != i - 1:
+            lines += [f"*Another branch: answers turn {number[parent]}.*", ""]
+        if turn.get("system") and (i == 1 or turn["system"] != turns[i - 2].get("system")):
+            lines += ["**System:** " + turn["system"], ""]
+        lines += ["**You:**", "", turn["prompt"] or ""]
+        for asset in turn.get("input_assets", []):
+            lines += ["", f"![reference]({media_name(asset)})"]
+        if turn.get("output_text"):
+            lines += ["", "**Answer:**", "", turn["output_text"]]
+        for asset in turn["assets"]:
+            link = media_name(asset)
+            lines += ["", f"![{asset['kind']}]({link})" if asset["kind"] == "image" else f"[{asset['kind']}]({link})"]
+        if turn.get("error"):
+            lines += ["", "*Error:* " + turn["error"].get("message", "")]
     return "\n".join(lines) + "\n"
 
 

@@ -34,7 +34,7 @@ GENERATION_COLUMNS = (
     "id", "kind", "status", "model", "prompt", "system", "params", "input_asset_ids", "stream", "title", "tags",
     "favorite", "output_text", "reasoning_text", "prompt_tokens", "completion_tokens", "cost_usd", "upstream_id",
     "upstream_model", "job_id", "polling_url", "attempts", "error", "next_attempt_at", "created_at", "started_at",
-    "finished_at", "updated_at",
+    "finished_at", "updated_at", "conversation_id", "parent_id",
 )
 ASSET_COLUMNS = ("id", "generation_id", "role", "kind", "mime", "bytes", "sha256", "width", "height", "duration_s",
                  "thumb_sha256", "position", "created_at")
@@ -252,6 +252,8 @@ def _generation_row(row: dict[str, Any], where: str) -> dict[str, Any]:
         out[name] = _time(row.get(name), name, where)
     out["created_at"] = _time(row.get("created_at"), "created_at", where, optional=False)
     out["updated_at"] = _time(row.get("updated_at"), "updated_at", where) or out["created_at"]
+    for name in ("conversation_id", "parent_id"):  # a turn keeps its place in its conversation
+        out[name] = None if row.get(name) is None else _id(row.get(name), name, where)
     if out["status"] in PENDING:
         out.update(status=str(Status.CANCELLED), next_attempt_at=None, error=json.dumps(IMPORTED_PENDING))
     return out
@@ -348,6 +350,11 @@ def merge(cur: Any, parsed: Parsed, infos: dict[str, Any]) -> dict[str, int]:
     for g in added:
         cur.execute(f"INSERT INTO generations ({', '.join(GENERATION_COLUMNS)}) "  # noqa: S608
                     f"VALUES ({', '.join('?' for _ in GENERATION_COLUMNS)})", [g[c] for c in GENERATION_COLUMNS])
+    # Conversations the imported turns belong to and this library lacks (titles are not exported).
+    cur.execute("INSERT INTO conversations (id, title, created_at, updated_at) SELECT conversation_id, NULL, "
+                "min(created_at), max(created_at) FROM generations WHERE list_contains(?::VARCHAR[], id) "
+                "AND conversation_id IS NOT NULL AND conversation_id NOT IN (SELECT id FROM conversations) "
+                "GROUP BY conversation_id", [list(added_ids)])
     for a in parsed.assets:
         if a["id"] in present_assets or (a["generation_id"] is not None and a["generation_id"] not in added_ids):
             continue

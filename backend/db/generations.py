@@ -23,14 +23,20 @@ from backend.db.time import iso, new_id, now
 _COLUMNS = (
     "id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, tags, favorite, output_text, "
     "reasoning_text, prompt_tokens, completion_tokens, cost_usd, upstream_id, upstream_model, job_id, polling_url, "
-    "attempts, error, next_attempt_at, created_at, started_at, finished_at, updated_at, template_id, variables, "
-    "batch_id"
+    "attempts, error, next_attempt_at, created_at, started_at, finished_at, updated_at, conversation_id, parent_id, "
+    "context_dropped_turns, template_id, variables, batch_id"
 )
 
 _COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
 
 # Columns the search index covers: a write that changes one of them re-indexes the row (backend/db/search.py).
 SEARCHED = frozenset({"prompt", "output_text", "title"})
+
+
+#: A queued turn waits while its parent is still in one of these.
+WAITING_PARENT = ("queued", "running")
+#: A queued turn whose parent ended in one of these fails with ``parent_failed``.
+PARENT_FAILED = ("failed", "cancelled")
 
 
 async def insert(
@@ -46,22 +52,41 @@ async def insert(
     tags: list[str],
     title: str | None = None,
     start_now: bool = False,
+    conversation_id: str | None = None,
+    parent_id: str | None = None,
+    new_conversation: bool = False,
     template_id: str | None = None,
     variables: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Persist a new generation: ``queued``, or — with ``start_now`` — ``running`` with its first attempt
     already recorded (one transaction: the request path waits for it). Returns the values written (the
-    columns an attempt needs), so the first attempt does not read them back."""
+    columns an attempt needs), so the first attempt does not read them back.
+
+    A turn of a conversation (``conversation_id``) creates that conversation in the same transaction when
+    ``new_conversation``, and otherwise marks it active now (docs/api.md, "Conversations")."""
     gen_id = new_id()
     ts = now()
 
+    if conversation_id is not None and new_conversation and parent_id is not None:
+        # The parent (an image being refined) becomes the new conversation's root. The group commit below takes
+        # inserts only, so this update is its own write, made before the turn exists.
+        await store.transaction(lambda cur: cur.execute(
+            "UPDATE generations SET conversation_id = ? WHERE id = ? AND conversation_id IS NULL",
+            [conversation_id, parent_id]))
     rows: list[tuple[str, list[Any]]] = [(
         "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
-        "title, tags, attempts, created_at, updated_at, started_at, template_id, variables) VALUES",
+        "title, tags, attempts, created_at, updated_at, started_at, conversation_id, parent_id, template_id, "
+        "variables) VALUES",
         [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
          json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
-         ts if start_now else None, template_id, json.dumps(variables) if variables is not None else None],
+         ts if start_now else None, conversation_id, parent_id, template_id,
+         json.dumps(variables) if variables is not None else None],
     )]
+    if conversation_id is not None:
+        # The conversation exists once its first turn does (OR IGNORE: a later turn, or two refines of one
+        # image at once); its activity is its newest turn (db/conversations.py), so nothing else is written.
+        rows.append(("INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) VALUES",
+                     [conversation_id, None, ts, ts]))
     if start_now:
         rows.append(("INSERT INTO attempts (generation_id, number, started_at) VALUES", [gen_id, 1, ts]))
     # Group commit: requests arriving together share one transaction and one journal sync; this returns once
@@ -72,7 +97,8 @@ async def insert(
     row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
                system=system, params=json.dumps(params), input_asset_ids=json.dumps(input_asset_ids),
                stream=stream, title=title, tags=tags, favorite=False, attempts=1 if start_now else 0,
-               created_at=ts, updated_at=ts, started_at=ts if start_now else None, template_id=template_id,
+               created_at=ts, updated_at=ts, started_at=ts if start_now else None,
+               conversation_id=conversation_id, parent_id=parent_id, template_id=template_id,
                variables=json.dumps(variables) if variables is not None else None)
     return row
 
@@ -81,7 +107,31 @@ async def get_row(store: Store, gen_id: str) -> dict[str, Any]:
     row = await store.fetchone(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
     if row is None:
         raise NotFound(f"No generation with id '{gen_id}'.")
+    await with_parent_status(store, [row])
     return row
+
+
+async def parent_failed(store: Store, row: dict[str, Any]) -> bool:
+    """Whether the turn ``row`` answers failed or was cancelled (it cannot be retried before its parent)."""
+    if not row.get("parent_id"):
+        return False
+    parent = await store.fetchone("SELECT status FROM generations WHERE id = ?", [row["parent_id"]])
+    return parent is not None and parent["status"] in PARENT_FAILED
+
+
+async def with_parent_status(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``parent_status`` to queued turns (a turn waits for its parent: ``waiting_for`` in the record). One
+    lookup by primary key for the few that need it, never a join over the library."""
+    wanted = list({r["parent_id"] for r in rows if r["status"] == "queued" and r.get("parent_id")})
+    statuses: dict[str, str] = {}
+    if wanted:
+        placeholders = ", ".join("?" for _ in wanted)
+        found = await store.fetchall(
+            f"SELECT id, status FROM generations WHERE id IN ({placeholders})", wanted)  # noqa: S608
+        statuses = {r["id"]: r["status"] for r in found}
+    for row in rows:
+        row["parent_status"] = statuses.get(row.get("parent_id") or "")
+    return rows
 
 
 async def update(store: Store, gen_id: str, **changes: Any) -> None:
@@ -209,10 +259,16 @@ async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int,
     """
     batch_slots = limit if batch_slots is None else max(0, min(batch_slots, limit))
     rows = await store.fetchall(
-        "SELECT id, created_at, batch_id FROM generations WHERE status = 'queued' AND (next_attempt_at IS NULL OR "
-        "next_attempt_at <= ?) AND batch_id IS NULL ORDER BY created_at LIMIT ?",
+        "SELECT id, created_at, batch_id, parent_id, status FROM generations WHERE status = 'queued' AND "
+        "(next_attempt_at IS NULL OR next_attempt_at <= ?) AND batch_id IS NULL ORDER BY created_at LIMIT ?",
         [at, limit],
     )
+    if any(r["parent_id"] for r in rows):  # turns waiting for their parent are not due: look further
+        rows = await store.fetchall(
+            "SELECT id, created_at, batch_id, parent_id, status FROM generations WHERE status = 'queued' AND "
+            "(next_attempt_at IS NULL OR next_attempt_at <= ?) AND batch_id IS NULL ORDER BY created_at", [at])
+        await with_parent_status(store, rows)
+        rows = [r for r in rows if r["parent_status"] not in WAITING_PARENT][:limit]
     if batch_slots:
         rows += await store.fetchall(
             "SELECT id, created_at, batch_id FROM generations WHERE status = 'queued' AND (next_attempt_at IS NULL "  # noqa: S608
@@ -220,10 +276,12 @@ async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int,
             [at, batch_slots],
         )
     ahead = await store.fetchall(
-        "SELECT id, created_at, batch_id, next_attempt_at, error FROM generations WHERE status = 'queued' "  # noqa: S608
-        f"AND next_attempt_at > ? AND {_NOT_HELD} ORDER BY created_at",
+        "SELECT id, created_at, batch_id, parent_id, status, next_attempt_at, error FROM generations "  # noqa: S608
+        f"WHERE status = 'queued' AND next_attempt_at > ? AND {_NOT_HELD} ORDER BY created_at",
         [at + horizon],
     )
+    await with_parent_status(store, ahead)
+    ahead = [r for r in ahead if r["parent_status"] not in WAITING_PARENT]
     for row in ahead:
         retry_after = (json.loads(row["error"]) if row["error"] else {}).get("retry_after") or 0
         if row["next_attempt_at"] > at + max(horizon, timedelta(seconds=float(retry_after)) + timedelta(seconds=1)):
@@ -240,6 +298,28 @@ async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int,
             batch_left -= 1
         picked.append(row["id"])
     return picked
+
+
+async def fail_orphaned_turns(store: Store) -> list[str]:
+    """Queued turns whose parent failed or was cancelled fail too (``parent_failed``); returns their ids. A
+    retry of the parent lets them be retried (docs/outbox.md, "Conversations")."""
+    error = json.dumps({"code": "parent_failed", "message": "The turn this one answers did not finish. Retry "
+                        "that turn first, then retry this one."})
+
+    orphans = ("status = 'queued' AND parent_id IN (SELECT p.id FROM generations p WHERE p.status IN "
+               "('failed', 'cancelled'))")
+    if await store.fetchone("SELECT 1 AS x FROM generations WHERE " + orphans + " LIMIT 1") is None:  # noqa: S608
+        return []  # the usual case: a read, no write
+
+    def run(cur: Any) -> list[str]:
+        cur.execute(
+            "UPDATE generations SET status = 'failed', error = ?, finished_at = ?, updated_at = ?, "  # noqa: S608
+            "next_attempt_at = NULL WHERE " + orphans + " RETURNING id",
+            [error, now(), now()],
+        )
+        return [r[0] for r in cur.fetchall()]
+
+    return await store.transaction(run)
 
 
 async def next_due_at(store: Store, *, after: datetime, horizon: timedelta) -> datetime | None:
@@ -334,6 +414,11 @@ def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
         "finished_at": iso(row["finished_at"]),
         "tags": list(row["tags"] or []),
         "favorite": bool(row["favorite"]),
+        "conversation_id": row.get("conversation_id"),
+        "parent_id": row.get("parent_id"),
+        "context_dropped_turns": row.get("context_dropped_turns") or 0,
+        "waiting_for": "parent" if row["status"] == "queued" and row.get("parent_status") in WAITING_PARENT
+        else None,
         "template_id": row.get("template_id"),
         "variables": json.loads(row["variables"]) if row.get("variables") else None,
         "batch_id": row.get("batch_id"),
@@ -348,6 +433,16 @@ async def record(store: Store, gen_id: str, *, with_attempts: bool = True) -> di
     assets = (await assets_db.outputs_for(store, generation_ids=[gen_id])).get(gen_id, [])
     attempts = await attempts_db.log(store, generation_id=gen_id) if with_attempts else None
     return to_record(row, assets, attempts)
+
+
+async def conversation_records(store: Store, conversation_id: str) -> list[dict[str, Any]]:
+    """Every turn of a conversation as API records (with output assets), oldest first."""
+    rows = await store.fetchall(
+        f"SELECT {_COLUMNS} FROM generations WHERE conversation_id = ? ORDER BY created_at, id",  # noqa: S608
+        [conversation_id])
+    await with_parent_status(store, rows)
+    assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
+    return [to_record(r, assets.get(r["id"], [])) for r in rows]
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
@@ -457,6 +552,7 @@ async def search(
         return [by_id[gen_id] for gen_id in ids if gen_id in by_id]
 
     rows = await store.read(run)
+    await with_parent_status(store, rows)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     rows = rows[:limit]
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])

@@ -135,6 +135,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0004_conversations",
+        """
+        CREATE TABLE conversations (
+            id VARCHAR PRIMARY KEY,            -- uuid4 hex (a migrated one-turn conversation keeps its turn's id)
+            title VARCHAR,                     -- NULL until set; the API shows the first prompt then
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL    -- last activity: a new turn, a new title
+        );
+
+        ALTER TABLE generations ADD COLUMN conversation_id VARCHAR;
+        ALTER TABLE generations ADD COLUMN parent_id VARCHAR;          -- the turn this one answers after
+        ALTER TABLE generations ADD COLUMN context_dropped_turns INTEGER;  -- oldest turns left out to fit the model
+        CREATE INDEX generations_conversation ON generations (conversation_id);
+        CREATE INDEX generations_parent ON generations (parent_id);
+
+        INSERT INTO conversations (id, title, created_at, updated_at)
+            SELECT id, title, created_at, updated_at FROM generations WHERE kind = 'text';
+        UPDATE generations SET conversation_id = id WHERE kind = 'text'
+        """,
+    ),
+    (
         "0005_batches",
         """
         ALTER TABLE generations ADD COLUMN template_id VARCHAR;   -- the template the prompt was rendered from

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from backend.core.errors import AtelierError, error_dict
+from backend.core.errors import AtelierError, Conflict, error_dict
 from backend.core.files import is_storage_failure
 from backend.core.policy import Policy
 from backend.core.preferences import Preferences
@@ -188,6 +188,7 @@ class Outbox:
     async def _tick(self) -> float:
         """One pass: probe when offline, resume video jobs, start due items. Returns how long to sleep."""
         probe = self.settings.probe_seconds
+        await gens.fail_orphaned_turns(self.store)  # a turn whose parent failed cannot go out
         stale = self.connectivity.stale(probe * 3)
         if not self.connectivity.online:
             if self.connectivity.probe_due():
@@ -264,6 +265,9 @@ class Outbox:
         row = await gens.get_row(self.store, gen_id)
         if row["status"] not in ("queued", "failed", "interrupted", "cancelled"):
             return False
+        if await gens.parent_failed(self.store, row):
+            raise Conflict("The turn this one answers did not finish: retry that turn first.",
+                           code="parent_failed")
         refusal = await self._refusal(row["model"])
         if refusal is not None:
             await gens.transition(self.store, gen_id, status="failed",

@@ -18,6 +18,7 @@ from backend.db import assets as assets_db
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.keys.credentials import Credentials
+from backend.services.conversations import place
 
 if TYPE_CHECKING:
     from backend.outbox.worker import Outbox
@@ -49,6 +50,8 @@ class GenerationRequest:
     defer: bool = False
     tags: list[str] = field(default_factory=list)
     title: str | None = None
+    conversation_id: str | None = None
+    parent_id: str | None = None
     template_id: str | None = None
     variables: dict[str, Any] | None = None
 
@@ -141,13 +144,18 @@ class Admission:
         """Check and insert. Returns the row as written and whether its first attempt starts now (it is then
         inserted ``running`` with that attempt recorded)."""
         await self.check(request)
-        start_now = not (request.defer or self.outbox.paused)
+        placement = await place(self.store, kind=request.kind, conversation_id=request.conversation_id,
+                                parent_id=request.parent_id)
+        # A turn whose parent has not finished waits in the queue (docs/outbox.md, "Conversations").
+        start_now = not (request.defer or self.outbox.paused or placement.waits)
         row = await gens.insert(
             self.store, kind=request.kind, model=request.model, prompt=request.prompt, system=request.system,
             params=request.params, input_asset_ids=request.input_asset_ids, stream=request.stream,
             tags=request.tags, title=request.title, start_now=start_now, template_id=request.template_id,
-            variables=request.variables,
+            variables=request.variables, conversation_id=placement.conversation_id,
+            parent_id=placement.parent_id, new_conversation=placement.new_conversation,
         )
+        row["parent_status"] = placement.parent_status
         self.outbox.added()
         self.outbox.activity()  # a new request: while offline, probe now rather than at the next interval
         return row, start_now

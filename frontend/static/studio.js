@@ -1,4 +1,5 @@
-/* Studio: searchable model picker, streamed generation with Stop, and the final rendered result. */
+/* Studio: searchable model picker, conversations (streamed turns, reply, regenerate, edit, branches, copy, Esc
+   stops), image refine, and the final rendered results. */
 (function () {
   "use strict";
 
@@ -152,138 +153,472 @@
     showSelected();
   }
 
-  /* ---- streamed generation --------------------------------------------------------------------- */
-  function setupComposer(form) {
-    const output = document.querySelector("[data-output]");
-    const liveText = output.querySelector("[data-live-text]");
-    const liveStatus = output.querySelector("[data-live-status]");
-    const liveModel = output.querySelector("[data-live-model]");
-    const liveLink = output.querySelector("[data-live-link]");
-    const liveResult = output.querySelector("[data-live-result]");
-    const head = output.querySelector("[data-live-head]");
-    const generateButton = form.querySelector("[data-generate]");
-    const stopButton = form.querySelector("[data-stop]");
-    const urlFor = (attr, id) => form.getAttribute(attr).replace("GENID", encodeURIComponent(id));
+  /* ---- text: a conversation — stream a turn, reply, regenerate, edit, copy, follow queued turns ---- */
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch (e) {
+      const area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "offscreen";
+      document.body.append(area);
+      area.select();
+      const ok = document.execCommand("copy");
+      area.remove();
+      return ok;
+    }
+  }
 
-    let controller = null;
-    let generationId = null;
-    let stopping = false;
+  /** Copy buttons on code blocks (the app's [data-copy] handler does the copying). */
+  function addCodeCopy(root) {
+    root.querySelectorAll(".md pre").forEach((pre) => {
+      if (pre.querySelector("[data-copy]")) return;
+      const code = pre.querySelector("code") || pre;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "button small ghost code-copy";
+      button.dataset.copy = code.textContent;
+      button.textContent = "Copy";
+      button.title = "Copy this code";
+      pre.append(button);
+    });
+  }
+
+  function setupChat(form) {
+    const chat = form.closest("[data-chat]");
+    const thread = chat.querySelector("[data-thread]");
+    const sendButton = form.querySelector("[data-generate]");
+    const stopButton = form.querySelector("[data-stop]");
+    const convField = form.querySelector("[data-conversation-field]");
+    const parentField = form.querySelector("[data-parent-field]");
+    const promptBox = form.querySelector("#prompt");
+    const select = form.querySelector("[data-model-select]");
+    const refs = form.querySelector("[data-refs]");
+    const visionWarning = form.querySelector("[data-vision-warning]");
+    const urlFor = (attr, id) => form.getAttribute(attr).replace("GENID", encodeURIComponent(id));
+    let current = null; // the stream in progress: {controller, id, stopping}
+
+    /* The view follows a growing answer unless the user scrolled up to read. */
+    const scroller = document.scrollingElement || document.documentElement;
+    let stick = true;
+    window.addEventListener("scroll", () => {
+      stick = scroller.scrollHeight - scroller.scrollTop - window.innerHeight < 160;
+    }, { passive: true });
+    const keepInView = () => {
+      if (stick) window.scrollTo(0, scroller.scrollHeight); // the growing answer and the composer below it
+    };
+    const revealIfBelow = (el) => {
+      const box = el.getBoundingClientRect();
+      if (box.top > window.innerHeight - 80) Atelier.reveal(el); // smooth unless reduced motion is asked for
+    };
+
+    const refreshList = async (q) => {
+      const box = document.querySelector("[data-conversations]");
+      if (!box) return;
+      const params = new URLSearchParams({ current: convField.value || "" });
+      if (q) params.set("q", q);
+      try {
+        const response = await fetch(form.dataset.listUrl + "?" + params.toString(), { credentials: "same-origin" });
+        if (response.ok) box.innerHTML = await response.text(); // server-rendered, escaped
+      } catch (e) { /* keep the list as it is */ }
+    };
+
+    /** After a turn: the head's numbers (turns, cost); a new conversation's first turn brings its whole head
+        (title to rename, Delete). */
+    const refreshHead = async (url, whole) => {
+      try {
+        const response = await fetch(url, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const doc = new DOMParser().parseFromString(await response.text(), "text/html"); // our own page
+        const fresh = doc.querySelector("[data-chat-head]");
+        const head = chat.querySelector("[data-chat-head]");
+        const stats = chat.querySelector("[data-chat-stats]");
+        const freshStats = doc.querySelector("[data-chat-stats]");
+        if (!whole && stats && freshStats) {
+          stats.textContent = freshStats.textContent;
+        } else if (fresh && head) {
+          head.replaceWith(document.importNode(fresh, true));
+          setupRename();
+        }
+      } catch (e) { /* the head follows on the next load */ }
+    };
 
     const setBusy = (busy) => {
-      // Keep keyboard focus on the action that is visible: Stop while running, Generate afterwards.
+      // Keep keyboard focus on the action that is visible: Stop while answering, Send afterwards.
       const active = document.activeElement;
-      const moveFocus = active === generateButton || active === stopButton || active === document.body || !active;
-      generateButton.disabled = busy;
-      generateButton.textContent = busy ? "Generating…" : "Generate";
+      const moveFocus = active === sendButton || active === stopButton || active === document.body || !active;
+      sendButton.disabled = busy;
+      sendButton.textContent = busy ? "Answering…" : "Send";
       stopButton.classList.toggle("hidden", !busy);
-      liveText.classList.toggle("streaming", busy);
-      liveText.setAttribute("aria-busy", busy ? "true" : "false");
-      if (moveFocus) (busy ? stopButton : generateButton).focus();
+      if (moveFocus) (busy ? stopButton : sendButton).focus();
     };
 
-    const showResult = async (id) => {
-      // Swap the plain streamed text for the server-rendered (sanitized markdown) record.
+    // The thread is the live region (there from the page's load): answers stream into it as appended text, and
+    // it is busy until the finished turn is in place. Statuses go to their own line, outside it.
+    const chatStatus = chat.querySelector("[data-chat-status]");
+    const announce = (message) => { if (chatStatus) chatStatus.textContent = message; };
+    const announceRecord = (record) => {
+      if (!record) return;
+      announce({
+        succeeded: "Answer ready.",
+        running: "Answering.",
+        queued: "Prompt queued; Atelier sends it later.",
+        cancelled: "Stopped.",
+        interrupted: "The answer broke off; the part that arrived is kept.",
+        failed: "Failed: " + ((record.error && record.error.message) || "see the answer."),
+      }[record.status] || "");
+    };
+    const threadBusy = (busy) => thread.setAttribute("aria-busy", busy ? "true" : "false");
+
+    const showError = (article, error) => {
+      const answer = article.querySelector("[data-answer]");
+      answer.querySelector("[data-answer-text]")?.classList.remove("streaming-text");
+      answer.append(Atelier.errorCallout(error));
+    };
+
+    /** Replace a turn with its server-rendered version (markdown, tools, branch arrows); follow it if unfinished. */
+    const swap = async (article, id) => {
       try {
-        const response = await fetch(urlFor("data-result-url", id), { credentials: "same-origin" });
-        if (!response.ok) {
-          liveStatus.textContent = stopping ? "Stopped" : "Finished";
-          liveStatus.className = "badge";
-          return;
-        }
-        liveResult.innerHTML = await response.text();
-        liveText.textContent = "";
-        head.classList.add("hidden");
-        Atelier.enhance(liveResult); // a queued result keeps following until it is answered
-      } catch (e) { /* keep the streamed text */ }
+        const response = await fetch(urlFor("data-turn-url", id), { credentials: "same-origin" });
+        if (!response.ok) return article;
+        const template = document.createElement("template");
+        template.innerHTML = (await response.text()).trim(); // server-rendered and escaped, our own origin
+        const fresh = template.content.firstElementChild;
+        if (!fresh) return article;
+        article.replaceWith(fresh);
+        setupTurn(fresh);
+        revealIfBelow(fresh);
+        return fresh;
+      } catch (e) {
+        return article;
+      }
     };
 
-    const showError = (error) => {
-      liveStatus.textContent = "Failed";
-      liveStatus.className = "badge badge-failed";
-      liveResult.replaceChildren(Atelier.errorCallout(error));
+    /** Follow a turn that waits or runs without us streaming it (offline queue, a reload mid-answer). */
+    const followTurn = (article) => {
+      const url = article.dataset.turnEvents;
+      if (!url || !window.EventSource || article.atelierFollowing) return;
+      article.atelierFollowing = true;
+      const text = article.querySelector("[data-answer-text]");
+      let wasQueued = article.dataset.status === "queued";
+      const close = Atelier.follow(url, {
+        record: (record) => {
+          if (record.output_text && record.output_text.length > text.textContent.length) {
+            text.textContent = record.output_text;
+          }
+          if (wasQueued && record.status === "running") {
+            wasQueued = false;
+            const waiting = article.querySelector("[data-turn-waiting]");
+            if (waiting) waiting.remove();
+          }
+        },
+        delta: (chunk) => {
+          const waiting = article.querySelector("[data-turn-waiting]");
+          if (waiting) waiting.remove();
+          text.append(document.createTextNode(chunk)); // plain text: model output is never parsed as HTML here
+          keepInView(article);
+        },
+        end: () => {
+          close();
+          swap(article, article.dataset.turnId).then(() => refreshList());
+          document.dispatchEvent(new CustomEvent("atelier:generated"));
+        },
+      });
     };
 
-    const run = async () => {
+    const pendingTurn = (promptText, model) => {
+      const article = document.createElement("article");
+      article.className = "turn pending";
+      article.dataset.turn = "";
+      const user = document.createElement("div");
+      user.className = "turn-user";
+      const bubble = document.createElement("div");
+      bubble.className = "bubble";
+      bubble.textContent = promptText;
+      user.append(bubble);
+      const answer = document.createElement("div");
+      answer.className = "turn-answer";
+      answer.dataset.answer = "";
+      const meta = document.createElement("div");
+      meta.className = "turn-meta";
+      const name = document.createElement("span");
+      name.className = "mono";
+      name.textContent = model;
+      const badge = document.createElement("span");
+      badge.className = "badge badge-running";
+      badge.dataset.liveStatus = "";
+      badge.setAttribute("aria-hidden", "true"); // announced by the status line outside the thread
+      badge.textContent = "Starting…";
+      meta.append(name, badge);
+      const text = document.createElement("div");
+      text.className = "prose md streaming-text";
+      text.dataset.answerText = "";
+      answer.append(meta, text);
+      article.append(user, answer);
+      return article;
+    };
+
+    const chosenImages = () => Array.from(form.querySelectorAll('input[name="input_asset_ids"]')).map((i) => i.value);
+    const canSee = () => {
+      const option = select && select.selectedOptions[0];
+      return !option || !select.options.length || option.dataset.vision === "1" || !option.dataset.name;
+    };
+    const checkVision = () => {
+      const blocked = chosenImages().length > 0 && !canSee();
+      visionWarning.classList.toggle("hidden", !blocked);
+      return !blocked;
+    };
+    if (select) select.addEventListener("change", checkVision);
+
+    /** Send one turn and stream its answer into the thread. */
+    const send = async ({ promptText, parentId, images, replaceFrom, extra }) => {
+      if (current) return;
       const data = Object.fromEntries(new FormData(form).entries());
-      if ((!String(data.prompt || "").trim() && !data.template_id) || !data.model) { form.reportValidity(); return; }
-      controller = new AbortController();
-      generationId = null;
-      stopping = false;
-      output.classList.remove("hidden");
-      head.classList.remove("hidden");
-      liveText.textContent = "";
-      liveResult.replaceChildren();
-      liveStatus.textContent = "Starting…";
-      liveStatus.className = "badge badge-running";
-      liveModel.textContent = data.model;
-      liveLink.classList.add("hidden");
+      if (!data.model) { form.reportValidity(); return; }
+      if (!checkVision()) return;
+      const body = {
+        kind: "text", model: data.model, prompt: promptText, system: data.system || "",
+        temperature: data.temperature || "", max_tokens: data.max_tokens || "", input_asset_ids: images || [],
+        ...(extra || {}),
+      };
+      if (parentId) {
+        body.parent_id = parentId;
+        body.conversation_id = convField.value || "";
+      }
+      if (replaceFrom) {
+        // A regenerate or an edit: the old branch stays in the conversation; this view moves to the new one.
+        let node = replaceFrom;
+        while (node) { const next = node.nextElementSibling; node.remove(); node = next; }
+      }
+      const wasInConversation = Boolean(convField.value);
+      chat.querySelector("[data-chat-empty]")?.remove();
+      let article = pendingTurn(promptText, data.model);
+      thread.append(article);
+      stick = true;
+      keepInView(article);
+      const text = article.querySelector("[data-answer-text]");
+      const badge = article.querySelector("[data-live-status]");
+      current = { controller: new AbortController(), id: null, stopping: false };
+      const run = current;
       setBusy(true);
-      Atelier.reveal(output);
-      let finished = false;
+      threadBusy(true);
+      announce("Answering.");
+      Atelier.reveal(article);
+      let error = null;
+      let last = null;
       try {
         const response = await fetch(form.dataset.streamUrl, {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "text/event-stream", "X-Requested-With": "fetch" },
-          body: JSON.stringify(data),
+          body: JSON.stringify(body),
           credentials: "same-origin",
-          signal: controller.signal,
+          signal: run.controller.signal,
         });
         if (response.status === 401) {
-          showError({ message: "Atelier was restarted. Reopen it from the app to continue." });
-          return;
+          error = { message: "Atelier was restarted. Reopen it from the app to continue." };
+        } else {
+          await Atelier.readEvents(response, Atelier.generationEvents({
+            record: (record) => {
+              if (!record.id) return;
+              run.id = record.id;
+              article.dataset.turnId = record.id;
+              if (record.conversation_id) convField.value = record.conversation_id;
+              badge.textContent = record.status === "queued" ? "Queued" : "Generating";
+              if (record.status === "queued") announceRecord(record);
+            },
+            delta: (chunk) => {
+              text.append(document.createTextNode(chunk)); // plain text: model output is never parsed as HTML here
+              keepInView(article);
+            },
+            end: (record, err) => {
+              last = record || (err ? { status: "failed", error: err } : null);
+              if (record && record.id) {
+                run.id = record.id;
+                if (record.conversation_id) convField.value = record.conversation_id;
+              } else if (err) {
+                error = err;
+              }
+            },
+          }));
         }
-        await Atelier.readEvents(response, Atelier.generationEvents({
-          record: (record) => {
-            if (!record.id || generationId) return;
-            generationId = record.id;
-            liveStatus.textContent = record.status === "queued" ? "Queued" : "Generating";
-            liveLink.href = urlFor("data-detail-url", record.id);
-            liveLink.classList.remove("hidden");
-          },
-          delta: (text) => {
-            liveText.append(document.createTextNode(text)); // plain text: model output is never parsed as HTML here
-          },
-          end: (record, error) => {
-            finished = true;
-            if (record && record.id) generationId = record.id;
-            else if (error) showError(error);
-          },
-        }));
       } catch (e) {
-        if (!stopping) {
-          showError({ message: "The connection to Atelier broke. Whatever arrived is saved in the Library." });
-        }
+        if (!run.stopping) error = { message: "The connection to Atelier broke. Whatever arrived is saved in the Library." };
       } finally {
+        current = null;
         setBusy(false);
-        controller = null;
-        if (generationId && (finished || stopping || !liveResult.childElementCount)) await showResult(generationId);
-        Atelier.reveal(output); // the whole answer, not just its top line
-        document.dispatchEvent(new CustomEvent("atelier:generated"));
       }
+      if (run.id) {
+        parentField.value = run.id;
+        promptBox.placeholder = "Reply…";
+        const url = new URL(form.dataset.pageUrl, window.location.href);
+        url.searchParams.set("conversation", convField.value);
+        url.searchParams.set("turn", run.id);
+        window.history.replaceState(null, "", url.toString());
+        const started = !wasInConversation && convField.value;
+        article = await swap(article, run.id);
+        threadBusy(false);
+        announceRecord(last || { status: article.dataset.status });
+        Atelier.reveal(article); // the whole answer, not just its top line
+        refreshList();
+        refreshHead(url.toString(), started);
+      } else if (error) {
+        badge.textContent = "Failed";
+        badge.className = "badge badge-failed";
+        showError(article, error);
+        threadBusy(false);
+        announceRecord({ status: "failed", error });
+      } else {
+        threadBusy(false);
+      }
+      document.dispatchEvent(new CustomEvent("atelier:generated"));
     };
 
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      if (!controller) run();
-    });
-    form.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-        event.preventDefault();
-        if (!controller) run();
-      }
-    });
-    stopButton.addEventListener("click", async () => {
-      if (!controller) return;
-      stopping = true;
+    const stop = async () => {
+      if (!current) return;
+      const run = current;
+      run.stopping = true;
       stopButton.disabled = true;
       try {
-        if (generationId) await Atelier.post(urlFor("data-cancel-url", generationId));
+        if (run.id) await Atelier.post(urlFor("data-cancel-url", run.id));
       } catch (e) { /* the stream is cut below either way */ }
       // Give the engine a moment to end the stream with the cancelled record, then cut it.
-      const current = controller;
-      window.setTimeout(() => { if (current) current.abort(); }, 3000);
+      window.setTimeout(() => { if (current === run) run.controller.abort(); }, 3000);
       stopButton.disabled = false;
+    };
+
+    const sendFromComposer = () => {
+      const templateSelect = form.querySelector("[data-use-template]");
+      const template = templateSelect && templateSelect.value;
+      if (template) {
+        // A template: its variables go with the turn; the engine renders the prompt (shown once answered).
+        const extra = { template_id: template };
+        new FormData(form).forEach((value, name) => { if (name.startsWith("var__")) extra[name] = value; });
+        send({ promptText: templateSelect.selectedOptions[0].textContent, parentId: parentField.value || null,
+               images: chosenImages(), extra });
+        return;
+      }
+      const promptText = promptBox.value.trim();
+      if (!promptText) { promptBox.focus(); return; }
+      const images = chosenImages();
+      if (images.length && !checkVision()) return;
+      promptBox.value = "";
+      form.querySelectorAll("[data-ref]").forEach((chip) => chip.remove());
+      refs?.querySelector("[data-ref-add]")?.classList.remove("hidden");
+      send({ promptText, parentId: parentField.value || null, images });
+    };
+
+    form.addEventListener("submit", (event) => { event.preventDefault(); sendFromComposer(); });
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); sendFromComposer(); }
     });
+    stopButton.addEventListener("click", stop); // Esc clicks the visible Stop (app.js)
+    form.addEventListener("paste", (event) => {
+      const files = Array.from((event.clipboardData && event.clipboardData.files) || []).filter((f) => f.type.startsWith("image/"));
+      if (files.length && refs && refs.atelierUpload) { event.preventDefault(); refs.atelierUpload(files).then(checkVision); }
+    });
+    if (refs) new MutationObserver(checkVision).observe(refs, { childList: true, subtree: true });
+
+    /** Tools of one turn: Copy text, Regenerate, Edit, Stop (a followed turn). */
+    function setupTurn(article) {
+      addCodeCopy(article);
+      if (article.dataset.turnEvents) followTurn(article);
+    }
+
+    thread.addEventListener("click", async (event) => {
+      const article = event.target.closest("[data-turn]");
+      if (!article) return;
+      const images = (article.dataset.images || "").split(",").filter(Boolean);
+      const promptText = article.querySelector("[data-prompt]")?.textContent || "";
+      const plain = event.target.closest("[data-copy-plain]");
+      if (plain) {
+        const label = plain.dataset.label || plain.textContent;
+        plain.dataset.label = label;
+        const ok = await copyText(article.querySelector("[data-answer-text]").innerText);
+        plain.textContent = ok ? "Copied ✓" : "Copy failed";
+        window.setTimeout(() => { plain.textContent = label; }, 1600);
+        return;
+      }
+      if (event.target.closest("[data-regenerate]")) {
+        send({ promptText, parentId: article.dataset.parentId || null, images, replaceFrom: article });
+        return;
+      }
+      if (event.target.closest("[data-stop-turn]")) {
+        try { await Atelier.post(urlFor("data-cancel-url", article.dataset.turnId)); } catch (e) { /* shown on reload */ }
+        return;
+      }
+      const edit = event.target.closest("[data-edit]");
+      if (edit && !article.querySelector("[data-edit-box]")) {
+        const bubble = article.querySelector("[data-prompt]");
+        const box = document.createElement("div");
+        box.className = "edit-box";
+        box.dataset.editBox = "";
+        const area = document.createElement("textarea");
+        area.value = promptText;
+        area.rows = Math.min(12, Math.max(2, promptText.split("\n").length + 1));
+        area.setAttribute("aria-label", "Edit the prompt");
+        const actions = document.createElement("div");
+        actions.className = "actions";
+        const save = document.createElement("button");
+        save.type = "button";
+        save.className = "button primary small";
+        save.textContent = "Send as a new branch";
+        save.dataset.editSend = "";
+        const cancel = document.createElement("button");
+        cancel.type = "button";
+        cancel.className = "button small ghost";
+        cancel.textContent = "Cancel";
+        actions.append(save, cancel);
+        box.append(area, actions);
+        bubble.classList.add("hidden");
+        bubble.after(box);
+        area.focus();
+        cancel.addEventListener("click", () => { box.remove(); bubble.classList.remove("hidden"); });
+        const go = () => {
+          const changed = area.value.trim();
+          if (!changed) { area.focus(); return; }
+          send({ promptText: changed, parentId: article.dataset.parentId || null, images, replaceFrom: article });
+        };
+        save.addEventListener("click", go);
+        area.addEventListener("keydown", (e) => {
+          if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); go(); }
+          if (e.key === "Escape") { e.stopPropagation(); cancel.click(); }
+        });
+      }
+    });
+
+    // The title is saved when it changes (Enter or leaving the box).
+    function setupRename() {
+      const rename = chat.querySelector("[data-rename]");
+      if (!rename) return;
+      const input = rename.querySelector("[data-title-input]");
+      let saved = input.value;
+      const save = async () => {
+        if (input.value.trim() === saved) return;
+        const response = await Atelier.post(rename.action, new FormData(rename));
+        if (response.ok) {
+          const answer = await response.json();
+          input.value = saved = answer.title;
+          refreshList();
+        }
+      };
+      rename.addEventListener("submit", (event) => { event.preventDefault(); save(); });
+      input.addEventListener("blur", save);
+    }
+    setupRename();
+
+    const search = document.querySelector("[data-conv-search]");
+    let searchTimer = null;
+    if (search) {
+      search.addEventListener("input", () => {
+        window.clearTimeout(searchTimer);
+        searchTimer = window.setTimeout(() => refreshList(search.value.trim()), 200);
+      });
+    }
+
+    thread.querySelectorAll("[data-turn]").forEach(setupTurn);
+    if (thread.querySelector("[data-turn]")) window.scrollTo(0, scroller.scrollHeight);
   }
 
   /* ---- reference images: upload on pick / drop / paste, chips with Remove ----------------------- */
@@ -468,19 +803,8 @@
       if (status) status.textContent = "Failed: " + ((error && error.message) || "see the card.");
     };
 
-    const run = async () => {
-      if (busy) return;
-      const data = new FormData(form);
-      data.delete("reference_files"); // already uploaded by the reference slots
-      if (!data.get("model")) { form.reportValidity(); return; }
-      const hasRefs = data.getAll("input_asset_ids").length || data.get("first_frame_id");
-      if (!String(data.get("prompt") || "").trim() && !hasRefs && !data.get("template_id")) {
-        form.querySelector("#prompt").focus();
-        return;
-      }
-      busy = true;
-      generateButton.setAttribute("aria-disabled", "true");
-      generateButton.textContent = kind === "video" ? "Sending…" : "Generating…";
+    /** One request and its result card (Variations send several at once). */
+    const one = async (data) => {
       const card = placeholder();
       results.prepend(card);
       Atelier.reveal(card);
@@ -499,11 +823,42 @@
           Atelier.enhance(card);
           Atelier.reveal(card);
           announce(answer.generation);
+          followRefine(answer.generation);
         } else {
           fail(card, answer.error);
         }
       } catch (e) {
         fail(card, { message: "Atelier did not answer. If the request reached the engine it is in the Library." });
+      }
+    };
+
+    /** Refining: the next prompt edits the newest result (the conversation goes on from it). */
+    const followRefine = (record) => {
+      const parent = form.querySelector('input[name="parent_id"]');
+      if (!parent || !record || record.status !== "succeeded" || !(record.assets || []).length) return;
+      parent.value = record.id;
+      const source = document.querySelector("[data-refine]");
+      const img = source && source.querySelector("img");
+      if (img) img.src = record.assets[0].url.replace("/api/v1/assets/", "/assets/") + "?thumb=1";
+    };
+
+    const run = async () => {
+      if (busy) return;
+      const data = new FormData(form);
+      data.delete("reference_files"); // already uploaded by the reference slots
+      if (!data.get("model")) { form.reportValidity(); return; }
+      const hasRefs = data.getAll("input_asset_ids").length || data.get("first_frame_id");
+      if (!String(data.get("prompt") || "").trim() && !hasRefs && !data.get("template_id")) {
+        form.querySelector("#prompt").focus();
+        return;
+      }
+      busy = true;
+      generateButton.setAttribute("aria-disabled", "true"); // not disabled: keyboard focus stays on the button
+      generateButton.textContent = kind === "video" ? "Sending…" : "Generating…";
+      const count = Math.max(1, Math.min(4, Number(data.get("count") || 1)));
+      data.delete("count");
+      try {
+        await Promise.all(Array.from({ length: count }, () => one(data)));
       } finally {
         busy = false;
         generateButton.removeAttribute("aria-disabled");
@@ -582,7 +937,7 @@
     const form = document.querySelector("[data-composer]");
     if (!form) return;
     setupUseTemplate(form);
-    if (form.dataset.mode === "text") setupComposer(form);
+    if (form.dataset.mode === "text") setupChat(form);
     else setupMediaComposer(form);
     if (form.dataset.mode === "video") setupVideoOptions(form);
   });

@@ -32,6 +32,7 @@ from frontend.forms import (
     asset_ids,
     generation_request,
 )
+from frontend.views import conversations
 from frontend.web import (
     backend,
     backend_error_json,
@@ -123,6 +124,9 @@ def _budget() -> spending.Budget | None:
 
 def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: str | None, recent: list) -> str:
     models, models_answer, models_error = load_models(mode)
+    chat = conversations.studio_context(request.args) if mode == "text" else {}
+    if chat.get("leaf") and not request.args.get("model"):
+        selected = chat["leaf"]["model"]  # the model can change per turn; a reply starts from the last one
     if models and selected not in {m["id"] for m in models}:
         selected = selected if mode == "text" and selected else None
     if mode != "text" and not selected and models:
@@ -157,8 +161,24 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         budget=_budget(),
         max_references=MAX_REFERENCES,
         reference_types=REFERENCE_TYPES,
+        refine=_refine_source(form) if mode == "image" else None,
+        **chat,
         templates=templates,
     )
+
+
+def _refine_source(form: Any) -> dict[str, Any] | None:
+    """The image being refined (``?parent=<generation id>``): the next prompt edits its images."""
+    ident = conversations.ident(form.get("parent") or form.get("parent_id"))
+    if not ident:
+        return None
+    try:
+        record = backend().generation(ident)
+    except BackendError:
+        return None
+    images = [a for a in record.get("assets") or [] if a.get("kind") == "image"]
+    return {"id": record["id"], "prompt": record.get("prompt"),
+            "thumbs": [url_for("generations.asset", asset_id=a["id"], thumb=1) for a in images]}
 
 
 @bp.get("/")
@@ -327,8 +347,9 @@ def stream() -> Response:
         return Response(_sse("error", exc.payload), mimetype="text/event-stream")
 
     if "text/event-stream" not in upstream.headers.get("content-type", ""):
-        # Not sent now (the outbox is paused, or the request was deferred): the backend answered with the
-        # queued record. Hand it over as one event, so the page shows the card at once and follows it.
+        # Not sent now (the turn waits for its parent, the outbox is paused, or the request was deferred): the
+        # backend answered with the queued record. Hand it over as one event, so the page shows the card at
+        # once and follows it.
         try:
             record = json.loads(upstream.read() or b"null")
         finally:
