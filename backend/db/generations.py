@@ -517,19 +517,9 @@ async def search(
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         if collection_id:
-            # A collection's items are read first: up to a few thousand, the rows are then found by id (an index
-            # lookup) rather than by a join over the whole library.
-            cur.execute("SELECT generation_id FROM collection_items WHERE collection_id = ? LIMIT ?",
-                        [collection_id, _BY_ID + 1])
-            members = [row[0] for row in cur.fetchall()]
-            if not members:
-                return []
-            if len(members) <= _BY_ID:
-                conditions.insert(0, f"id IN ({', '.join('?' for _ in members)})")
-                values[:0] = members
-            else:
-                conditions.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
-                values.append(collection_id)
+            # A semi-join on the collection's items: DuckDB hashes the members and probes the library's ids once.
+            conditions.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
+            values.append(collection_id)
         found: list[tuple[str, datetime]] = []
         for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None,
                                             selective=bool(collection_id or batch_id)):
@@ -557,10 +547,6 @@ async def search(
     rows = rows[:limit]
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
-
-
-# Up to this many items, a collection's rows are found by id (see search()).
-_BY_ID = 2000
 
 
 def _probes(cur: Any, *, q: str | None, before: datetime | None,
