@@ -380,7 +380,7 @@
   }
 
   /* ---- copy to the clipboard --------------------------------------------------------------------- */
-  async function copyText(text) {
+  const copyText = (Atelier.copyText = async function (text) {
     try {
       await navigator.clipboard.writeText(text);
       return true;
@@ -395,7 +395,7 @@
       area.remove();
       return ok;
     }
-  }
+  });
 
   document.addEventListener("click", async (event) => {
     const view = event.target.closest("[data-lightbox]");

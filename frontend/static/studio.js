@@ -154,23 +154,6 @@
   }
 
   /* ---- text: a conversation — stream a turn, reply, regenerate, edit, copy, follow queued turns ---- */
-  async function copyText(text) {
-    try {
-      await navigator.clipboard.writeText(text);
-      return true;
-    } catch (e) {
-      const area = document.createElement("textarea");
-      area.value = text;
-      area.setAttribute("readonly", "");
-      area.className = "offscreen";
-      document.body.append(area);
-      area.select();
-      const ok = document.execCommand("copy");
-      area.remove();
-      return ok;
-    }
-  }
-
   /** Copy buttons on code blocks (the app's [data-copy] handler does the copying). */
   function addCodeCopy(root) {
     root.querySelectorAll(".md pre").forEach((pre) => {
@@ -535,7 +518,7 @@
       if (plain) {
         const label = plain.dataset.label || plain.textContent;
         plain.dataset.label = label;
-        const ok = await copyText(article.querySelector("[data-answer-text]").innerText);
+        const ok = await Atelier.copyText(article.querySelector("[data-answer-text]").innerText);
         plain.textContent = ok ? "Copied ✓" : "Copy failed";
         window.setTimeout(() => { plain.textContent = label; }, 1600);
         return;
