@@ -144,3 +144,19 @@ def test_the_migration_fills_the_index_like_writes_do(tmp_path: Path) -> None:
         con.close()
     assert by_migration == by_writes
     assert MIGRATIONS[-1][0] == "0006_search"
+
+
+def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = Store.open(tmp_path / "a.duckdb")
+        try:
+            ids = await _fill(store, 3)
+            # Flushes while streaming skip the index; ending the generation (here after a crash) indexes it.
+            await gens.update(store, ids[1], index=False, output_text="a wombat appears")
+            await gens.update(store, ids[1], index=False, output_text="a wombat appears and sings")
+            await gens.transition(store, ids[1], status="interrupted", from_statuses=("queued",))
+            assert [i["id"] for i in (await gens.search(store, q="wombat sings"))[0]] == [ids[1]]
+        finally:
+            store.close()
+
+    run(go())

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from backend.core.errors import AtelierError, NotFound, action_for
+from backend.core.vocabulary import TERMINAL
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
 from backend.db import search as search_index
@@ -134,8 +135,9 @@ async def with_parent_status(store: Store, rows: list[dict[str, Any]]) -> list[d
     return rows
 
 
-async def update(store: Store, gen_id: str, **changes: Any) -> None:
-    """Set columns on one generation (JSON columns are encoded here)."""
+async def update(store: Store, gen_id: str, *, index: bool = True, **changes: Any) -> None:
+    """Set columns on one generation (JSON columns are encoded here). ``index=False`` skips the search index:
+    streamed text is flushed every 250 ms and indexed once, when the generation ends (:func:`transition`)."""
     if not changes:
         return
     for key in ("error", "params", "input_asset_ids"):
@@ -143,7 +145,7 @@ async def update(store: Store, gen_id: str, **changes: Any) -> None:
             changes[key] = json.dumps(changes[key])
     changes["updated_at"] = now()
     assignments = ", ".join(f"{name} = ?" for name in changes)
-    if not SEARCHED.intersection(changes):
+    if not (index and SEARCHED.intersection(changes)):
         await store.execute(f"UPDATE generations SET {assignments} WHERE id = ?", [*changes.values(), gen_id])  # noqa: S608
         return
 
@@ -190,8 +192,8 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
             [*changes.values(), gen_id, *from_statuses],
         )
         moved = cur.fetchone() is not None
-        if moved and SEARCHED.intersection(changes):
-            search_index.index(cur, [gen_id])
+        if moved and (SEARCHED.intersection(changes) or status in TERMINAL):
+            search_index.index(cur, [gen_id])  # terminal: also the text a stream flushed without indexing
         return moved
 
     return await store.transaction(run)

@@ -80,8 +80,8 @@ class ChatAttempt:
                             running.publish("keepalive", {})
                         if time.monotonic() - last_flush >= FLUSH_SECONDS and len("".join(text)) != flushed_len:
                             joined = "".join(text)
-                            await gens.update(s.store, gen_id, output_text=joined, upstream_id=upstream_id,
-                                              reasoning_text="".join(reasoning) or None)
+                            await gens.update(s.store, gen_id, index=False, output_text=joined,
+                                              upstream_id=upstream_id, reasoning_text="".join(reasoning) or None)
                             flushed_len = len(joined)
                             last_flush = time.monotonic()
             else:
