@@ -155,7 +155,7 @@ def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path) -> No
             await gens.update(store, ids[1], index=False, output_text="a wombat appears")
             await gens.update(store, ids[1], index=False, output_text="a wombat appears and sings")
             await gens.transition(store, ids[1], status="interrupted", from_statuses=("queued",))
-            assert [i["id"] for i in (await gens.search(store, q="wombat sings"))[0]] == [ids[1]]
+            assert [i["id"] for i in (await gens.search(store, q="appears and sings"))[0]] == [ids[1]]
         finally:
             store.close()
 
