@@ -624,7 +624,7 @@ def test_at_most_two_images_are_decoded_at_once(store: MediaStore, monkeypatch: 
 
 
 _MEASURE_DECODES = """
-import json, resource, sys, threading
+import json, sys, threading
 from pathlib import Path
 from backend.media.errors import MediaError
 from backend.media.store import MediaStore
@@ -633,6 +633,13 @@ store = MediaStore(Path(sys.argv[1]))
 files = [Path(name).read_bytes() for name in sys.argv[2:]]
 outcomes = []
 
+def high_water_kib():
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak across fork and exec.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
 def put(data):
     try:
         info = store.put_bytes(data, "image/png")
@@ -640,13 +647,13 @@ def put(data):
     except MediaError as exc:
         outcomes.append(exc.code)
 
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = high_water_kib()
 threads = [threading.Thread(target=put, args=(data,)) for data in files]
 for thread in threads:
     thread.start()
 for thread in threads:
     thread.join()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = high_water_kib()
 print(json.dumps({"before_mib": before / 1024, "peak_mib": peak / 1024, "outcomes": outcomes}))
 """
 
@@ -654,7 +661,7 @@ print(json.dumps({"before_mib": before / 1024, "peak_mib": peak / 1024, "outcome
 def measure_decodes(tmp_path: Path, files: list[Path]) -> dict:
     """Store ``files`` at once (one thread each) in a fresh process; its peak RSS and what each became."""
     if not sys.platform.startswith("linux"):
-        pytest.skip("ru_maxrss is in KiB on Linux only")
+        pytest.skip("reads VmHWM from /proc, which is Linux only")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
         [PYTHON, "-c", _MEASURE_DECODES, str(tmp_path / "media"), *map(str, files)],
