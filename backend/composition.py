@@ -23,6 +23,7 @@ from backend.outbox.worker import Outbox
 from backend.services.admission import Admission
 from backend.services.batches import Batches
 from backend.services.catalogue import Catalogue
+from backend.services.cost_lookups import CostLookups
 from backend.services.library import Library
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,14 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
                             backups_dir=settings.backups_dir)
     state.batches = Batches(store=state.store, settings=settings, policy=policy, preferences=state.preferences,
                             outbox=state.outbox)
+    # Stopped streams get their real cost from OpenRouter's stats later, beside the outbox (never inside it).
+    state.cost_lookups = CostLookups(store=state.store, client=client, keys=state.keys,
+                                     connectivity=state.connectivity, delays=settings.cost_lookup_delays,
+                                     probe_seconds=settings.probe_seconds)
+    state.outbox.on_attempt_end(state.cost_lookups.wake)
+    state.connectivity.on_recheck(state.cost_lookups.wake)
     await state.outbox.start()
+    state.cost_lookups.start()
     tasks = [asyncio.create_task(_refresh_loop(app), name="catalogue-refresh"),
              asyncio.create_task(_backup_loop(app), name="daily-backup")]
 
@@ -97,6 +105,7 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await state.cost_lookups.stop()
         await state.outbox.stop()
         await client.aclose()
 

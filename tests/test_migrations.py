@@ -38,6 +38,7 @@ EXPECTED = {
     ],
     "templates": ["id", "name", "kind", "prompt", "system", "model", "params", "tags", "created_at", "updated_at"],
     "search_terms": ["term", "days"],
+    "cost_lookups": ["upstream_id", "generation_id", "stopped_at", "tries", "state", "updated_at"],
 }
 
 

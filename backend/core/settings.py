@@ -32,6 +32,7 @@ class Settings:
     retry_max_seconds: float = 300.0
     video_poll_seconds: float = 10.0
     probe_seconds: float = 10.0
+    cost_lookup_seconds: str = "2,10,60"
     outbox_concurrency: int = 4
     outbox_max_queued: int = 10_000
     batch_concurrency: int = 0
@@ -54,6 +55,11 @@ class Settings:
     backup_interval_hours: float = 24.0
     no_window: bool = False
     no_browser: bool = False
+
+    @property
+    def cost_lookup_delays(self) -> tuple[float, ...]:
+        """``cost_lookup_seconds`` as numbers: when, after a stream stopped, its cost is looked up."""
+        return tuple(float(part) for part in self.cost_lookup_seconds.split(",") if part.strip())
 
     @property
     def db_path(self) -> Path:
@@ -110,6 +116,12 @@ class Settings:
         for name in ("retry_base_seconds", "retry_max_seconds", "video_poll_seconds", "probe_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ATELIER_{name.upper()} must be greater than 0")
+        try:
+            delays = self.cost_lookup_delays
+        except ValueError:
+            delays = ()
+        if not delays or any(d < 0 for d in delays) or list(delays) != sorted(delays):
+            raise ValueError("ATELIER_COST_LOOKUP_SECONDS must be a comma-separated, increasing list of seconds")
         if self.max_answer_bytes < 1024:
             raise ValueError("ATELIER_MAX_ANSWER_BYTES must be at least 1024")
         if self.backup_interval_hours <= 0 or self.backup_keep < 1:
@@ -158,6 +170,8 @@ SETTINGS_DOCS: dict[str, str] = {
     "retry_max_seconds": "Longest delay between two attempts of one generation.",
     "video_poll_seconds": "How often a running video job is polled.",
     "probe_seconds": "How often reachability of OpenRouter is checked while offline.",
+    "cost_lookup_seconds": "When (seconds after it ended, comma-separated) the cost of a stopped stream is looked up "
+    "from OpenRouter's generation stats; after the last, Atelier gives up.",
     "outbox_concurrency": "How many queued generations are sent at once.",
     "outbox_max_queued": "Most generations that may wait in the outbox.",
     "batch_concurrency": "How many batch items are sent at once (0: as many as outbox_concurrency); requests of "

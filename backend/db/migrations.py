@@ -199,4 +199,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) GROUP BY t ORDER BY term;
         """,
     ),
+    (
+        "0007_cost_lookups",
+        """
+        CREATE TABLE cost_lookups (
+            upstream_id VARCHAR PRIMARY KEY,   -- OpenRouter generation id (gen-…) whose stats are looked up
+            generation_id VARCHAR NOT NULL,    -- our generation it belongs to
+            stopped_at TIMESTAMPTZ NOT NULL,   -- when that generation ended; the schedule counts from here
+            tries INTEGER NOT NULL DEFAULT 0,  -- lookups that did not find the cost (404, no cost yet, an error)
+            state VARCHAR NOT NULL,            -- pending | found | gave_up | dropped
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
 ]

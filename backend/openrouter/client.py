@@ -301,6 +301,12 @@ class OpenRouterClient:
             raise unexpected_answer(200, "no key data").scrubbed(api_key)
         return data
 
+    async def get_json(self, path: str, api_key: str, *, params: dict | None = None, context: str) -> Any:
+        """``GET`` an API path (relative to the base URL) and return its JSON answer; errors as for any call.
+        Used by small endpoint modules (``stats.py``) so this class stays the only one holding the connection."""
+        _, payload = await self._json_call("GET", path, api_key, params=params, context=context)
+        return payload
+
     async def exchange_oauth_code(self, code: str, verifier: str) -> str:
         """``POST /auth/keys`` (PKCE, no Authorization header): the user-controlled key for ``code``."""
         _, payload = await self._json_call(

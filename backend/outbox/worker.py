@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -79,6 +79,7 @@ class Outbox:
         self._backlog: int | None = None
         self._backlog_at = 0.0
         self._background: set[asyncio.Task] = set()
+        self._attempt_end: list[Callable[[str], None]] = []
         #: Passes of the loop so far (tests wait on it instead of sleeping).
         self.passes = 0
         # Offline, probes back off from 0.5 s to PROBE_SECONDS; user activity wakes the loop for a probe at once.
@@ -112,6 +113,10 @@ class Outbox:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def on_attempt_end(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(gen_id)`` (must not block) whenever an attempt has ended and its outcome is saved."""
+        self._attempt_end.append(listener)
 
     def activity(self) -> None:
         """The user did something (a new request, the window gaining focus): while offline, probe now."""
@@ -311,6 +316,8 @@ class Outbox:
             running.started.set()
             if self.running.get(gen_id) is running:
                 del self.running[gen_id]
+            for listener in list(self._attempt_end):
+                listener(gen_id)
             if not self._stopping:
                 self.wake()
 
