@@ -9,8 +9,12 @@ Both are hardened against another local process tying them up with slow or idle 
   slow connections can neither stop a normal request from being accepted nor use up the file descriptors;
 * the UI runs on waitress: request heads and bodies are read by one event loop, and only complete requests
   reach the bounded pool of worker threads, which write streamed responses straight to the socket (SSE);
-* the servers' own answers (malformed request line, headers or body too large) carry the same
-  Content-Security-Policy as the app's pages, and absolute-form request targets are refused.
+* every answer of both servers carries the security headers (``SECURITY_HEADERS``: the pages'
+  Content-Security-Policy, nosniff, frame and cross-origin rules), the servers' own answers too: on the API
+  a malformed request line, a head too large (written by ``_ApiProtocol``), over the limit of requests at once
+  (503) and an exception that escaped the app (500), both answered by ``SecureAsgi``
+  (``desktop/asgi_hardening.py``) instead of uvicorn; on the UI waitress's 400, 413, 431 and 500
+  (``_ErrorTask``). Absolute-form request targets are refused.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
-from frontend.security import CONTENT_SECURITY_POLICY
+from desktop.asgi_hardening import SecureAsgi
+from frontend.security import SECURITY_HEADERS
 
 #: Seconds a client has to send a request's headers (and, on the UI, its body).
 HEADER_TIMEOUT = 10.0
@@ -44,12 +49,8 @@ MAX_HEADER_BYTES = 64 * 1024
 UI_MAX_BODY_BYTES = 128 * 2**20
 #: Worker threads of the UI server (each streamed answer holds one while it streams).
 UI_THREADS = 128
-#: Headers every answer the servers write themselves carries.
-SERVER_ERROR_HEADERS = [
-    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Cache-Control", "no-store"),
-]
+#: Headers every answer the servers write themselves carries (every other answer has ``SECURITY_HEADERS``).
+SERVER_ERROR_HEADERS = [*SECURITY_HEADERS, ("Cache-Control", "no-store")]
 
 _fd_limit_lock = threading.Lock()
 
@@ -206,6 +207,7 @@ class ApiServer:
         log_level: str = "warning",
         header_timeout: float = HEADER_TIMEOUT,
         max_connections: int | None = None,
+        max_requests: int | None = None,
     ):
         cap = max_connections or connection_cap(raise_fd_limit())
         # Created as IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections: with protocol 0 it does
@@ -216,11 +218,14 @@ class ApiServer:
         self.port: int = self.sock.getsockname()[1]
         self.max_connections = cap
         protocol = type("ApiProtocol", (_ApiProtocol,), {"header_timeout": header_timeout, "max_connections": cap})
+        # Connections above the cap are evicted while idle; the limit bounds the requests answered at once. It
+        # is SecureAsgi's, not uvicorn's (limit_concurrency), so that its 503 carries the security headers.
+        self.guard = SecureAsgi(app, headers=SECURITY_HEADERS, error_headers=SERVER_ERROR_HEADERS,
+                                limit=max_requests or cap + 100, connections=self._connections)
         config = uvicorn.Config(
-            app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3,
-            server_header=False, timeout_keep_alive=IDLE_TIMEOUT, http=protocol,
-            # Connections above the cap are evicted while idle; this bounds the requests answered at once.
-            limit_concurrency=cap + 100, backlog=512,
+            self.guard, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3,
+            server_header=False, timeout_keep_alive=IDLE_TIMEOUT, http=protocol, limit_concurrency=None,
+            backlog=512,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name="atelier-api", daemon=True)
@@ -229,6 +234,9 @@ class ApiServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def _connections(self) -> set:
+        return self.server.server_state.connections
 
     def _run(self) -> None:
         try:

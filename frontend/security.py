@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 # One Host check for both servers (ipaddress-based, exact port): see backend/net/hosts.py.
 from backend.net.hosts import is_allowed_host, tokens_equal
 
-__all__ = ["CONTENT_SECURITY_POLICY", "RequestTargetGuard", "is_allowed_host", "is_allowed_origin",
+__all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "RequestTargetGuard", "is_allowed_host", "is_allowed_origin",
            "is_cross_site_write", "secrets_equal"]
 
 #: The Content-Security-Policy every HTML response carries (docs/security.md). No inline code anywhere.
@@ -18,6 +18,18 @@ CONTENT_SECURITY_POLICY = (
     "media-src 'self' blob:; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'"
 )
+
+#: The headers every answer of both local servers carries, the servers' own error answers included
+#: (docs/security.md). "same-origin", not "no-referrer": under no-referrer Chromium sends ``Origin: null`` on
+#: our own form posts, which the CSRF check must refuse. Other origins still get no referrer at all.
+SECURITY_HEADERS: list[tuple[str, str]] = [
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+]
 
 #: Methods that change state and therefore get the Origin / Sec-Fetch-Site checks.
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -78,8 +90,7 @@ def _refuse(start_response: Callable[..., Any], message: str) -> list[bytes]:
     start_response("400 Bad Request", [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),
-        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-        ("X-Content-Type-Options", "nosniff"),
+        *SECURITY_HEADERS,
         ("Cache-Control", "no-store"),
     ])
     return [body]

@@ -20,7 +20,7 @@ from flask import (
 )
 
 from frontend.security import (
-    CONTENT_SECURITY_POLICY,
+    SECURITY_HEADERS,
     is_allowed_host,
     is_cross_site_write,
     secrets_equal,
@@ -76,14 +76,8 @@ def guard() -> Response | None:
 @bp.after_app_request
 def security_headers(response: Response) -> Response:
     """Strict headers on every response; the CSP forbids inline code and every remote load."""
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    # "same-origin", not "no-referrer": under no-referrer Chromium sends ``Origin: null`` on our own form
-    # posts, which the CSRF check must refuse. Other origins still get no referrer at all.
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    for name, value in SECURITY_HEADERS:
+        response.headers[name] = value
     for name in {key for key, _ in response.headers.items() if key.lower().startswith("access-control-")}:
         del response.headers[name]
     if response.mimetype in {"text/html", "application/json", "text/event-stream"}:
