@@ -19,6 +19,7 @@ from backend.media import MediaStore
 from backend.net.netconfig import build_ssl_context, effective_network, resolve_proxy
 from backend.openrouter import OpenRouterClient
 from backend.outbox.connectivity import Connectivity
+from backend.outbox.netchange import NetworkChanges
 from backend.outbox.worker import Outbox
 from backend.services.admission import Admission
 from backend.services.batches import Batches
@@ -96,6 +97,9 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     state.connectivity.on_recheck(state.cost_lookups.wake)
     await state.outbox.start()
     state.cost_lookups.start()
+    # The OS saying the network is back probes OpenRouter at once, as user activity does (docs/outbox.md).
+    state.network_changes = NetworkChanges(state.connectivity.recheck)
+    state.network_changes.start()
     tasks = [asyncio.create_task(_refresh_loop(app), name="catalogue-refresh"),
              asyncio.create_task(_backup_loop(app), name="daily-backup")]
 
@@ -105,6 +109,7 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await state.network_changes.stop()
         await state.cost_lookups.stop()
         await state.outbox.stop()
         await client.aclose()

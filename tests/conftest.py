@@ -24,6 +24,8 @@ def _hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     no_machine_policy = data_dir / "no-machine-policy" / "Atelier" / "policy.json"
     monkeypatch.setattr("backend.core.policy.system_policy_path", lambda: no_machine_policy)
     monkeypatch.setenv("ATELIER_NO_BROWSER", "1")
+    # No app in a test listens to this machine's system D-Bus (NetworkManager's signals): a missing socket.
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={data_dir / 'no-system-bus'}")
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)

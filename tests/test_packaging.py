@@ -37,6 +37,8 @@ def test_build_spec_parses_and_names_datas_hiddenimports_and_excludes():
     }
     assert {"Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE", "collect_submodules"} <= calls
     assert 'collect_submodules("uvicorn")' in source
+    # NetworkManager's signals (backend/outbox/netchange.py) import jeepney inside a function: bundled by name.
+    assert 'collect_submodules("jeepney")' in source
     assert (PACKAGING / "entry.py").is_file()
     assert (ROOT / "frontend" / "templates").is_dir() and (ROOT / "frontend" / "static").is_dir()
 
