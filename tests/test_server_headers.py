@@ -226,3 +226,14 @@ def test_ui_server_500_carries_the_headers(ui_server: UiServer) -> None:
     answer = get(ui_server.port)
     assert status_of(answer) == 500
     assert_secured(headers_of(answer), SERVER_ERROR_HEADERS)
+
+
+def test_ui_server_starting_answer_carries_the_headers() -> None:
+    server = UiServer(None)  # the Flask app is not set yet
+    server.start()
+    try:
+        answer = get(server.port)
+        assert status_of(answer) == 503
+        assert_secured(headers_of(answer), SERVER_ERROR_HEADERS)
+    finally:
+        server.stop()
