@@ -112,6 +112,11 @@ def test_stop_during_a_stream_keeps_the_partial_text(browser, ui: UiStack) -> No
     assert "partial answer is kept" in page.locator(TURN).inner_text()
     record = ui.backend("GET", "/generations", params={"limit": 1})["items"][0]
     assert record["status"] == "cancelled" and record["output_text"].startswith(kept.strip()[:20])
+    # OpenRouter's stats give the real cost of the stopped stream a little later; the turn shows it by itself.
+    cost = page.locator(TURN + " [data-cost]")
+    wait_for(lambda: "no cost reported" not in cost.inner_text(), timeout=60)
+    record = ui.backend("GET", f"/generations/{record['id']}")
+    assert record["usage"]["cost_usd"] > 0 and cost.inner_text().startswith("$")
     page.context.close()
 
 

@@ -507,6 +507,27 @@
     function setupTurn(article) {
       addCodeCopy(article);
       if (article.dataset.turnEvents) followTurn(article);
+      followCost(article, 0);
+    }
+
+    /** A stopped or broken-off answer's cost comes from OpenRouter a little later (docs/openrouter.md,
+     * "Generation stats"): redraw just the cost a few times, as the backend's lookups are due. */
+    const COST_CHECKS_MS = [3000, 12000, 65000];
+    function followCost(article, step) {
+      if (step >= COST_CHECKS_MS.length || !article.querySelector("[data-cost-awaited]")) return;
+      window.setTimeout(async () => {
+        if (!article.isConnected) return;
+        try {
+          const response = await fetch(urlFor("data-turn-url", article.dataset.turnId), { credentials: "same-origin" });
+          if (!response.ok) return;
+          const template = document.createElement("template");
+          template.innerHTML = (await response.text()).trim(); // server-rendered and escaped, our own origin
+          const fresh = template.content.querySelector("[data-cost]");
+          const shown = article.querySelector("[data-cost]");
+          if (fresh && shown && article.isConnected) shown.replaceWith(fresh);
+        } catch (e) { /* the cost shows at the next visit */ }
+        followCost(article, step + 1);
+      }, COST_CHECKS_MS[step] - (step ? COST_CHECKS_MS[step - 1] : 0));
     }
 
     thread.addEventListener("click", async (event) => {
