@@ -53,6 +53,9 @@ if [[ "${SKIP_BUILD:-0}" != "1" ]]; then
 fi
 [[ -x "$BUNDLE/Atelier" ]] || fail "$BUNDLE/Atelier not found"
 "$BUNDLE/Atelier" --version | grep -q "^Atelier " || fail "--version"
+# NetworkManager's signals (backend/outbox/netchange.py) import jeepney inside a function: check it was bundled
+# (module names are stored uncompressed in the archive's table of contents).
+grep -a -q "jeepney.io.asyncio" "$BUNDLE/Atelier" || fail "jeepney.io.asyncio is not in the bundle (build.spec)"
 
 log "starting the fake OpenRouter"
 (cd "$ROOT" && exec "$PY" -m tests.fakes.openrouter --port 0 --key "$KEY") > "$WORK/fake.json" 2> "$WORK/fake.log" &
