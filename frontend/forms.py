@@ -184,7 +184,7 @@ def generation_request(form: Mapping[str, Any]) -> dict[str, Any]:
     if references:
         body["input_asset_ids"] = references
     if kind != "video":  # a turn of a conversation: where it goes (docs/api.md, "Conversations")
-        for name in ("conversation_id", "parent_id"):
+        for name in ("conversation_id", "parent_id", "sibling_of"):
             ident = asset_ids(form.get(name))
             if ident:
                 body[name] = ident[0]

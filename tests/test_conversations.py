@@ -200,6 +200,40 @@ def test_a_long_history_is_cut_to_the_model_window_oldest_first(studio, fake: Fa
     assert [q.status for q in fake.requests if q.path == "/chat/completions"] == [200, 200, 200]
 
 
+def test_regenerating_or_editing_the_first_turn_is_a_sibling_in_the_same_conversation(
+        studio, fake: FakeOpenRouter) -> None:
+    _, client = studio
+    fake.reply_text = "first answer"
+    root = turn(client, "Write a haiku")
+    reply = turn(client, "Shorter", parent_id=root["id"])
+    fake.reply_text = "second answer"
+    regen = turn(client, "Write a haiku", sibling_of=root["id"])  # regenerate the first turn
+    assert sent_messages(fake) == [user("Write a haiku")]  # nothing of the other branch
+    edit = turn(client, "Write a limerick", sibling_of=root["id"], conversation_id=root["conversation_id"])
+    assert sent_messages(fake) == [user("Write a limerick")]
+    conversation_id = root["conversation_id"]
+    assert [g["conversation_id"] for g in (regen, edit)] == [conversation_id] * 2
+    assert [g["parent_id"] for g in (regen, edit)] == [None, None]
+    conv = client.get(f"/api/v1/conversations/{conversation_id}").json()
+    assert [t["id"] for t in conv["turns"]] == [root["id"], reply["id"], regen["id"], edit["id"]]
+    assert conv["leaf_id"] == edit["id"] and conv["title"] == "Write a haiku"
+    assert len(client.get("/api/v1/conversations").json()["items"]) == 1  # no new conversation
+    # A later turn's sibling answers after the same parent, as parent_id does.
+    again = turn(client, "Shorter", sibling_of=reply["id"])
+    assert again["parent_id"] == root["id"] and again["conversation_id"] == conversation_id
+    assert sent_messages(fake) == [user("Write a haiku"), assistant("first answer"), user("Shorter")]
+    # Refused: with parent_id too, from another conversation, an unknown turn, a video.
+    other = turn(client, "another thread")
+    for body, status in (({"sibling_of": root["id"], "parent_id": root["id"]}, 422),
+                         ({"sibling_of": root["id"], "conversation_id": other["conversation_id"]}, 422),
+                         ({"sibling_of": "f" * 32}, 404)):
+        r = client.post("/api/v1/generations", json={"kind": "text", "model": MODEL, "prompt": "x", **body})
+        assert r.status_code == status, r.text
+    r = client.post("/api/v1/generations", json={"kind": "video", "model": "google/veo-3.1", "prompt": "x",
+                                                 "sibling_of": root["id"]})
+    assert r.status_code == 422
+
+
 def test_conversation_ids_are_checked(studio, fake: FakeOpenRouter) -> None:
     _, client = studio
     one = turn(client, "one")

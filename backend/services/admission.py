@@ -52,6 +52,7 @@ class GenerationRequest:
     title: str | None = None
     conversation_id: str | None = None
     parent_id: str | None = None
+    sibling_of: str | None = None
     template_id: str | None = None
     variables: dict[str, Any] | None = None
 
@@ -145,7 +146,7 @@ class Admission:
         inserted ``running`` with that attempt recorded)."""
         await self.check(request)
         placement = await place(self.store, kind=request.kind, conversation_id=request.conversation_id,
-                                parent_id=request.parent_id)
+                                parent_id=request.parent_id, sibling_of=request.sibling_of)
         # A turn whose parent has not finished waits in the queue (docs/outbox.md, "Conversations").
         start_now = not (request.defer or self.outbox.paused or placement.waits)
         row = await gens.insert(
