@@ -163,6 +163,27 @@ def test_image_turn_sends_content_parts_and_stays_in_the_history(studio, fake: F
     assert sent_messages(fake) == [user(parts), assistant("Echo: What is in this picture?"), user("And its colour?")]
 
 
+def test_images_for_a_model_that_cannot_see_them_are_refused_at_admission(studio, fake: FakeOpenRouter) -> None:
+    _, client = studio
+    assert client.get("/api/v1/models", params={"output": "text", "refresh": True}).status_code == 200
+    asset = client.post("/api/v1/assets", content=solid_png(4, 4), headers={"Content-Type": "image/png"}).json()
+    blind = "meta-llama/llama-3.3-70b-instruct:free"  # the catalogue lists text as its only input
+    for kind, stream in (("text", False), ("text", True), ("image", False)):
+        r = client.post("/api/v1/generations", json={"kind": kind, "model": blind, "prompt": "What is this?",
+                                                     "input_asset_ids": [asset["id"]], "stream": stream})
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["code"] == "model_cannot_see_images" and blind in error["message"]
+    assert client.get("/api/v1/generations").json()["items"] == [] and chat_requests(fake) == []
+    assert turn(client, "No images here", model=blind)["status"] == "succeeded"  # text alone is fine
+    assert turn(client, "What is this?", input_asset_ids=[asset["id"]])["status"] == "succeeded"  # it can see
+    # A model the catalogue does not know: its modalities are unknown, so the request goes to OpenRouter, which
+    # decides (the fake does not know it either).
+    unknown = turn(client, "What is this?", expect=400, model="someone/brand-new-model",
+                   input_asset_ids=[asset["id"]])
+    assert unknown["error"]["code"] == "model_not_found" and len(chat_requests(fake)) == 3
+
+
 def test_refine_sends_the_parent_images_as_inputs(studio, fake: FakeOpenRouter) -> None:
     _, client = studio
     model = "google/gemini-2.5-flash-image"

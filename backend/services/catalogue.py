@@ -90,6 +90,14 @@ class Catalogue:
         stale = fetched is None or now() - fetched > timedelta(hours=self.refresh_hours)
         return {"items": items, "fetched_at": iso(fetched), "stale": stale}
 
+    async def sees_images(self, model_id: str) -> bool | None:
+        """Whether the model takes images as input, as the cached catalogue says; None when it does not list
+        the model (never fetched, or not listed by OpenRouter): the caller then lets the request through."""
+        model = await self.get_model(model_id)
+        if model is None or not isinstance(model.get("input_modalities"), list):
+            return None
+        return "image" in model["input_modalities"]
+
     async def get_model(self, model_id: str, output: str | None = None) -> dict[str, Any] | None:
         sql = "SELECT data FROM model_cache WHERE id = ?"
         params: list[Any] = [model_id]
