@@ -61,3 +61,24 @@ def test_an_unlocked_budget_warns_and_a_csv_file_is_read(data_dir, fake, tmp_pat
         error = bad.text.split("data-batch-error>")[1].split("<")[0]
         assert bad.status_code == 422 and "&#39;colour&#39;" in error and "thing, tone" in error, error
         assert c.get("/api/v1/batches").json()["items"] == []
+
+
+def test_a_wrong_header_is_asked_about_then_skipped_and_the_preview_shows_the_rows(data_dir, fake, tmp_path) -> None:
+    policy = write_policy(tmp_path, {})
+    with backend_with_policy(data_dir, policy, openrouter_base_url=fake.base_url) as api, ui_for(api) as ui, \
+            api.client() as c:
+        assert c.put("/api/v1/credentials", json={"api_key": fake.key}).status_code == 200
+        rows = "topic\na carved wooden kettle\na blue glass cup"
+        asked = ui.post("/batches/new", data=form(rows, action="start"))
+        assert asked.status_code == 422 and "&#39;topic&#39;" in asked.text and "First line is a header" in asked.text
+        assert c.get("/api/v1/batches").json()["items"] == []
+        review = ui.post("/batches/new", data=form(rows, action="review", header="yes"))
+        assert review.status_code == 200 and "2 generations — 2 rows × 1 model" in review.text
+        preview = review.text.split("data-batch-preview>")[1].split("</div>")[0]
+        assert "<code data-batch-header-line>topic</code>" in preview and "a carved wooden kettle" in preview
+        assert '<option value="yes" selected>' in review.text  # the choice is kept for the next step
+        started = ui.post("/batches/new", data=form(rows, action="start", header="yes"), follow_redirects=False)
+        assert started.status_code == 302
+        batch_id = started.headers["location"].rsplit("/", 1)[1]
+        items = c.get("/api/v1/generations", params={"batch_id": batch_id}).json()["items"]
+        assert sorted(i["variables"]["thing"] for i in items) == ["a blue glass cup", "a carved wooden kettle"]

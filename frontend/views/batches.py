@@ -12,7 +12,7 @@ from flask import Blueprint, Response, flash, jsonify, redirect, render_template
 
 from frontend import spending
 from frontend.backend_client import BackendError
-from frontend.batch_rows import MAX_ITEMS, Estimate, estimate, parse_rows
+from frontend.batch_rows import HEADER_CHOICES, MAX_ITEMS, Estimate, Rows, estimate, read_rows
 from frontend.forms import FormError
 from frontend.rendering import format_cost
 from frontend.views.studio import default_model, load_models
@@ -64,6 +64,7 @@ def _form_state() -> dict[str, Any]:
         "system": form.get("system", "").strip(),
         "models": [m for m in (form.getlist("models") if hasattr(form, "getlist") else []) if m.strip()],
         "rows": rows_text,
+        "header": form.get("header") if form.get("header") in HEADER_CHOICES else "auto",
         "repeat": repeat,
     }
 
@@ -108,7 +109,7 @@ def _budget_left() -> tuple[float | None, bool]:
 
 
 def _check(state: dict[str, Any], templates: list[dict[str, Any]],
-           models: list[dict[str, Any]]) -> tuple[list[dict[str, str]], Estimate, str | None]:
+           models: list[dict[str, Any]]) -> tuple[Rows, Estimate, str | None]:
     """Rows, the estimate, and a warning; :class:`FormError` when the batch cannot start as it is."""
     if not state["models"]:
         raise FormError("Pick at least one model.")
@@ -117,7 +118,8 @@ def _check(state: dict[str, Any], templates: list[dict[str, Any]],
     if not 1 <= state["repeat"] <= 10:
         raise FormError("Repeat each row 1 to 10 times.")
     variables, template = _variables(state, templates)
-    rows = parse_rows(state["rows"], variables)
+    parsed = read_rows(state["rows"], variables, header=state["header"])
+    rows = parsed.rows
     known = {m["id"]: m for m in models}
     chosen = [known.get(m, {"id": m}) for m in state["models"]]
     est = estimate(kind=state["kind"], models=chosen, prompts=_prompts(state, template, rows), repeat=state["repeat"])
@@ -131,16 +133,17 @@ def _check(state: dict[str, Any], templates: list[dict[str, Any]],
         if locked:
             raise FormError(message + " The budget is set by your organisation; make the batch smaller.")
         warning = message + " Items stop being sent once the budget is spent; raise it in Settings if you need to."
-    return rows, est, warning
+    return parsed, est, warning
 
 
 def _render_new(state: dict[str, Any], *, error: str | None = None, est: Estimate | None = None,
-                warning: str | None = None, rows: list[dict[str, str]] | None = None, status: int = 200):
+                warning: str | None = None, rows: Rows | None = None, status: int = 200):
     templates = _templates()
     models, _, models_error = load_models(state["kind"])
     return render_template("batches/new.html", state=state, templates=templates, models=models,
                            models_error=models_error, kinds=KINDS, error=error, estimate=est, warning=warning,
-                           row_count=len(rows) if rows is not None else None, max_models=MAX_MODELS), status
+                           row_count=len(rows.rows) if rows is not None else None, parsed=rows,
+                           max_models=MAX_MODELS), status
 
 
 @bp.get("/batches/new")
@@ -161,11 +164,11 @@ def create():
         rows, est, warning = _check(state, _templates(), models)
     except FormError as exc:
         state = locals().get("state") or {"name": "", "kind": "text", "template_id": "", "prompt": "",
-                                          "system": "", "models": [], "rows": "", "repeat": 1}
+                                          "system": "", "models": [], "rows": "", "header": "auto", "repeat": 1}
         return _render_new(state, error=exc.message, status=422)
     if request.form.get("action") != "start":
         return _render_new(state, est=est, warning=warning, rows=rows)
-    body: dict[str, Any] = {"kind": state["kind"], "models": state["models"], "rows": rows,
+    body: dict[str, Any] = {"kind": state["kind"], "models": state["models"], "rows": rows.rows,
                             "repeat": state["repeat"]}
     if state["name"]:
         body["name"] = state["name"][:200]
