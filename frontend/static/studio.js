@@ -871,6 +871,8 @@
     const select = form.querySelector("[data-use-template]");
     if (!select) return;
     const box = form.querySelector("[data-template-vars]");
+    const show = form.querySelector("[data-use-template-show]");
+    if (show) show.classList.add("hidden"); // the fields follow the choice as it changes (the button is for pages without scripts)
     const promptField = form.querySelector("[data-prompt-field]");
     const prompt = promptField ? promptField.querySelector("textarea") : null;
     const apply = () => {

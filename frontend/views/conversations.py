@@ -67,8 +67,10 @@ def effective_system(items: list[dict[str, Any]]) -> str:
 def studio_context(args: Any) -> dict[str, Any]:
     """What the Studio's text mode shows: the open conversation (``?conversation=``, ``?turn=``; or the
     conversation of ``?continue=<generation id>``), its branch, and the list in the side panel."""
-    conversation_id = ident(args.get("conversation"))
-    selected = ident(args.get("turn"))
+    # The composer's own fields (conversation_id, parent_id) when the form itself came back as a GET ("Use
+    # template" without JavaScript).
+    conversation_id = ident(args.get("conversation") or args.get("conversation_id"))
+    selected = ident(args.get("turn") or args.get("parent_id"))
     cont = ident(args.get("continue"))
     if cont and not conversation_id:
         with suppress(BackendError):

@@ -140,8 +140,11 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         templates = backend().templates(kind=mode, limit=200).get("items", [])
     except BackendError:
         templates = []
+    # "Use template" without JavaScript: the chosen template's variables are drawn here, one field each.
+    use_template = next((t for t in templates if t["id"] == form.get("template_id")), None)
     return render_template(
         "studio/index.html",
+        use_template=use_template,
         mode=mode,
         models=models,
         models_answer=models_answer,
