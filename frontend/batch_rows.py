@@ -142,9 +142,28 @@ def _price(pricing: dict[str, Any], name: str) -> float:
         return 0.0
 
 
+def video_cost(model: dict[str, Any], params: dict[str, Any]) -> tuple[float, float] | None:
+    """One video's cost range from the model's price per second (``video.pricing_skus``, e.g.
+    ``video_seconds_720p``) and its length: the chosen resolution and duration, else the cheapest and dearest
+    resolution and the shortest and longest duration it offers. None when no price or no length is known."""
+    video = model.get("video") or {}
+    skus = video.get("pricing_skus") or (model.get("pricing") or {}).get("skus") or {}
+    prices = {name: _price(skus, name) for name in skus if str(name).startswith("video_seconds")}
+    resolution = str(params.get("resolution") or "").lower()
+    chosen = [price for name, price in prices.items() if resolution and resolution in name.lower()]
+    per_second = chosen or list(prices.values())
+    durations = [d for d in video.get("supported_durations") or [] if isinstance(d, int | float)]
+    if isinstance(params.get("duration"), int | float):
+        durations = [params["duration"]]
+    if not per_second or not durations:
+        return None
+    return min(durations) * min(per_second), max(durations) * max(per_second)
+
+
 def estimate(*, kind: str, models: list[dict[str, Any]], prompts: list[str], repeat: int,
-             max_tokens: int | None = None) -> Estimate:
-    """The batch's size and a cost range from the models' prices (``prompts``: each row's rendered prompt)."""
+             max_tokens: int | None = None, params: dict[str, Any] | None = None) -> Estimate:
+    """The batch's size and a cost range from the models' prices (``prompts``: each row's rendered prompt;
+    ``params``: a video's duration and resolution)."""
     items = len(prompts) * len(models) * repeat
     prompt_tokens = sum(math.ceil(len(p) / 4) + 8 for p in prompts) * repeat
     low_tokens, high_tokens = IMAGE_TOKENS if kind == "image" else TEXT_TOKENS
@@ -154,7 +173,14 @@ def estimate(*, kind: str, models: list[dict[str, Any]], prompts: list[str], rep
     unpriced = []
     for model in models:
         pricing = model.get("pricing") or {}
-        if kind == "video" or not pricing:
+        if kind == "video":
+            each = video_cost(model, params or {})
+            if each is None:
+                unpriced.append(model.get("id", "?"))
+                continue
+            low, high = low + each[0] * len(prompts) * repeat, high + each[1] * len(prompts) * repeat
+            continue
+        if not pricing:
             unpriced.append(model.get("id", "?"))
             continue
         prompt_cost = prompt_tokens * _price(pricing, "prompt")

@@ -81,3 +81,18 @@ def test_estimate_is_a_range_from_catalogue_prices() -> None:
     assert est.low == pytest.approx(20 * (108 * 1e-6 + 60 * 2e-6))
     assert est.high == pytest.approx(20 * (108 * 1e-6 + 800 * 2e-6))
     assert estimate(kind="video", models=models[:1], prompts=["x"], repeat=1).low is None
+
+
+def test_video_estimate_from_the_price_per_second_and_the_length() -> None:
+    veo = {"id": "veo", "video": {"supported_durations": [4, 6, 8],
+                                  "pricing_skus": {"video_seconds_720p": "0.10", "video_seconds_1080p": "0.40"}}}
+    chosen = estimate(kind="video", models=[veo], prompts=["a", "b"], repeat=3,
+                      params={"duration": 6, "resolution": "1080p"})
+    assert chosen.items == 6 and chosen.unpriced == []
+    assert chosen.low == pytest.approx(6 * 6 * 0.40) and chosen.high == pytest.approx(6 * 6 * 0.40)
+    # Nothing chosen: the shortest at the cheapest resolution to the longest at the dearest.
+    open_ended = estimate(kind="video", models=[veo], prompts=["a"], repeat=1)
+    assert open_ended.low == pytest.approx(4 * 0.10) and open_ended.high == pytest.approx(8 * 0.40)
+    unpriced = {"id": "mystery", "video": {"supported_durations": [5]}}
+    both = estimate(kind="video", models=[veo, unpriced], prompts=["a"], repeat=1, params={"duration": 4})
+    assert both.unpriced == ["mystery"] and both.low == pytest.approx(0.4) and both.high == pytest.approx(1.6)

@@ -82,3 +82,33 @@ def test_a_wrong_header_is_asked_about_then_skipped_and_the_preview_shows_the_ro
         batch_id = started.headers["location"].rsplit("/", 1)[1]
         items = c.get("/api/v1/generations", params={"batch_id": batch_id}).json()["items"]
         assert sorted(i["variables"]["thing"] for i in items) == ["a blue glass cup", "a carved wooden kettle"]
+
+
+def test_a_video_batch_offers_the_models_shared_choices_estimates_and_sends_the_parameters(
+        data_dir, fake, tmp_path) -> None:
+    policy = write_policy(tmp_path, {})
+    with backend_with_policy(data_dir, policy, openrouter_base_url=fake.base_url) as api, ui_for(api) as ui, \
+            api.client() as c:
+        assert c.put("/api/v1/credentials", json={"api_key": fake.key}).status_code == 200
+        assert c.get("/api/v1/models", params={"output": "video", "refresh": True}).status_code == 200
+        page = ui.get("/batches/new", params={"kind": "video"}).text
+        assert 'href="/batches/new?kind=video"' in page and "data-batch-video" in page
+        video = {"kind": "video", "prompt": "A slow pan over {{ place }}.", "rows": "place\na harbour\na forest",
+                 "models": ["google/veo-3.1", "openai/sora-2-pro"], "repeat": "1"}
+        review = ui.post("/batches/new", data={**video, "action": "review"})
+        assert review.status_code == 200, review.text
+        box = review.text.split("data-batch-video>")[1].split("</fieldset>")[0]
+        # Durations both offer (veo 4/6/8, sora 4/8/12); sizes only sora has; seed only veo has.
+        assert '<option value="4"' in box and '<option value="8"' in box and '<option value="6"' not in box
+        assert 'name="size"' not in box and 'name="seed"' not in box and 'name="generate_audio"' in box
+        assert "4 generations — 2 rows × 2 models" in review.text
+        est = review.text.split("data-batch-estimate>")[1].split("</div>")[0]
+        assert "$" in est and "No price is known" not in est
+        started = ui.post("/batches/new", data={**video, "action": "start", "duration": "8", "resolution": "1080p",
+                                                "aspect_ratio": "9:16", "audio_offered": "1"},
+                          follow_redirects=False)
+        assert started.status_code == 302, started.text
+        batch = c.get("/api/v1/batches").json()["items"][0]
+        assert batch["kind"] == "video" and batch["total"] == 4
+        assert batch["params"] == {"duration": 8, "resolution": "1080p", "aspect_ratio": "9:16",
+                                   "generate_audio": False}

@@ -30,7 +30,7 @@ def _item(model: dict[str, Any], video: dict[str, Any] | None = None) -> dict[st
     if video is not None:
         item["video"] = {k: video.get(k) for k in (
             "supported_resolutions", "supported_aspect_ratios", "supported_sizes", "supported_durations",
-            "supported_frame_images", "generate_audio", "seed")}
+            "supported_frame_images", "generate_audio", "seed", "pricing_skus")}
         item["pricing"] = item["pricing"] or {"skus": video.get("pricing_skus")}
     return item
 
