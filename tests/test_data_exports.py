@@ -143,6 +143,34 @@ def test_export_then_import_into_a_fresh_library_is_identical(source, tmp_path: 
         target.stop()
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_an_export_without_the_related_rows_keeps_the_links_and_makes_untitled_conversations(
+        source, tmp_path: Path, fake, fmt: str) -> None:
+    """An export from before conversations, batches and templates were exported (docs/data.md, "Imports")."""
+    running, ids = source
+    with running.client() as client:
+        linked = _add_linked(client)
+        zipped = _export(client, fmt)
+    related = {f"{t}.{fmt}" for t in ("conversations", "batches", "templates")}
+    assert related <= set(zipfile.ZipFile(io.BytesIO(zipped)).namelist())
+    older = _rezip(zipped, lambda n, d: None if n in related else d)
+    target = start_api(tmp_path / "b", openrouter_base_url=fake.base_url, **FAST)
+    try:
+        with target.client() as client:
+            r = client.post("/api/v1/imports", content=older)
+            assert r.status_code == 200 and r.json()["added"] == len(ids) + len(linked["ids"]), r.text
+            conversation = client.get(f"/api/v1/conversations/{linked['conversation']['id']}").json()
+            assert conversation["title"] == "Rivers of Peru"  # untitled: its first prompt
+            first = client.get(f"/api/v1/generations/{linked['ids'][0]}").json()
+            assert first["template_id"] == linked["template"]["id"] and first["variables"] == {"place": "Peru"}
+            items = client.get("/api/v1/generations", params={"batch_id": linked["batch"]["id"]}).json()["items"]
+            assert len(items) == 2  # the grouping is kept on the items
+            assert client.get(f"/api/v1/batches/{linked['batch']['id']}").status_code == 404  # none made up
+            assert client.get(f"/api/v1/templates/{linked['template']['id']}").status_code == 404
+    finally:
+        target.stop()
+
+
 def test_parquet_export_is_readable_by_plain_duckdb(source, tmp_path: Path) -> None:
     running, ids = source
     with running.client() as client:
