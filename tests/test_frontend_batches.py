@@ -3,6 +3,7 @@ before anything starts; an unlocked one only warns; a bad header is named; the C
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -87,8 +88,8 @@ def test_a_wrong_header_is_asked_about_then_skipped_and_the_preview_shows_the_ro
 def test_a_video_batch_offers_the_models_shared_choices_estimates_and_sends_the_parameters(
         data_dir, fake, tmp_path) -> None:
     policy = write_policy(tmp_path, {})
-    with backend_with_policy(data_dir, policy, openrouter_base_url=fake.base_url) as api, ui_for(api) as ui, \
-            api.client() as c:
+    with backend_with_policy(data_dir, policy, openrouter_base_url=fake.base_url, video_poll_seconds=0.05) as api, \
+            ui_for(api) as ui, api.client() as c:
         assert c.put("/api/v1/credentials", json={"api_key": fake.key}).status_code == 200
         assert c.get("/api/v1/models", params={"output": "video", "refresh": True}).status_code == 200
         page = ui.get("/batches/new", params={"kind": "video"}).text
@@ -112,3 +113,9 @@ def test_a_video_batch_offers_the_models_shared_choices_estimates_and_sends_the_
         assert batch["kind"] == "video" and batch["total"] == 4
         assert batch["params"] == {"duration": 8, "resolution": "1080p", "aspect_ratio": "9:16",
                                    "generate_audio": False}
+        deadline = time.monotonic() + 60
+        while c.get(f"/api/v1/batches/{batch['id']}").json()["status"] != "finished":
+            assert time.monotonic() < deadline, "the video batch did not finish"
+            time.sleep(0.05)
+        page = ui.get(started.headers["location"]).text
+        assert page.count("data-batch-video-item") == 4  # each finished video opens from its tile

@@ -190,6 +190,12 @@ def walk(ui: UiStack, browser: Any, variants: list[Variant], visit: Visit) -> li
     show("detail-video", f"/g/{video['id']}")
     show("detail-failed", f"/g/{failed['id']}")
     show("batch-video", "/batches/new?kind=video", _review_video_batch)
+    for _ in range(2):
+        ui.fake.enqueue("/videos", VideoJob(seconds=0))
+    videos = ui.backend("POST", "/batches", json={"kind": "video", "models": ["google/veo-3.1"],
+                                                  "prompt": "Waves at {{ t }}", "rows": [{"t": "dawn"}, {"t": "dusk"}]})
+    wait_for(lambda: ui.backend("GET", f"/batches/{videos['id']}")["status"] == "finished", timeout=30)
+    show("batch-video-detail", f"/batches/{videos['id']}")
     show("batch-rows-header", "/batches/new", _review_rows_with_a_header)
     show("templates", "/templates")
     show("template-new", "/templates/new")
