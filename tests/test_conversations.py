@@ -381,20 +381,23 @@ def test_markdown_export_of_a_conversation_is_one_document(studio, fake: FakeOpe
     root = turn(client, "Name a river")
     second = turn(client, "How long is it?", parent_id=root["id"])
     turn(client, "Where does it start?", parent_id=root["id"])  # another branch
+    turn(client, "Name a lake", sibling_of=root["id"])  # the first turn edited
     turn(client, "Something else")  # another conversation, not exported
     r = client.post("/api/v1/exports", json={"format": "markdown",
                                              "filter": {"conversation_id": root["conversation_id"]}})
     assert r.status_code == 201, r.text
-    assert r.json()["items"] == 3
+    assert r.json()["items"] == 4
     zf = zipfile.ZipFile(io.BytesIO(client.get(f"/api/v1/exports/{r.json()['id']}").content))
     docs = [n for n in zf.namelist() if n.endswith(".md") and n != "index.md"]
     assert len(docs) == 1 and docs[0].endswith("-conversation.md")
     text = zf.read(docs[0]).decode()
-    assert text.startswith("# Name a river") and "**Turns:** 3" in text
-    assert text.index("Name a river") < text.index("How long is it?") < text.index("Where does it start?")
+    assert text.startswith("# Name a river") and "**Turns:** 4" in text
+    assert text.index("Name a river") < text.index("How long is it?") < text.index("Where does it start?") \
+        < text.index("Name a lake")
     assert "*Another branch: answers turn 1.*" in text and "Echo: How long is it?" in text
+    assert text.index("*Another branch: a new first turn.*") < text.index("Name a lake")
     assert "Something else" not in text and second["id"]
-    assert "conversation, 3 turns" in zf.read("index.md").decode()
+    assert "conversation, 4 turns" in zf.read("index.md").decode()
 
 
 def test_a_backup_restores_conversations_with_their_titles(studio, fake: FakeOpenRouter) -> None:

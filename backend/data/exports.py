@@ -232,6 +232,8 @@ def render_conversation(turns: list[dict[str, Any]]) -> str:
         parent = turn.get("parent_id")
         if parent in number and number[parent] != i - 1:
             lines += [f"*Another branch: answers turn {number[parent]}.*", ""]
+        elif parent not in number and i > 1:  # a regenerated or edited first turn
+            lines += ["*Another branch: a new first turn.*", ""]
         if turn.get("system") and (i == 1 or turn["system"] != turns[i - 2].get("system")):
             lines += ["**System:** " + turn["system"], ""]
         lines += ["**You:**", "", turn["prompt"] or ""]
