@@ -93,9 +93,12 @@ def test_template_batch_from_pasted_csv_reaches_100_with_pause_and_resume(browse
     with page.expect_download() as download:
         page.click("[data-batch-export-zip]")
     with zipfile.ZipFile(download.value.path()) as archive:
-        lines = [line for name in archive.namelist() if name.endswith(".jsonl")
-                 for line in archive.read(name).decode().splitlines() if line.strip()]
+        lines = [line for line in archive.read("generations.jsonl").decode().splitlines() if line.strip()]
+        batches = archive.read("batches.jsonl").decode().splitlines()
+        templates = archive.read("templates.jsonl").decode().splitlines()
     assert len(lines) == 10
+    assert len(batches) == 1 and '"Haiku run"' in batches[0]  # the batch and its template come along
+    assert len(templates) == 1 and '"Haiku"' in templates[0]
     # The only console line: the refused CSV's 422 answer.
     assert [p for p in problems if "422" not in p] == [], problems
 
