@@ -84,7 +84,7 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
         rng=getattr(state, "outbox_rng", None),
     )
     state.admission = Admission(store=state.store, settings=settings, policy=policy, preferences=state.preferences,
-                                keys=state.keys, outbox=state.outbox)
+                                keys=state.keys, outbox=state.outbox, catalogue=state.catalogue)
     state.library = Library(store=state.store, media=state.media, outbox=state.outbox,
                             backups_dir=settings.backups_dir)
     state.batches = Batches(store=state.store, settings=settings, policy=policy, preferences=state.preferences,

@@ -117,7 +117,8 @@ def _image_params(form: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _video_params(form: Mapping[str, Any]) -> dict[str, Any]:
+def video_params(form: Mapping[str, Any]) -> dict[str, Any]:
+    """A video's parameters from the Studio's (or the Batch page's) fields; :class:`FormError` for a bad one."""
     params: dict[str, Any] = {}
     duration = _whole(form.get("duration"), "Duration", 1, 600)
     if duration is not None:
@@ -178,13 +179,13 @@ def generation_request(form: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "image":
         params = _image_params(form)
     else:
-        params = _video_params(form)
+        params = video_params(form)
     if params:
         body["params"] = params
     if references:
         body["input_asset_ids"] = references
     if kind != "video":  # a turn of a conversation: where it goes (docs/api.md, "Conversations")
-        for name in ("conversation_id", "parent_id"):
+        for name in ("conversation_id", "parent_id", "sibling_of"):
             ident = asset_ids(form.get(name))
             if ident:
                 body[name] = ident[0]

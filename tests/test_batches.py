@@ -327,3 +327,25 @@ def test_two_batches_cannot_overfill_the_outbox_between_counts(data_dir: Path, f
     finally:
         client.close()
         running.stop()
+
+
+def test_two_batches_are_interleaved_and_a_request_of_its_own_goes_first(data_dir: Path,
+                                                                          fake: FakeOpenRouter) -> None:
+    running, client = _start(data_dir, fake, outbox_concurrency=1)
+    try:
+        assert client.post("/api/v1/queue/pause").status_code == 200
+        first = batch(client, prompt="A {{ n }}", rows=[{"n": i} for i in range(4)], models=MODELS[:1]).json()
+        second = batch(client, prompt="B {{ n }}", rows=[{"n": i} for i in range(3)], models=MODELS[:1]).json()
+        mine = client.post("/api/v1/generations", json={"kind": "text", "model": MODELS[0], "prompt": "mine",
+                                                        "defer": True})
+        assert mine.status_code == 202
+        assert client.post("/api/v1/queue/resume").status_code == 200
+        finished(client, first["id"])
+        finished(client, second["id"])
+        wait_for(lambda: client.get(f"/api/v1/generations/{mine.json()['id']}").json()["status"] == "succeeded")
+        sent = [q.json["messages"][-1]["content"] for q in fake.requests if q.path == "/chat/completions"]
+        # One slot: the request of its own first, then the batches take turns; the longer one finishes alone.
+        assert sent == ["mine", "A 0", "B 0", "A 1", "B 1", "A 2", "B 2", "A 3"]
+    finally:
+        client.close()
+        running.stop()

@@ -163,6 +163,27 @@ def test_image_turn_sends_content_parts_and_stays_in_the_history(studio, fake: F
     assert sent_messages(fake) == [user(parts), assistant("Echo: What is in this picture?"), user("And its colour?")]
 
 
+def test_images_for_a_model_that_cannot_see_them_are_refused_at_admission(studio, fake: FakeOpenRouter) -> None:
+    _, client = studio
+    assert client.get("/api/v1/models", params={"output": "text", "refresh": True}).status_code == 200
+    asset = client.post("/api/v1/assets", content=solid_png(4, 4), headers={"Content-Type": "image/png"}).json()
+    blind = "meta-llama/llama-3.3-70b-instruct:free"  # the catalogue lists text as its only input
+    for kind, stream in (("text", False), ("text", True), ("image", False)):
+        r = client.post("/api/v1/generations", json={"kind": kind, "model": blind, "prompt": "What is this?",
+                                                     "input_asset_ids": [asset["id"]], "stream": stream})
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["code"] == "model_cannot_see_images" and blind in error["message"]
+    assert client.get("/api/v1/generations").json()["items"] == [] and chat_requests(fake) == []
+    assert turn(client, "No images here", model=blind)["status"] == "succeeded"  # text alone is fine
+    assert turn(client, "What is this?", input_asset_ids=[asset["id"]])["status"] == "succeeded"  # it can see
+    # A model the catalogue does not know: its modalities are unknown, so the request goes to OpenRouter, which
+    # decides (the fake does not know it either).
+    unknown = turn(client, "What is this?", expect=400, model="someone/brand-new-model",
+                   input_asset_ids=[asset["id"]])
+    assert unknown["error"]["code"] == "model_not_found" and len(chat_requests(fake)) == 3
+
+
 def test_refine_sends_the_parent_images_as_inputs(studio, fake: FakeOpenRouter) -> None:
     _, client = studio
     model = "google/gemini-2.5-flash-image"
@@ -198,6 +219,40 @@ def test_a_long_history_is_cut_to_the_model_window_oldest_first(studio, fake: Fa
     assert third["context_dropped_turns"] == 1
     assert client.get(f"/api/v1/generations/{third['id']}").json()["context_dropped_turns"] == 1
     assert [q.status for q in fake.requests if q.path == "/chat/completions"] == [200, 200, 200]
+
+
+def test_regenerating_or_editing_the_first_turn_is_a_sibling_in_the_same_conversation(
+        studio, fake: FakeOpenRouter) -> None:
+    _, client = studio
+    fake.reply_text = "first answer"
+    root = turn(client, "Write a haiku")
+    reply = turn(client, "Shorter", parent_id=root["id"])
+    fake.reply_text = "second answer"
+    regen = turn(client, "Write a haiku", sibling_of=root["id"])  # regenerate the first turn
+    assert sent_messages(fake) == [user("Write a haiku")]  # nothing of the other branch
+    edit = turn(client, "Write a limerick", sibling_of=root["id"], conversation_id=root["conversation_id"])
+    assert sent_messages(fake) == [user("Write a limerick")]
+    conversation_id = root["conversation_id"]
+    assert [g["conversation_id"] for g in (regen, edit)] == [conversation_id] * 2
+    assert [g["parent_id"] for g in (regen, edit)] == [None, None]
+    conv = client.get(f"/api/v1/conversations/{conversation_id}").json()
+    assert [t["id"] for t in conv["turns"]] == [root["id"], reply["id"], regen["id"], edit["id"]]
+    assert conv["leaf_id"] == edit["id"] and conv["title"] == "Write a haiku"
+    assert len(client.get("/api/v1/conversations").json()["items"]) == 1  # no new conversation
+    # A later turn's sibling answers after the same parent, as parent_id does.
+    again = turn(client, "Shorter", sibling_of=reply["id"])
+    assert again["parent_id"] == root["id"] and again["conversation_id"] == conversation_id
+    assert sent_messages(fake) == [user("Write a haiku"), assistant("first answer"), user("Shorter")]
+    # Refused: with parent_id too, from another conversation, an unknown turn, a video.
+    other = turn(client, "another thread")
+    for body, status in (({"sibling_of": root["id"], "parent_id": root["id"]}, 422),
+                         ({"sibling_of": root["id"], "conversation_id": other["conversation_id"]}, 422),
+                         ({"sibling_of": "f" * 32}, 404)):
+        r = client.post("/api/v1/generations", json={"kind": "text", "model": MODEL, "prompt": "x", **body})
+        assert r.status_code == status, r.text
+    r = client.post("/api/v1/generations", json={"kind": "video", "model": "google/veo-3.1", "prompt": "x",
+                                                 "sibling_of": root["id"]})
+    assert r.status_code == 422
 
 
 def test_conversation_ids_are_checked(studio, fake: FakeOpenRouter) -> None:
@@ -326,20 +381,23 @@ def test_markdown_export_of_a_conversation_is_one_document(studio, fake: FakeOpe
     root = turn(client, "Name a river")
     second = turn(client, "How long is it?", parent_id=root["id"])
     turn(client, "Where does it start?", parent_id=root["id"])  # another branch
+    turn(client, "Name a lake", sibling_of=root["id"])  # the first turn edited
     turn(client, "Something else")  # another conversation, not exported
     r = client.post("/api/v1/exports", json={"format": "markdown",
                                              "filter": {"conversation_id": root["conversation_id"]}})
     assert r.status_code == 201, r.text
-    assert r.json()["items"] == 3
+    assert r.json()["items"] == 4
     zf = zipfile.ZipFile(io.BytesIO(client.get(f"/api/v1/exports/{r.json()['id']}").content))
     docs = [n for n in zf.namelist() if n.endswith(".md") and n != "index.md"]
     assert len(docs) == 1 and docs[0].endswith("-conversation.md")
     text = zf.read(docs[0]).decode()
-    assert text.startswith("# Name a river") and "**Turns:** 3" in text
-    assert text.index("Name a river") < text.index("How long is it?") < text.index("Where does it start?")
+    assert text.startswith("# Name a river") and "**Turns:** 4" in text
+    assert text.index("Name a river") < text.index("How long is it?") < text.index("Where does it start?") \
+        < text.index("Name a lake")
     assert "*Another branch: answers turn 1.*" in text and "Echo: How long is it?" in text
+    assert text.index("*Another branch: a new first turn.*") < text.index("Name a lake")
     assert "Something else" not in text and second["id"]
-    assert "conversation, 3 turns" in zf.read("index.md").decode()
+    assert "conversation, 4 turns" in zf.read("index.md").decode()
 
 
 def test_a_backup_restores_conversations_with_their_titles(studio, fake: FakeOpenRouter) -> None:

@@ -70,10 +70,38 @@ def _comparable(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in ("attempt_log",)}
 
 
+def _add_linked(client: httpx.Client) -> dict:
+    """A titled two-turn conversation whose first turn was rendered from a template, and a batch of that
+    template (the queue is paused: they stay queued). Returns what a round trip must keep."""
+    template = client.post("/api/v1/templates", json={"name": "Rivers of", "prompt": "Rivers of {{ place }}",
+                                                      "tags": ["geo"]}).json()
+    first = client.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                     "template_id": template["id"],
+                                                     "variables": {"place": "Peru"}}).json()
+    reply = client.post("/api/v1/generations", json={"kind": "text", "model": "openai/gpt-4o-mini",
+                                                     "prompt": "And lakes?", "parent_id": first["id"]}).json()
+    conversation_id = first["conversation_id"]
+    assert client.patch(f"/api/v1/conversations/{conversation_id}", json={"title": "South America"}).is_success
+    batch = client.post("/api/v1/batches", json={"kind": "text", "models": ["openai/gpt-4o-mini"], "name": "Lakes",
+                                                 "template_id": template["id"],
+                                                 "rows": [{"place": "Chile"}, {"place": "Peru"}]}).json()
+    items = client.get("/api/v1/generations", params={"batch_id": batch["id"]}).json()["items"]
+    assert first["template_id"] == template["id"] and first["variables"] == {"place": "Peru"}
+    assert len(items) == 2 and reply["conversation_id"] == conversation_id
+    return {"ids": [first["id"], reply["id"], *(i["id"] for i in items)], "template": template,
+            "conversation": client.get(f"/api/v1/conversations/{conversation_id}").json(),
+            "batch": client.get(f"/api/v1/batches/{batch['id']}").json()}
+
+
+_UNSENT = ("status", "error", "next_attempt_at", "waiting_for", "attempt_log")
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_export_then_import_into_a_fresh_library_is_identical(source, tmp_path: Path, fake, fmt: str) -> None:
     running, ids = source
     with running.client() as client:
+        linked = _add_linked(client)
+        ids = [*ids, *linked["ids"]]
         zipped = _export(client, fmt)
         before = {i: client.get(f"/api/v1/generations/{i}").json() for i in ids}
         media = {a["sha256"]: client.get(a["url"]).content for r in before.values() for a in r["assets"]}
@@ -82,21 +110,63 @@ def test_export_then_import_into_a_fresh_library_is_identical(source, tmp_path: 
         with target.client() as client:
             r = client.post("/api/v1/imports", content=zipped, headers={"content-type": "application/zip"})
             assert r.status_code == 200, r.text
-            assert r.json() == {"added": 3, "skipped": 0}
+            assert r.json() == {"added": len(ids), "skipped": 0}
             for gen_id, old in before.items():
                 new = client.get(f"/api/v1/generations/{gen_id}").json()
-                if old["status"] == "queued":  # never sent twice from two machines
+                if old["status"] == "queued":  # never sent twice from two machines; everything else is kept
                     assert new["status"] == "cancelled" and new["error"]["code"] == "imported_unsent"
+                    assert {k: v for k, v in new.items() if k not in _UNSENT} == \
+                        {k: v for k, v in old.items() if k not in _UNSENT}
                     continue
                 assert _comparable(new) == _comparable(old)
                 for asset in new["assets"]:
                     served = client.get(asset["url"]).content
                     assert served == media[asset["sha256"]]
                     assert hashlib.sha256(served).hexdigest() == asset["sha256"]
+            # The rows the generations refer to came along: the title, the batch grouping, the template.
+            conversation = client.get(f"/api/v1/conversations/{linked['conversation']['id']}").json()
+            assert conversation["title"] == "South America"
+            assert [t["id"] for t in conversation["turns"]] == [t["id"] for t in linked["conversation"]["turns"]]
+            batch = client.get(f"/api/v1/batches/{linked['batch']['id']}")
+            assert batch.status_code == 200, batch.text
+            kept = ("name", "kind", "models", "template_id", "prompt", "params", "tags", "rows", "repeat", "total",
+                    "created_at")
+            assert {k: batch.json()[k] for k in kept} == {k: linked["batch"][k] for k in kept}
+            assert batch.json()["counts"]["cancelled"] == 2
+            template = client.get(f"/api/v1/templates/{linked['template']['id']}")
+            assert template.status_code == 200 and template.json() == linked["template"]
             again = client.post("/api/v1/imports", content=zipped)
-            assert again.json() == {"added": 0, "skipped": 3}
-            assert len(client.get("/api/v1/generations").json()["items"]) == 3
+            assert again.json() == {"added": 0, "skipped": len(ids)}
+            assert len(client.get("/api/v1/generations").json()["items"]) == len(ids)
             assert not any(target.settings.data_dir.joinpath("imports").iterdir())
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_an_export_without_the_related_rows_keeps_the_links_and_makes_untitled_conversations(
+        source, tmp_path: Path, fake, fmt: str) -> None:
+    """An export from before conversations, batches and templates were exported (docs/data.md, "Imports")."""
+    running, ids = source
+    with running.client() as client:
+        linked = _add_linked(client)
+        zipped = _export(client, fmt)
+    related = {f"{t}.{fmt}" for t in ("conversations", "batches", "templates")}
+    assert related <= set(zipfile.ZipFile(io.BytesIO(zipped)).namelist())
+    older = _rezip(zipped, lambda n, d: None if n in related else d)
+    target = start_api(tmp_path / "b", openrouter_base_url=fake.base_url, **FAST)
+    try:
+        with target.client() as client:
+            r = client.post("/api/v1/imports", content=older)
+            assert r.status_code == 200 and r.json()["added"] == len(ids) + len(linked["ids"]), r.text
+            conversation = client.get(f"/api/v1/conversations/{linked['conversation']['id']}").json()
+            assert conversation["title"] == "Rivers of Peru"  # untitled: its first prompt
+            first = client.get(f"/api/v1/generations/{linked['ids'][0]}").json()
+            assert first["template_id"] == linked["template"]["id"] and first["variables"] == {"place": "Peru"}
+            items = client.get("/api/v1/generations", params={"batch_id": linked["batch"]["id"]}).json()["items"]
+            assert len(items) == 2  # the grouping is kept on the items
+            assert client.get(f"/api/v1/batches/{linked['batch']['id']}").status_code == 404  # none made up
+            assert client.get(f"/api/v1/templates/{linked['template']['id']}").status_code == 404
     finally:
         target.stop()
 

@@ -47,3 +47,11 @@ def test_unknown_or_deleted_turns() -> None:
     assert branch([], None, None) == []
     orphan = [t("x", "deleted"), t("y", "x")]  # its parent was deleted: it is a root now
     assert ids(branch(orphan, None, "y")) == ["x", "y"]
+
+
+def test_first_turns_are_siblings_of_each_other() -> None:
+    turns = [t("a", None), t("b", "a"), t("a2", None), t("c", "a2")]  # a2: the first turn regenerated
+    items = branch(turns, None, "c")
+    assert ids(items) == ["a2", "c"] and items[0]["siblings"] == ["a", "a2"] and items[0]["index"] == 2
+    items = branch(turns, "a", "c")
+    assert ids(items) == ["a", "b"] and items[0]["index"] == 1

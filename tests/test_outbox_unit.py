@@ -19,6 +19,7 @@ from backend.core.policy import Policy, PolicyValue
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
 from backend.db import attempts as attempts_db
+from backend.db import claiming
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.media.store import MediaStore
@@ -257,12 +258,12 @@ def test_a_far_future_next_attempt_does_not_stall_the_queue(tmp_path: Path) -> N
             gen_id = await rig.queued()
             # Written while the clock was a day ahead (then set right again).
             await gens.update(rig.store, gen_id, next_attempt_at=gens.now() + timedelta(days=1))
-            due = await gens.due(rig.store, at=gens.now(), horizon=timedelta(seconds=60), limit=10)
+            due = await claiming.due(rig.store, at=gens.now(), horizon=timedelta(seconds=60), limit=10)
             assert due == [gen_id]
             # A Retry-After OpenRouter asked for is honoured, even beyond the longest backoff.
             await gens.update(rig.store, gen_id, next_attempt_at=gens.now() + timedelta(seconds=100),
                               error={"code": "rate_limited", "message": "later", "retry_after": 100})
-            assert await gens.due(rig.store, at=gens.now(), horizon=timedelta(seconds=60), limit=10) == []
+            assert await claiming.due(rig.store, at=gens.now(), horizon=timedelta(seconds=60), limit=10) == []
 
     run(scenario())
 
@@ -300,7 +301,7 @@ def test_cancel_wins_over_an_attempt_that_ends_later(tmp_path: Path, monkeypatch
             await asyncio.gather(*writes)  # the late write has landed
             row = await gens.get_row(rig.store, gen_id)
             assert row["status"] == "cancelled"
-            assert await gens.due(rig.store, at=gens.now() + timedelta(hours=1), horizon=timedelta(seconds=60),
+            assert await claiming.due(rig.store, at=gens.now() + timedelta(hours=1), horizon=timedelta(seconds=60),
                                   limit=10) == []
 
     run(scenario())
@@ -390,5 +391,34 @@ def test_the_loop_sends_an_item_whose_stored_time_is_far_ahead(tmp_path: Path) -
                 while rig.outbox.passes == passes:
                     await asyncio.sleep(0.01)  # until the loop has made another pass
             assert rig.sends() == 1
+
+    run(scenario())
+
+
+def test_batch_items_go_first_to_the_batch_with_the_fewest_in_flight(tmp_path: Path) -> None:
+    from backend.db import batches as batches_db
+
+    async def scenario() -> None:
+        async with Rig(tmp_path, lambda r: chat_ok()) as rig:
+            async def make(name: str, count: int) -> list[str]:
+                batch_id = await batches_db.insert(
+                    rig.store, name=name, kind="text", models=["m"], template_id=None, prompt=name, system=None,
+                    params={}, tags=[], rows_count=count, repeats=1,
+                    items=[batches_db.Item("m", f"{name}{i}", None, None) for i in range(count)])
+                rows = await rig.store.fetchall("SELECT id FROM generations WHERE batch_id = ? ORDER BY created_at",
+                                                [batch_id])
+                return [r["id"] for r in rows]
+
+            a, b = await make("a", 4), await make("b", 3)
+            own = await rig.queued()
+            for gen_id in a[:2]:  # two of the older batch's items are being sent
+                await gens.update(rig.store, gen_id, status="running", started_at=gens.now())
+            due = await claiming.due(rig.store, at=gens.now(), horizon=timedelta(seconds=60), limit=6)
+            # Own request first; then b (nothing in flight) until it has as many turns as a, then they share,
+            # the batch served least recently (b, never) first.
+            assert due == [own, b[0], b[1], b[2], a[2], a[3]]
+            capped = await claiming.due(rig.store, at=gens.now(), horizon=timedelta(seconds=60), limit=6,
+                                        batch_slots=2)
+            assert capped == [own, b[0], b[1]]
 
     run(scenario())

@@ -93,9 +93,12 @@ def test_template_batch_from_pasted_csv_reaches_100_with_pause_and_resume(browse
     with page.expect_download() as download:
         page.click("[data-batch-export-zip]")
     with zipfile.ZipFile(download.value.path()) as archive:
-        lines = [line for name in archive.namelist() if name.endswith(".jsonl")
-                 for line in archive.read(name).decode().splitlines() if line.strip()]
+        lines = [line for line in archive.read("generations.jsonl").decode().splitlines() if line.strip()]
+        batches = archive.read("batches.jsonl").decode().splitlines()
+        templates = archive.read("templates.jsonl").decode().splitlines()
     assert len(lines) == 10
+    assert len(batches) == 1 and '"Haiku run"' in batches[0]  # the batch and its template come along
+    assert len(templates) == 1 and '"Haiku"' in templates[0]
     # The only console line: the refused CSV's 422 answer.
     assert [p for p in problems if "422" not in p] == [], problems
 
@@ -168,3 +171,26 @@ def test_studio_use_template_fills_a_form_per_variable(browser, ui) -> None:  # 
     assert record["variables"] == {"product": "a teapot", "audience": "tea lovers"}
     assert record["template_id"]
     shots(page, "studio-use-template")
+
+
+def test_studio_use_template_without_javascript(browser, ui) -> None:  # noqa: F811
+    ui.set_key()
+    ui.backend("POST", "/templates", json={"name": "Blurb", "kind": "text",
+                                           "prompt": "Describe {{ product }} for {{ audience }}."})
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(ui.login_url)
+    page.select_option("[data-use-template]", label="Blurb")
+    assert page.locator("#var-product").count() == 0  # nothing draws them until the form comes back
+    page.click("[data-use-template-show]")
+    page.wait_for_selector("#var-product")
+    assert page.locator("#prompt").is_hidden()
+    page.fill("#var-product", "a teapot")
+    page.fill("#var-audience", "tea lovers")
+    shots(page, "studio-use-template-no-js")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.click("[data-generate]")
+    page.wait_for_url("**/g/**")
+    record = ui.backend("GET", "/generations")["items"][0]
+    assert record["prompt"] == "Describe a teapot for tea lovers." and record["template_id"]
+    context.close()

@@ -125,6 +125,55 @@ def test_three_turns_regenerate_edit_branches_and_copy(browser, ui: UiStack) -> 
     dark.context.close()
 
 
+def test_regenerate_and_edit_the_first_turn_stay_in_the_conversation(browser, ui: UiStack) -> None:
+    ui.set_key()
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    send(page, "Name a river")
+    send(page, "And a lake?")
+    conversation = page.url.split("conversation=")[1].split("&")[0]
+
+    # Regenerate the first answer: a second first turn of the same conversation, browsed with ‹ 2/2 ›.
+    ui.fake.reply_text = "The Loire"
+    page.click(f"{TURNS}:nth-child(1) [data-regenerate]")
+    page.locator(f"{TURNS}:nth-child(1) [data-branch-pos]").wait_for(timeout=30_000)
+    assert page.locator(f"{TURNS}:nth-child(1) [data-branch-pos]").inner_text() == "2/2"
+    assert page.locator(TURNS).count() == 1
+    assert chats(ui)[-1] == [{"role": "user", "content": "Name a river"}]
+
+    # Edit the first prompt: a third first turn, still the same conversation.
+    ui.fake.reply_text = None
+    page.hover(f"{TURNS}:nth-child(1)")
+    page.click(f"{TURNS}:nth-child(1) [data-edit]")
+    page.fill(f"{TURNS}:nth-child(1) [data-edit-box] textarea", "Name a mountain")
+    page.click(f"{TURNS}:nth-child(1) [data-edit-send]")
+    wait_for(lambda: page.locator(f"{TURNS}:nth-child(1) [data-branch-pos]").count() == 1
+             and page.locator(f"{TURNS}:nth-child(1) [data-branch-pos]").inner_text() == "3/3")
+    assert chats(ui)[-1] == [{"role": "user", "content": "Name a mountain"}]
+    listed = ui.backend("GET", "/conversations")["items"]
+    assert [c["id"] for c in listed] == [conversation] and listed[0]["turns"] == 4
+
+    # Back to the first version: the whole original thread comes back.
+    page.goto(f"{ui.url}/?mode=text&conversation={conversation}")
+    page.locator(f"{TURNS}:nth-child(1) [data-branch-prev]").click()
+    page.wait_for_load_state("load")
+    page.locator(f"{TURNS}:nth-child(1) [data-branch-prev]").click()
+    page.wait_for_load_state("load")
+    assert page.locator(f"{TURNS}:nth-child(1) [data-branch-pos]").inner_text() == "1/3"
+    assert page.locator(TURNS).count() == 2
+    assert page.locator(f"{TURNS}:nth-child(2) [data-prompt]").inner_text() == "And a lake?"
+    shoot(page, "conversation-first-turn-branches-light")
+    page.context.close()
+    dark = new_page(browser, scheme="dark")
+    dark.goto(ui.login_url)
+    dark.goto(f"{ui.url}/?mode=text&conversation={conversation}")
+    dark.locator(f"{TURNS}:nth-child(1) [data-branch-pos]").wait_for()
+    shoot(dark, "conversation-first-turn-branches-dark")
+    dark.context.close()
+    assert problems == []
+
+
 def test_escape_stops_a_stream_and_keeps_the_text(browser, ui: UiStack) -> None:
     ui.set_key()
     ui.fake.reply_text = " ".join(f"word{i}" for i in range(600))

@@ -111,6 +111,22 @@ def _paused_request(page: Any) -> None:
     page.locator("[data-thread] [data-turn]:last-child [data-paused]").wait_for(timeout=20_000)
 
 
+def _review_video_batch(page: Any) -> None:
+    page.fill("#batch-prompt", "A slow pan over {{ place }}")
+    page.fill("#batch-rows", "place\na harbour at dawn\na pine forest")
+    page.select_option("#batch-models", ["google/veo-3.1", "openai/sora-2-pro"])
+    page.click("[data-batch-review]")
+    page.locator("[data-batch-estimate]").wait_for()
+
+
+def _review_rows_with_a_header(page: Any) -> None:
+    page.fill("#batch-prompt", "Describe {{ thing }} in one line")
+    page.fill("#batch-rows", "topic\na carved wooden kettle\na blue glass cup\nan old brass key")
+    page.select_option("#batch-header", "yes")
+    page.click("[data-batch-review]")
+    page.locator("[data-batch-preview]").wait_for()
+
+
 def _settle(ui: UiStack) -> None:
     with contextlib.suppress(AssertionError):
         wait_for(lambda: ui.backend("GET", "/status")["queue"]["running"] == 0, timeout=10)
@@ -173,6 +189,14 @@ def walk(ui: UiStack, browser: Any, variants: list[Variant], visit: Visit) -> li
     show("detail-image", f"/g/{image['id']}")
     show("detail-video", f"/g/{video['id']}")
     show("detail-failed", f"/g/{failed['id']}")
+    show("batch-video", "/batches/new?kind=video", _review_video_batch)
+    for _ in range(2):
+        ui.fake.enqueue("/videos", VideoJob(seconds=0))
+    videos = ui.backend("POST", "/batches", json={"kind": "video", "models": ["google/veo-3.1"],
+                                                  "prompt": "Waves at {{ t }}", "rows": [{"t": "dawn"}, {"t": "dusk"}]})
+    wait_for(lambda: ui.backend("GET", f"/batches/{videos['id']}")["status"] == "finished", timeout=30)
+    show("batch-video-detail", f"/batches/{videos['id']}")
+    show("batch-rows-header", "/batches/new", _review_rows_with_a_header)
     show("templates", "/templates")
     show("template-new", "/templates/new")
     show("queue-empty", "/queue")

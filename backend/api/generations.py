@@ -44,6 +44,8 @@ class GenerationIn(BaseModel):
     title: str | None = Field(default=None, max_length=300)
     conversation_id: str | None = Field(default=None, min_length=1, max_length=64)
     parent_id: str | None = Field(default=None, min_length=1, max_length=64)
+    sibling_of: str | None = Field(default=None, min_length=1, max_length=64,
+                                   description="Regenerate or edit this turn: a new branch beside it.")
 
     @field_validator("model")
     @classmethod

@@ -1,8 +1,9 @@
 """Exports: the library (or a filter, a selection, a collection) as a zip in open formats.
 
-- ``jsonl``: ``generations.jsonl`` (one API record per line) and the media files;
-- ``parquet``: ``generations.parquet``, ``assets.parquet`` and ``attempts.parquet`` (DuckDB's own ``COPY``) and
-  the media files;
+- ``jsonl``: ``generations.jsonl`` (one API record per line), ``conversations.jsonl``, ``batches.jsonl`` and
+  ``templates.jsonl`` (the rows those records refer to, see ``related``) and the media files;
+- ``parquet``: ``generations.parquet``, ``assets.parquet``, ``attempts.parquet`` and the same three related
+  tables (DuckDB's own ``COPY``) and the media files;
 - ``markdown``: one ``.md`` per generation (one per conversation for threads of several turns) with its media
   beside it, and an ``index.md``.
 
@@ -25,6 +26,7 @@ from typing import Any
 
 from backend import __version__
 from backend.core.files import fsync_dir
+from backend.data import related
 from backend.data.selection import iter_records, select_ids
 from backend.db.time import new_id
 from backend.media.store import MediaStore
@@ -102,12 +104,23 @@ def _media_of(record: dict[str, Any], files: dict[str, str]) -> None:
         files[media_name(asset)] = asset["sha256"]
 
 
+def _export_ids(cur: Any, ids: list[str]) -> None:
+    """The temporary table the related rows (and the Parquet tables) are chosen by."""
+    cur.execute("CREATE OR REPLACE TEMP TABLE export_ids AS SELECT unnest(?::VARCHAR[]) AS id", [ids])
+
+
 def _jsonl(cur: Any, zf: zipfile.ZipFile, ids: list[str], _: Path) -> dict[str, str]:
     files: dict[str, str] = {}
     with zf.open("generations.jsonl", "w", force_zip64=True) as out:
         for record in iter_records(cur, ids):
             _media_of(record, files)
             out.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+    _export_ids(cur, ids)
+    for table in related.TABLES:
+        with zf.open(f"{table}.jsonl", "w") as out:
+            for row in related.iter_rows(cur, table):
+                out.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    cur.execute("DROP TABLE export_ids")
     return files
 
 
@@ -115,13 +128,14 @@ def _parquet(cur: Any, zf: zipfile.ZipFile, ids: list[str], exports_dir: Path) -
     scratch = exports_dir / f".parquet-{new_id()}"
     scratch.mkdir()
     try:
-        cur.execute("CREATE OR REPLACE TEMP TABLE export_ids AS SELECT unnest(?::VARCHAR[]) AS id", [ids])
+        _export_ids(cur, ids)
         queries = {
             "generations": "SELECT g.* FROM generations g JOIN export_ids e ON g.id = e.id",
             "assets": "SELECT a.* FROM assets a WHERE a.generation_id IN (SELECT id FROM export_ids) "
                       "OR a.id IN (SELECT unnest(CAST(g.input_asset_ids AS VARCHAR[])) FROM generations g "
                       "JOIN export_ids e ON g.id = e.id)",
             "attempts": "SELECT t.* FROM attempts t JOIN export_ids e ON t.generation_id = e.id",
+            **{table: related.query(table) for table in related.TABLES},
         }
         for table, query in queries.items():
             path = scratch / f"{table}.parquet"
@@ -218,6 +232,8 @@ def render_conversation(turns: list[dict[str, Any]]) -> str:
         parent = turn.get("parent_id")
         if parent in number and number[parent] != i - 1:
             lines += [f"*Another branch: answers turn {number[parent]}.*", ""]
+        elif parent not in number and i > 1:  # a regenerated or edited first turn
+            lines += ["*Another branch: a new first turn.*", ""]
         if turn.get("system") and (i == 1 or turn["system"] != turns[i - 2].get("system")):
             lines += ["**System:** " + turn["system"], ""]
         lines += ["**You:**", "", turn["prompt"] or ""]

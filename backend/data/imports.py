@@ -2,7 +2,8 @@
 
 Everything is checked before anything is written to the database: the manifest, every record (fields, types,
 sizes), and every media file against its sha256. Then one transaction adds the generations this library does
-not have (by id); nothing is duplicated and nothing already here is overwritten. Items that were still waiting
+not have (by id), with the conversations, batches and templates they refer to (``related``) when this library
+lacks them; nothing is duplicated and nothing already here is overwritten. Items that were still waiting
 to be sent come in ``cancelled``: sending them from a second machine could bill them twice. See docs/data.md.
 """
 
@@ -22,6 +23,7 @@ import duckdb
 
 from backend.core.errors import AtelierError
 from backend.core.vocabulary import PENDING, Kind, Status
+from backend.data import related
 from backend.data.exports import FORMAT_VERSION, MANIFEST, media_name
 from backend.db import search as search_index
 from backend.media import MediaError, MediaStore
@@ -34,7 +36,7 @@ GENERATION_COLUMNS = (
     "id", "kind", "status", "model", "prompt", "system", "params", "input_asset_ids", "stream", "title", "tags",
     "favorite", "output_text", "reasoning_text", "prompt_tokens", "completion_tokens", "cost_usd", "upstream_id",
     "upstream_model", "job_id", "polling_url", "attempts", "error", "next_attempt_at", "created_at", "started_at",
-    "finished_at", "updated_at", "conversation_id", "parent_id",
+    "finished_at", "updated_at", "conversation_id", "parent_id", "template_id", "variables", "batch_id",
 )
 ASSET_COLUMNS = ("id", "generation_id", "role", "kind", "mime", "bytes", "sha256", "width", "height", "duration_s",
                  "thumb_sha256", "position", "created_at")
@@ -55,6 +57,7 @@ class Parsed:
     assets: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     media: dict[str, str] = field(default_factory=dict)  # name in the zip → sha256
+    related: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # table → checked rows
 
 
 def read_export(path: Path, *, max_media_bytes: int) -> Parsed:
@@ -110,6 +113,15 @@ def _read_jsonl(zf: zipfile.ZipFile) -> Parsed:
                     parsed.assets.append(_asset_from_record(asset, generation, role, position, where))
             for attempt in _list(record.get("attempt_log", []), "attempt_log", where):
                 parsed.attempts.append(_attempt(attempt, generation["id"], where))
+    for table in related.TABLES:  # an export made before they were exported has none
+        rows: list[dict[str, Any]] = []
+        if f"{table}.jsonl" in zf.namelist():
+            with zf.open(f"{table}.jsonl") as fh:
+                for number, line in enumerate(_lines(fh), start=1):
+                    if line.strip():
+                        rows.append(_related_row(table, _json(line, f"Line {number} of {table}.jsonl"),
+                                                 f"line {number} of {table}.jsonl"))
+        parsed.related[table] = rows
     return parsed
 
 
@@ -128,10 +140,13 @@ def _read_parquet(zf: zipfile.ZipFile) -> Parsed:
     with tempfile.TemporaryDirectory(prefix="atelier-import-") as scratch:
         con = duckdb.connect()
         try:
-            tables = {}
-            for table in ("generations", "assets", "attempts"):
+            tables: dict[str, list[dict[str, Any]]] = {}
+            for table in ("generations", "assets", "attempts", *related.TABLES):
                 name = f"{table}.parquet"
                 if name not in zf.namelist():
+                    if table in related.TABLES:  # an export made before they were exported has none
+                        tables[table] = []
+                        continue
                     raise ImportProblem(f"This Parquet export has no {name}.")
                 target = Path(scratch) / name
                 with zf.open(name) as src, open(target, "wb") as dst:
@@ -155,6 +170,9 @@ def _read_parquet(zf: zipfile.ZipFile) -> Parsed:
         where = f"row {number} of attempts.parquet"
         if row.get("generation_id") in known:
             parsed.attempts.append(_attempt(row, row["generation_id"], where))
+    for table in related.TABLES:
+        parsed.related[table] = [_related_row(table, row, f"row {number} of {table}.parquet")
+                                 for number, row in enumerate(tables[table], start=1)]
     return parsed
 
 
@@ -211,6 +229,7 @@ def _generation_from_record(record: dict[str, Any], where: str) -> dict[str, Any
         cost_usd=usage.get("cost_usd"), params=json.dumps(record.get("params") or {}),
         input_asset_ids=json.dumps(record.get("input_asset_ids") or []),
         error=json.dumps(record["error"]) if record.get("error") else None,
+        variables=json.dumps(record["variables"]) if record.get("variables") is not None else None,
         updated_at=record.get("finished_at") or record.get("created_at"),
     )
     return _generation_row(row, where)
@@ -228,14 +247,8 @@ def _generation_row(row: dict[str, Any], where: str) -> dict[str, Any]:
     for name in ("system", "title", "output_text", "reasoning_text", "upstream_id", "upstream_model", "job_id",
                  "polling_url"):
         out[name] = _text(row.get(name), name, where)
-    for name in ("params", "input_asset_ids", "error"):
-        raw = _text(row.get(name), name, where)
-        if raw is not None:
-            value = _json(raw.encode(), f"{name} in {where}")
-            expected = list if name == "input_asset_ids" else dict
-            if not isinstance(value, expected):
-                raise _fail(where, name, "has the wrong shape")
-        out[name] = raw
+    for name in ("params", "input_asset_ids", "error", "variables"):
+        out[name] = _json_text(row.get(name), name, where, list if name == "input_asset_ids" else dict)
     out["params"] = out["params"] or "{}"
     out["input_asset_ids"] = out["input_asset_ids"] or "[]"
     for name in ("prompt_tokens", "completion_tokens", "attempts"):
@@ -252,10 +265,52 @@ def _generation_row(row: dict[str, Any], where: str) -> dict[str, Any]:
         out[name] = _time(row.get(name), name, where)
     out["created_at"] = _time(row.get("created_at"), "created_at", where, optional=False)
     out["updated_at"] = _time(row.get("updated_at"), "updated_at", where) or out["created_at"]
-    for name in ("conversation_id", "parent_id"):  # a turn keeps its place in its conversation
+    # A turn keeps its place in its conversation, an item its batch, a rendered prompt its template.
+    for name in ("conversation_id", "parent_id", "template_id", "batch_id"):
         out[name] = None if row.get(name) is None else _id(row.get(name), name, where)
     if out["status"] in PENDING:
         out.update(status=str(Status.CANCELLED), next_attempt_at=None, error=json.dumps(IMPORTED_PENDING))
+    return out
+
+
+def _json_text(value: Any, name: str, where: str, expected: type) -> str | None:
+    """A JSON column: stored as text; a JSONL export may carry it as the object itself."""
+    if isinstance(value, expected) and not isinstance(value, str):
+        value = json.dumps(value)
+    raw = _text(value, name, where)
+    if raw is not None and not isinstance(_json(raw.encode(), f"{name} in {where}"), expected):
+        raise _fail(where, name, "has the wrong shape")
+    return raw
+
+
+def _related_row(table: str, row: Any, where: str) -> dict[str, Any]:
+    """A conversation, batch or template row, checked column by column (``related.TABLES``)."""
+    if not isinstance(row, dict):
+        raise ImportProblem(f"{where[0].upper()}{where[1:]} is not a record.")
+    out: dict[str, Any] = {"id": _id(row.get("id"), "id", where)}
+    for name in related.TABLES[table][1][1:]:
+        value = row.get(name)
+        if name in ("created_at", "updated_at"):
+            out[name] = _time(value, name, where, optional=False)
+        elif name == "kind":
+            if value not in set(Kind):
+                raise _fail(where, "kind", "is not text, image or video")
+            out[name] = str(value)
+        elif name == "state":
+            if value not in ("active", "paused", "cancelled"):
+                raise _fail(where, "state", "is not a batch state")
+            out[name] = value
+        elif name == "template_id":
+            out[name] = None if value is None else _id(value, name, where)
+        elif name == "params":
+            out[name] = _json_text(value if value is not None else {}, name, where, dict)
+        elif name in ("tags", "models"):
+            items = _list(list(value) if value is not None else [], name, where)
+            out[name] = [_text(item, name, where, optional=False, limit=200) for item in items][:32]
+        elif name in ("rows_count", "repeats", "total"):
+            out[name] = _int(value, name, where) or 0
+        else:  # title, name, prompt, system, model
+            out[name] = _text(value, name, where, optional=not (table == "templates" and name in ("name", "prompt")))
     return out
 
 
@@ -337,6 +392,18 @@ def store_media(path: Path, parsed: Parsed, media: MediaStore) -> dict[str, Any]
     return infos
 
 
+def _merge_related(cur: Any, parsed: Parsed, added: list[dict[str, Any]]) -> None:
+    """Add the conversations, batches and templates the added generations refer to and this library lacks."""
+    for table, (reference, columns) in related.TABLES.items():
+        wanted = {g[reference] for g in added if g[reference] is not None}
+        for row in parsed.related.get(table, []):
+            if row["id"] in wanted:
+                wanted.discard(row["id"])
+                cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 (names are ours)
+                            f"VALUES ({', '.join('?' for _ in columns)}) ON CONFLICT DO NOTHING",
+                            [row[c] for c in columns])
+
+
 def merge(cur: Any, parsed: Parsed, infos: dict[str, Any]) -> dict[str, int]:
     """Inside one transaction: add what this library does not have (by id). Returns added/skipped counts."""
     ids = [g["id"] for g in parsed.generations]
@@ -350,7 +417,9 @@ def merge(cur: Any, parsed: Parsed, infos: dict[str, Any]) -> dict[str, int]:
     for g in added:
         cur.execute(f"INSERT INTO generations ({', '.join(GENERATION_COLUMNS)}) "  # noqa: S608
                     f"VALUES ({', '.join('?' for _ in GENERATION_COLUMNS)})", [g[c] for c in GENERATION_COLUMNS])
-    # Conversations the imported turns belong to and this library lacks (titles are not exported).
+    _merge_related(cur, parsed, added)
+    # Conversations the imported turns belong to and this library lacks, when the export did not carry them
+    # (made before conversations were exported): untitled, so they show their first prompt.
     cur.execute("INSERT INTO conversations (id, title, created_at, updated_at) SELECT conversation_id, NULL, "
                 "min(created_at), max(created_at) FROM generations WHERE list_contains(?::VARCHAR[], id) "
                 "AND conversation_id IS NOT NULL AND conversation_id NOT IN (SELECT id FROM conversations) "

@@ -246,62 +246,6 @@ async def video_jobs(store: Store) -> list[str]:
 
 
 # Items of a paused batch wait (docs/outbox.md, "Batches"); everything else is sent when due.
-_NOT_HELD = "(batch_id IS NULL OR batch_id NOT IN (SELECT id FROM batches WHERE state = 'paused'))"
-
-
-async def due(store: Store, *, at: datetime, horizon: timedelta, limit: int,
-              batch_slots: int | None = None) -> list[str]:
-    """Queued generations due at ``at``: requests of their own first (a Studio request never waits behind a
-    batch), then batch items, each oldest first; at most ``batch_slots`` batch items (default ``limit``). Items
-    of a paused batch are left out.
-
-    A ``next_attempt_at`` further ahead than ``horizon`` (the longest backoff) and than the ``Retry-After``
-    OpenRouter asked for cannot have been set by this clock (it was moved back, or a backup restored): it
-    counts as due, so a stored time never stalls the queue.
-    """
-    batch_slots = limit if batch_slots is None else max(0, min(batch_slots, limit))
-    rows = await store.fetchall(
-        "SELECT id, created_at, batch_id, parent_id, status FROM generations WHERE status = 'queued' AND "
-        "(next_attempt_at IS NULL OR next_attempt_at <= ?) AND batch_id IS NULL ORDER BY created_at LIMIT ?",
-        [at, limit],
-    )
-    if any(r["parent_id"] for r in rows):  # turns waiting for their parent are not due: look further
-        rows = await store.fetchall(
-            "SELECT id, created_at, batch_id, parent_id, status FROM generations WHERE status = 'queued' AND "
-            "(next_attempt_at IS NULL OR next_attempt_at <= ?) AND batch_id IS NULL ORDER BY created_at", [at])
-        await with_parent_status(store, rows)
-        rows = [r for r in rows if r["parent_status"] not in WAITING_PARENT][:limit]
-    if batch_slots:
-        rows += await store.fetchall(
-            "SELECT id, created_at, batch_id FROM generations WHERE status = 'queued' AND (next_attempt_at IS NULL "  # noqa: S608
-            f"OR next_attempt_at <= ?) AND batch_id IS NOT NULL AND {_NOT_HELD} ORDER BY created_at LIMIT ?",
-            [at, batch_slots],
-        )
-    ahead = await store.fetchall(
-        "SELECT id, created_at, batch_id, parent_id, status, next_attempt_at, error FROM generations "  # noqa: S608
-        f"WHERE status = 'queued' AND next_attempt_at > ? AND {_NOT_HELD} ORDER BY created_at",
-        [at + horizon],
-    )
-    await with_parent_status(store, ahead)
-    ahead = [r for r in ahead if r["parent_status"] not in WAITING_PARENT]
-    for row in ahead:
-        retry_after = (json.loads(row["error"]) if row["error"] else {}).get("retry_after") or 0
-        if row["next_attempt_at"] > at + max(horizon, timedelta(seconds=float(retry_after)) + timedelta(seconds=1)):
-            rows.append(row)
-    rows.sort(key=lambda r: (r["batch_id"] is not None, r["created_at"]))
-    picked: list[str] = []
-    batch_left = batch_slots
-    for row in rows:
-        if len(picked) >= limit:
-            break
-        if row["batch_id"] is not None:
-            if batch_left <= 0:
-                continue
-            batch_left -= 1
-        picked.append(row["id"])
-    return picked
-
-
 async def fail_orphaned_turns(store: Store) -> list[str]:
     """Queued turns whose parent failed or was cancelled fail too (``parent_failed``); returns their ids. A
     retry of the parent lets them be retried (docs/outbox.md, "Conversations")."""
@@ -322,25 +266,6 @@ async def fail_orphaned_turns(store: Store) -> list[str]:
         return [r[0] for r in cur.fetchall()]
 
     return await store.transaction(run)
-
-
-async def next_due_at(store: Store, *, after: datetime, horizon: timedelta) -> datetime | None:
-    """When the next queued generation falls due (within ``horizon``; see :func:`due`)."""
-    row = await store.fetchone(
-        "SELECT min(next_attempt_at) AS t FROM generations WHERE status = 'queued' AND next_attempt_at > ? "  # noqa: S608
-        f"AND next_attempt_at <= ? AND {_NOT_HELD}",
-        [after, after + horizon],
-    )
-    return None if row is None else row["t"]
-
-
-async def running_in_batches(store: Store, gen_ids: Sequence[str]) -> int:
-    """How many of ``gen_ids`` (the attempts in flight) are batch items."""
-    if not gen_ids:
-        return 0
-    row = await store.fetchone("SELECT count(*) AS n FROM generations WHERE batch_id IS NOT NULL "
-                               "AND list_contains(?::VARCHAR[], id)", [list(gen_ids)])
-    return int(row["n"]) if row else 0
 
 
 async def pending_count(store: Store) -> int:

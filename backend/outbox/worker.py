@@ -23,8 +23,8 @@ from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
 from backend.db import attempts as attempts_db
+from backend.db import claiming, meta
 from backend.db import generations as gens
-from backend.db import meta
 from backend.db.store import Store
 from backend.keys.credentials import Credentials
 from backend.media.store import MediaStore
@@ -215,12 +215,12 @@ class Outbox:
         now = gens.now()
         horizon = timedelta(seconds=self.settings.retry_max_seconds)
         if free > 0:
-            batch_slots = (self.settings.batch_concurrency or self.concurrency) - await gens.running_in_batches(
+            batch_slots = (self.settings.batch_concurrency or self.concurrency) - await claiming.running_in_batches(
                 self.store, [g for g, r in self.running.items() if r.task and not r.task.done()])
-            for gen_id in await gens.due(self.store, at=now, horizon=horizon, limit=free, batch_slots=batch_slots):
+            for gen_id in await claiming.due(self.store, at=now, horizon=horizon, limit=free, batch_slots=batch_slots):
                 if gen_id not in self.running and await gens.claim(self.store, gen_id):
                     self._spawn(gen_id)
-        nxt = await gens.next_due_at(self.store, after=now, horizon=horizon)
+        nxt = await claiming.next_due_at(self.store, after=now, horizon=horizon)
         if nxt is not None:
             return min(probe * 3, max(0.01, (nxt - gens.now()).total_seconds()))
         return probe * 3

@@ -18,6 +18,7 @@ from backend.db import assets as assets_db
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.keys.credentials import Credentials
+from backend.services.catalogue import Catalogue
 from backend.services.conversations import place
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class GenerationRequest:
     title: str | None = None
     conversation_id: str | None = None
     parent_id: str | None = None
+    sibling_of: str | None = None
     template_id: str | None = None
     variables: dict[str, Any] | None = None
 
@@ -98,8 +100,9 @@ class Admission:
     """Checks a request and writes it to the outbox."""
 
     def __init__(self, *, store: Store, settings: Settings, policy: Policy | None, preferences: Preferences,
-                 keys: Credentials, outbox: Outbox) -> None:
+                 keys: Credentials, outbox: Outbox, catalogue: Catalogue | None = None) -> None:
         self.store = store
+        self.catalogue = catalogue
         self.settings = settings
         self.policy = policy
         self.preferences = preferences
@@ -125,6 +128,7 @@ class Admission:
                 raise NotFound(f"No asset with id '{missing[0]}'.")
             if any(kind != "image" for kind in found.values()):
                 raise AtelierError("Only images can be used as references.", code="invalid_request", status=422)
+            await self._check_sees_images(request.kind, request.model)
         refusal = await send_refusal(store=self.store, policy=None, preferences=self.preferences,
                                      model=request.model)
         if refusal is not None:
@@ -140,12 +144,21 @@ class Admission:
             raise AtelierError("No OpenRouter key is set. Paste your key in Settings (or send with defer to queue "
                                "it until a key is set).", code="no_api_key")
 
+    async def _check_sees_images(self, kind: str, model: str) -> None:
+        """Images sent to a model the catalogue says reads only text → 422 ``model_cannot_see_images``. A model
+        the catalogue does not know is let through (OpenRouter then decides). Video frames are not "seen" this
+        way (the video models list their frame support instead), so video is not checked here."""
+        if kind == "video" or self.catalogue is None or await self.catalogue.sees_images(model) is not False:
+            return
+        raise AtelierError(f"The model '{model}' cannot see images. Pick a model that reads images, or remove the "
+                           "images before sending.", code="model_cannot_see_images", status=422)
+
     async def admit(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
         """Check and insert. Returns the row as written and whether its first attempt starts now (it is then
         inserted ``running`` with that attempt recorded)."""
         await self.check(request)
         placement = await place(self.store, kind=request.kind, conversation_id=request.conversation_id,
-                                parent_id=request.parent_id)
+                                parent_id=request.parent_id, sibling_of=request.sibling_of)
         # A turn whose parent has not finished waits in the queue (docs/outbox.md, "Conversations").
         start_now = not (request.defer or self.outbox.paused or placement.waits)
         row = await gens.insert(

@@ -30,7 +30,7 @@ def _item(model: dict[str, Any], video: dict[str, Any] | None = None) -> dict[st
     if video is not None:
         item["video"] = {k: video.get(k) for k in (
             "supported_resolutions", "supported_aspect_ratios", "supported_sizes", "supported_durations",
-            "supported_frame_images", "generate_audio", "seed")}
+            "supported_frame_images", "generate_audio", "seed", "pricing_skus")}
         item["pricing"] = item["pricing"] or {"skus": video.get("pricing_skus")}
     return item
 
@@ -89,6 +89,14 @@ class Catalogue:
         fetched = min((r["fetched_at"] for r in rows), default=None)
         stale = fetched is None or now() - fetched > timedelta(hours=self.refresh_hours)
         return {"items": items, "fetched_at": iso(fetched), "stale": stale}
+
+    async def sees_images(self, model_id: str) -> bool | None:
+        """Whether the model takes images as input, as the cached catalogue says; None when it does not list
+        the model (never fetched, or not listed by OpenRouter): the caller then lets the request through."""
+        model = await self.get_model(model_id)
+        if model is None or not isinstance(model.get("input_modalities"), list):
+            return None
+        return "image" in model["input_modalities"]
 
     async def get_model(self, model_id: str, output: str | None = None) -> dict[str, Any] | None:
         sql = "SELECT data FROM model_cache WHERE id = ?"

@@ -37,14 +37,42 @@ def _invalid(message: str) -> AtelierError:
     return AtelierError(message, code="invalid_request", status=422)
 
 
-async def place(store: Store, *, kind: str, conversation_id: str | None, parent_id: str | None) -> Placement:
+async def _sibling(store: Store, sibling_of: str, conversation_id: str | None) -> Placement:
+    """Where a branch beside ``sibling_of`` goes: its conversation, after its parent. A first turn's sibling is
+    another first turn of the same conversation (docs/api.md, "Conversations")."""
+    row = await store.fetchone("SELECT id, kind, conversation_id, parent_id FROM generations WHERE id = ?",
+                               [sibling_of])
+    if row is None:
+        raise NotFound(f"No generation with id '{sibling_of[:64]}' to branch beside.")
+    if row["kind"] == "video":
+        raise _invalid("A video is not a turn of a conversation.")
+    if conversation_id is not None and conversation_id != row["conversation_id"]:
+        raise _invalid("sibling_of belongs to another conversation than conversation_id.")
+    if row["conversation_id"] is None:  # an image on its own: its new version is on its own too
+        return Placement()
+    return Placement(conversation_id=row["conversation_id"], parent_id=row["parent_id"])
+
+
+async def place(store: Store, *, kind: str, conversation_id: str | None, parent_id: str | None,
+                sibling_of: str | None = None) -> Placement:
     """Neither id → a new conversation (text; an image stays on its own); ``parent_id`` alone → that turn's
     conversation; ``conversation_id`` alone → after its latest turn; a parent from another conversation → 422.
-    A parent that is not in a conversation yet (an image being refined) becomes the root of a new one."""
+    A parent that is not in a conversation yet (an image being refined) becomes the root of a new one.
+    ``sibling_of`` (regenerate, edit) → beside that turn: its conversation, after its parent."""
     if kind == "video":
-        if conversation_id or parent_id:
+        if conversation_id or parent_id or sibling_of:
             raise _invalid("Videos do not take part in conversations; start the video from the image instead.")
         return Placement()
+    if sibling_of is not None:
+        if parent_id is not None:
+            raise _invalid("Give either parent_id or sibling_of, not both: a new branch answers after the same "
+                           "turn as its sibling.")
+        sibling = await _sibling(store, sibling_of, conversation_id)
+        if sibling.parent_id is None:  # a first turn (or an image on its own): no parent to wait for
+            if sibling.conversation_id is None and kind == "text":
+                return Placement(conversation_id=new_id(), new_conversation=True)
+            return sibling
+        conversation_id, parent_id = sibling.conversation_id, sibling.parent_id
     if parent_id is None and conversation_id is None:
         return Placement(conversation_id=new_id(), new_conversation=True) if kind == "text" else Placement()
     if parent_id is None:

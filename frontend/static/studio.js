@@ -356,7 +356,7 @@
     if (select) select.addEventListener("change", checkVision);
 
     /** Send one turn and stream its answer into the thread. */
-    const send = async ({ promptText, parentId, images, replaceFrom, extra }) => {
+    const send = async ({ promptText, parentId, siblingOf, images, replaceFrom, extra }) => {
       if (current) return;
       const data = Object.fromEntries(new FormData(form).entries());
       if (!data.model) { form.reportValidity(); return; }
@@ -366,7 +366,11 @@
         temperature: data.temperature || "", max_tokens: data.max_tokens || "", input_asset_ids: images || [],
         ...(extra || {}),
       };
-      if (parentId) {
+      if (siblingOf) {
+        // A regenerate or an edit: a new branch beside that turn (a first turn too), in this conversation.
+        body.sibling_of = siblingOf;
+        body.conversation_id = convField.value || "";
+      } else if (parentId) {
         body.parent_id = parentId;
         body.conversation_id = convField.value || "";
       }
@@ -545,7 +549,7 @@
         return;
       }
       if (event.target.closest("[data-regenerate]")) {
-        send({ promptText, parentId: article.dataset.parentId || null, images, replaceFrom: article });
+        send({ promptText, siblingOf: article.dataset.turnId, images, replaceFrom: article });
         return;
       }
       if (event.target.closest("[data-stop-turn]")) {
@@ -582,7 +586,7 @@
         const go = () => {
           const changed = area.value.trim();
           if (!changed) { area.focus(); return; }
-          send({ promptText: changed, parentId: article.dataset.parentId || null, images, replaceFrom: article });
+          send({ promptText: changed, siblingOf: article.dataset.turnId, images, replaceFrom: article });
         };
         save.addEventListener("click", go);
         area.addEventListener("keydown", (e) => {
@@ -888,6 +892,8 @@
     const select = form.querySelector("[data-use-template]");
     if (!select) return;
     const box = form.querySelector("[data-template-vars]");
+    const show = form.querySelector("[data-use-template-show]");
+    if (show) show.classList.add("hidden"); // the fields follow the choice as it changes (the button is for pages without scripts)
     const promptField = form.querySelector("[data-prompt-field]");
     const prompt = promptField ? promptField.querySelector("textarea") : null;
     const apply = () => {

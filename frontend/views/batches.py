@@ -12,15 +12,17 @@ from flask import Blueprint, Response, flash, jsonify, redirect, render_template
 
 from frontend import spending
 from frontend.backend_client import BackendError
-from frontend.batch_rows import MAX_ITEMS, Estimate, estimate, parse_rows
-from frontend.forms import FormError
+from frontend.batch_rows import HEADER_CHOICES, MAX_ITEMS, Estimate, Rows, estimate, read_rows
+from frontend.forms import FormError, video_params
 from frontend.rendering import format_cost
-from frontend.views.studio import default_model, load_models
+from frontend.views.studio import common_video_options, default_model, load_models
 from frontend.web import backend, backend_error_json, current_settings, flash_backend_error, json_error, wants_json
 
 bp = Blueprint("batches", __name__)
 
-KINDS = ("text", "image")
+KINDS = ("text", "image", "video")
+#: The video fields, named as in the Studio (``forms.video_params`` reads them).
+VIDEO_FIELDS = ("duration", "resolution", "aspect_ratio", "size", "seed", "generate_audio", "audio_offered")
 MAX_MODELS = 8
 MAX_CSV_BYTES = 5 * 1024 * 1024
 ITEMS_PER_PAGE = 200
@@ -64,7 +66,10 @@ def _form_state() -> dict[str, Any]:
         "system": form.get("system", "").strip(),
         "models": [m for m in (form.getlist("models") if hasattr(form, "getlist") else []) if m.strip()],
         "rows": rows_text,
+        "header": form.get("header") if form.get("header") in HEADER_CHOICES else "auto",
         "repeat": repeat,
+        "video": {name: form.get(name) for name in VIDEO_FIELDS if form.get(name) is not None}
+        if kind == "video" else {},
     }
 
 
@@ -108,7 +113,7 @@ def _budget_left() -> tuple[float | None, bool]:
 
 
 def _check(state: dict[str, Any], templates: list[dict[str, Any]],
-           models: list[dict[str, Any]]) -> tuple[list[dict[str, str]], Estimate, str | None]:
+           models: list[dict[str, Any]]) -> tuple[Rows, Estimate, str | None]:
     """Rows, the estimate, and a warning; :class:`FormError` when the batch cannot start as it is."""
     if not state["models"]:
         raise FormError("Pick at least one model.")
@@ -117,10 +122,13 @@ def _check(state: dict[str, Any], templates: list[dict[str, Any]],
     if not 1 <= state["repeat"] <= 10:
         raise FormError("Repeat each row 1 to 10 times.")
     variables, template = _variables(state, templates)
-    rows = parse_rows(state["rows"], variables)
+    parsed = read_rows(state["rows"], variables, header=state["header"])
+    rows = parsed.rows
     known = {m["id"]: m for m in models}
     chosen = [known.get(m, {"id": m}) for m in state["models"]]
-    est = estimate(kind=state["kind"], models=chosen, prompts=_prompts(state, template, rows), repeat=state["repeat"])
+    state["params"] = video_params(state["video"]) if state["kind"] == "video" else {}
+    est = estimate(kind=state["kind"], models=chosen, prompts=_prompts(state, template, rows), repeat=state["repeat"],
+                   params=state["params"])
     if est.items > MAX_ITEMS:
         raise FormError(f"This batch would make {est.items:,} generations; at most {MAX_ITEMS:,} fit in one batch.")
     warning = None
@@ -131,16 +139,19 @@ def _check(state: dict[str, Any], templates: list[dict[str, Any]],
         if locked:
             raise FormError(message + " The budget is set by your organisation; make the batch smaller.")
         warning = message + " Items stop being sent once the budget is spent; raise it in Settings if you need to."
-    return rows, est, warning
+    return parsed, est, warning
 
 
 def _render_new(state: dict[str, Any], *, error: str | None = None, est: Estimate | None = None,
-                warning: str | None = None, rows: list[dict[str, str]] | None = None, status: int = 200):
+                warning: str | None = None, rows: Rows | None = None, status: int = 200):
     templates = _templates()
     models, _, models_error = load_models(state["kind"])
-    return render_template("batches/new.html", state=state, templates=templates, models=models,
+    # A batch sends the same parameters to every model: offer what the chosen video models share.
+    video = common_video_options([m for m in models if m["id"] in state["models"]])
+    return render_template("batches/new.html", state=state, templates=templates, models=models, video=video,
                            models_error=models_error, kinds=KINDS, error=error, estimate=est, warning=warning,
-                           row_count=len(rows) if rows is not None else None, max_models=MAX_MODELS), status
+                           row_count=len(rows.rows) if rows is not None else None, parsed=rows,
+                           max_models=MAX_MODELS), status
 
 
 @bp.get("/batches/new")
@@ -161,11 +172,12 @@ def create():
         rows, est, warning = _check(state, _templates(), models)
     except FormError as exc:
         state = locals().get("state") or {"name": "", "kind": "text", "template_id": "", "prompt": "",
-                                          "system": "", "models": [], "rows": "", "repeat": 1}
+                                          "system": "", "models": [], "rows": "", "header": "auto", "repeat": 1,
+                                          "video": {}}
         return _render_new(state, error=exc.message, status=422)
     if request.form.get("action") != "start":
         return _render_new(state, est=est, warning=warning, rows=rows)
-    body: dict[str, Any] = {"kind": state["kind"], "models": state["models"], "rows": rows,
+    body: dict[str, Any] = {"kind": state["kind"], "models": state["models"], "rows": rows.rows,
                             "repeat": state["repeat"]}
     if state["name"]:
         body["name"] = state["name"][:200]
@@ -175,6 +187,8 @@ def create():
         body["prompt"] = state["prompt"]
     if state["system"]:
         body["system"] = state["system"]
+    if state["params"]:
+        body["params"] = state["params"]
     try:
         created = backend().create_batch(body)
     except BackendError as exc:

@@ -23,7 +23,8 @@ def ident(value: Any) -> str | None:
 def branch(turns: list[dict[str, Any]], selected: str | None, leaf_id: str | None) -> list[dict[str, Any]]:
     """The turns shown for ``selected`` (default: the leaf): its ancestors from the root, itself, then its
     newest descendants. Each item is ``{"turn", "siblings": [ids, oldest first], "index"}`` — the
-    siblings are the other answers to the same parent (regenerations and edits), browsed with ‹ n/m ›."""
+    siblings are the other answers to the same parent (regenerations and edits), browsed with ‹ n/m ›; the first
+    turns of a conversation (a regenerated or edited first prompt) are siblings of each other."""
     by_id = {t["id"]: t for t in turns}
     children: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     for t in turns:  # oldest first, as the API lists them
@@ -50,7 +51,7 @@ def branch(turns: list[dict[str, Any]], selected: str | None, leaf_id: str | Non
     out = []
     for t in path:
         parent = t.get("parent_id") if t.get("parent_id") in by_id else None
-        siblings = [s["id"] for s in children[parent]] if parent is not None else [t["id"]]
+        siblings = [s["id"] for s in children[parent]]
         out.append({"turn": t, "siblings": siblings, "index": siblings.index(t["id"]) + 1})
     return out
 
@@ -66,8 +67,10 @@ def effective_system(items: list[dict[str, Any]]) -> str:
 def studio_context(args: Any) -> dict[str, Any]:
     """What the Studio's text mode shows: the open conversation (``?conversation=``, ``?turn=``; or the
     conversation of ``?continue=<generation id>``), its branch, and the list in the side panel."""
-    conversation_id = ident(args.get("conversation"))
-    selected = ident(args.get("turn"))
+    # The composer's own fields (conversation_id, parent_id) when the form itself came back as a GET ("Use
+    # template" without JavaScript).
+    conversation_id = ident(args.get("conversation") or args.get("conversation_id"))
+    selected = ident(args.get("turn") or args.get("parent_id"))
     cont = ident(args.get("continue"))
     if cont and not conversation_id:
         with suppress(BackendError):

@@ -93,6 +93,17 @@ def video_options(model: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def common_video_options(models: list[dict[str, Any]]) -> dict[str, Any]:
+    """What every one of ``models`` offers (a batch sends the same parameters to each): the choices they share."""
+    options = [video_options(m) for m in models] or [video_options(None)]
+    common = dict(options[0])
+    for other in options[1:]:
+        for name, value in other.items():
+            common[name] = [v for v in common[name] if v in value] if isinstance(value, list) else \
+                common[name] and value
+    return common
+
+
 def reference_records(ids: list[str]) -> list[dict[str, Any]]:
     """Minimal records for reference images chosen elsewhere (``?ref=<asset id>``): id and thumbnail URL."""
     return [{"id": ident, "thumb": url_for("generations.asset", asset_id=ident, thumb=1)} for ident in ids]
@@ -140,8 +151,11 @@ def _render_studio(mode: str, *, form: Any, selected: str | None, form_error: st
         templates = backend().templates(kind=mode, limit=200).get("items", [])
     except BackendError:
         templates = []
+    # "Use template" without JavaScript: the chosen template's variables are drawn here, one field each.
+    use_template = next((t for t in templates if t["id"] == form.get("template_id")), None)
     return render_template(
         "studio/index.html",
+        use_template=use_template,
         mode=mode,
         models=models,
         models_answer=models_answer,
