@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from backend.core.errors import AtelierError, NotFound, action_for
-from backend.core.vocabulary import TERMINAL
+from backend.core.vocabulary import PENDING, RETRYABLE, TERMINAL, Status
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
 from backend.db import search as search_index
@@ -35,9 +35,9 @@ SEARCHED = frozenset({"prompt", "output_text", "title"})
 
 
 #: A queued turn waits while its parent is still in one of these.
-WAITING_PARENT = ("queued", "running")
+WAITING_PARENT = PENDING
 #: A queued turn whose parent ended in one of these fails with ``parent_failed``.
-PARENT_FAILED = ("failed", "cancelled")
+PARENT_FAILED = frozenset({Status.FAILED, Status.CANCELLED})
 
 
 async def insert(
@@ -78,7 +78,7 @@ async def insert(
         "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
         "title, tags, attempts, created_at, updated_at, started_at, conversation_id, parent_id, template_id, "
         "variables) VALUES",
-        [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
+        [gen_id, kind, Status.RUNNING if start_now else Status.QUEUED, model, prompt, system, json.dumps(params),
          json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
          ts if start_now else None, conversation_id, parent_id, template_id,
          json.dumps(variables) if variables is not None else None],
@@ -95,7 +95,7 @@ async def insert(
     await group_for(store).insert(rows)
     # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
     row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
-    row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
+    row.update(id=gen_id, kind=kind, status=Status.RUNNING if start_now else Status.QUEUED, model=model, prompt=prompt,
                system=system, params=json.dumps(params), input_asset_ids=json.dumps(input_asset_ids),
                stream=stream, title=title, tags=tags, favorite=False, attempts=1 if start_now else 0,
                created_at=ts, updated_at=ts, started_at=ts if start_now else None,
@@ -123,7 +123,7 @@ async def parent_failed(store: Store, row: dict[str, Any]) -> bool:
 async def with_parent_status(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add ``parent_status`` to queued turns (a turn waits for its parent: ``waiting_for`` in the record). One
     lookup by primary key for the few that need it, never a join over the library."""
-    wanted = list({r["parent_id"] for r in rows if r["status"] == "queued" and r.get("parent_id")})
+    wanted = list({r["parent_id"] for r in rows if r["status"] == Status.QUEUED and r.get("parent_id")})
     statuses: dict[str, str] = {}
     if wanted:
         placeholders = ", ".join("?" for _ in wanted)
@@ -156,7 +156,7 @@ async def update(store: Store, gen_id: str, *, index: bool = True, **changes: An
     await store.transaction(run)
 
 
-async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = ("queued",)) -> bool:
+async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = (Status.QUEUED,)) -> bool:
     """Atomically move a generation to ``running``; False when another path got it first."""
     placeholders = ", ".join("?" for _ in from_statuses)
 
@@ -171,7 +171,7 @@ async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = (
     return await store.transaction(run)
 
 
-async def transition(store: Store, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
+async def transition(store: Store, gen_id: str, *, status: str, from_statuses: Sequence[str] = (Status.RUNNING,),
                      **changes: Any) -> bool:
     """Move a generation to ``status`` (setting ``changes`` too) only if it is in one of ``from_statuses``.
 
@@ -201,14 +201,13 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
 
 async def cancel(store: Store, gen_id: str) -> bool:
     """Mark a queued or running generation ``cancelled``; False when it had already finished."""
-    return await transition(store, gen_id, status="cancelled", from_statuses=("queued", "running"),
+    return await transition(store, gen_id, status=Status.CANCELLED, from_statuses=(Status.QUEUED, Status.RUNNING),
                             finished_at=now(), next_attempt_at=None)
 
 
 async def requeue(store: Store, gen_id: str) -> bool:
     """Queue a generation again now (from queued, failed, interrupted or cancelled), clearing its error."""
-    return await transition(store, gen_id, status="queued",
-                            from_statuses=("queued", "failed", "interrupted", "cancelled"),
+    return await transition(store, gen_id, status=Status.QUEUED, from_statuses=RETRYABLE,
                             next_attempt_at=None, finished_at=None, error=None)
 
 
@@ -419,7 +418,7 @@ def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
         "conversation_id": row.get("conversation_id"),
         "parent_id": row.get("parent_id"),
         "context_dropped_turns": row.get("context_dropped_turns") or 0,
-        "waiting_for": "parent" if row["status"] == "queued" and row.get("parent_status") in WAITING_PARENT
+        "waiting_for": "parent" if row["status"] == Status.QUEUED and row.get("parent_status") in WAITING_PARENT
         else None,
         "template_id": row.get("template_id"),
         "variables": json.loads(row["variables"]) if row.get("variables") else None,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backend.core.errors import AtelierError, NotFound
+from backend.core.vocabulary import Kind
 from backend.db import conversations as convs
 from backend.db import generations as gens
 from backend.db.store import Store
@@ -41,12 +42,12 @@ async def place(store: Store, *, kind: str, conversation_id: str | None, parent_
     """Neither id → a new conversation (text; an image stays on its own); ``parent_id`` alone → that turn's
     conversation; ``conversation_id`` alone → after its latest turn; a parent from another conversation → 422.
     A parent that is not in a conversation yet (an image being refined) becomes the root of a new one."""
-    if kind == "video":
+    if kind == Kind.VIDEO:
         if conversation_id or parent_id:
             raise _invalid("Videos do not take part in conversations; start the video from the image instead.")
         return Placement()
     if parent_id is None and conversation_id is None:
-        return Placement(conversation_id=new_id(), new_conversation=True) if kind == "text" else Placement()
+        return Placement(conversation_id=new_id(), new_conversation=True) if kind == Kind.TEXT else Placement()
     if parent_id is None:
         assert conversation_id is not None
         if not await convs.exists(store, conversation_id):
@@ -57,7 +58,7 @@ async def place(store: Store, *, kind: str, conversation_id: str | None, parent_
     row = await store.fetchone("SELECT id, kind, status, conversation_id FROM generations WHERE id = ?", [parent_id])
     if row is None:
         raise NotFound(f"No generation with id '{parent_id[:64]}' to answer after.")
-    if row["kind"] == "video":
+    if row["kind"] == Kind.VIDEO:
         raise _invalid("A turn cannot follow a video.")
     if row["conversation_id"] is None:
         if conversation_id is not None:
