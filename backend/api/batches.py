@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from backend.api.deps import BatchesDep, StoreDep
 from backend.core.vocabulary import Kind, Status
 from backend.db import batches as rows
-from backend.db import generations as gens
+from backend.db import listing
 from backend.services.batches import BatchRequest
 
 router = APIRouter(tags=["batches"])
@@ -78,7 +78,7 @@ async def get_batch(
     """The batch with its ``items`` (generation records in the order they were made), paged like
     ``/generations`` (``next_cursor``; ``status`` keeps one status)."""
     batch = await rows.record(store, batch_id=batch_id)
-    items, next_cursor = await gens.search(store, batch_id=batch_id, status=status, limit=limit, cursor=cursor,
+    items, next_cursor = await listing.search(store, batch_id=batch_id, status=status, limit=limit, cursor=cursor,
                                            oldest_first=True)
     return {**batch, "items": items, "next_cursor": next_cursor}
 

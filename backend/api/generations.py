@@ -15,6 +15,7 @@ from backend.api.deps import AdmissionDep, LibraryDep, OutboxDep, StoreDep
 from backend.core.errors import AtelierError, Conflict, NotFound
 from backend.core.vocabulary import Kind, Status
 from backend.db import generations as gens
+from backend.db import listing
 from backend.db.store import Store
 from backend.outbox.attempt import REJECT_CODES
 from backend.outbox.events import FINAL, Event, Running
@@ -208,7 +209,7 @@ async def list_generations(
 ) -> dict[str, Any]:
     """Newest first; ``q`` searches prompt, output and title; ``collection_id`` keeps a collection's items,
     ``batch_id`` a batch's."""
-    items, next_cursor = await gens.search(store, q=q, kind=kind, status=status, model=model, tag=tag,
+    items, next_cursor = await listing.search(store, q=q, kind=kind, status=status, model=model, tag=tag,
                                            favorite=favorite, collection_id=collection_id, batch_id=batch_id,
                                            limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}

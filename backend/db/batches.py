@@ -15,7 +15,7 @@ from typing import Any
 from backend.core.errors import NotFound
 from backend.core.vocabulary import PENDING, Kind, Status
 from backend.db import search as search_index
-from backend.db.generations import decode_cursor, encode_cursor
+from backend.db.pages import decode_cursor, encode_cursor
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
 
