@@ -5,6 +5,7 @@ from __future__ import annotations
 from backend.openrouter.answers import data_list
 from backend.openrouter.connection import Connection
 from backend.openrouter.errors import unexpected_answer
+from backend.openrouter.results import Modality
 
 __all__ = ["Account"]
 
@@ -38,7 +39,7 @@ class Account:
             raise unexpected_answer(200, "no key in the sign-in answer")
         return key
 
-    async def list_models(self, output: str = "text", api_key: str | None = None) -> list[dict]:
+    async def list_models(self, output: str = Modality.TEXT, api_key: str | None = None) -> list[dict]:
         """``GET /models?output_modalities=<output>``: the model catalogue entries."""
         _, payload = await self._connection.json_call(
             "GET", "models", api_key, context="models", params={"output_modalities": output}

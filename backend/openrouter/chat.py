@@ -17,6 +17,7 @@ from backend.openrouter.errors import UpstreamError, answer_too_large, transport
 from backend.openrouter.results import (
     ChatResult,
     ImageDelta,
+    Modality,
     ReasoningDelta,
     StreamEvent,
     StreamFinished,
@@ -40,7 +41,7 @@ class Chat:
         """Most bytes a chat answer to ``body`` may have: text, plus room for images when it asks for them
         (they come inline, base64-encoded; each is checked against the media limit when stored)."""
         modalities = body.get("modalities")
-        wants_images = isinstance(modalities, list) and "image" in modalities
+        wants_images = isinstance(modalities, list) and Modality.IMAGE in modalities
         return self._max_answer_bytes + (2 * self._max_media_bytes if wants_images else 0)
 
     def _check_text_size(self, result: ChatResult) -> None:

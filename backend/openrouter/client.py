@@ -23,7 +23,7 @@ from backend.core.settings import DEFAULT_BASE_URL
 from backend.openrouter.account import Account
 from backend.openrouter.chat import Chat
 from backend.openrouter.connection import Connection
-from backend.openrouter.results import ChatResult, StreamEvent
+from backend.openrouter.results import ChatResult, Modality, StreamEvent
 from backend.openrouter.videos import Videos
 
 __all__ = ["OpenRouterClient"]
@@ -102,7 +102,7 @@ class OpenRouterClient:
         """``POST /auth/keys``: see :meth:`Account.exchange_oauth_code`."""
         return await self._account.exchange_oauth_code(code, verifier)
 
-    async def list_models(self, output: str = "text", api_key: str | None = None) -> list[dict]:
+    async def list_models(self, output: str = Modality.TEXT, api_key: str | None = None) -> list[dict]:
         """``GET /models``: see :meth:`Account.list_models`."""
         return await self._account.list_models(output, api_key)
 

@@ -23,6 +23,7 @@ from backend.db import conversations as convs
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.media import MediaStore, encode_data_url
+from backend.openrouter import Modality
 from backend.services.catalogue import Catalogue
 
 CHAT_PARAMS = ("temperature", "top_p", "seed", "max_tokens", "stop", "frequency_penalty", "presence_penalty",
@@ -116,7 +117,7 @@ class RequestBodies:
 
     async def _budget(self, model_id: str, max_tokens: int | None) -> int | None:
         """Tokens the prompt may use: the model's context length less the answer's cap (None: unknown)."""
-        model = await self.catalogue.get_model(model_id, "text") if self.catalogue else None
+        model = await self.catalogue.get_model(model_id, Modality.TEXT) if self.catalogue else None
         length = (model or {}).get("context_length")
         if not isinstance(length, int) or length <= 0:
             return None
@@ -150,9 +151,9 @@ class RequestBodies:
             await gens.update(self.store, row["id"], context_dropped_turns=dropped)
         body["messages"] = [*head, *history, last]
         if row["kind"] == Kind.IMAGE:
-            model = await self.catalogue.get_model(row["model"], "image") if self.catalogue else None
-            outputs = (model or {}).get("output_modalities") or ["image", "text"]
-            body["modalities"] = ["image", "text"] if "text" in outputs else ["image"]
+            model = await self.catalogue.get_model(row["model"], Modality.IMAGE) if self.catalogue else None
+            outputs = (model or {}).get("output_modalities") or [Modality.IMAGE, Modality.TEXT]
+            body["modalities"] = [Modality.IMAGE, Modality.TEXT] if Modality.TEXT in outputs else [Modality.IMAGE]
             image_config = {k: params[k] for k in ("aspect_ratio", "image_size") if k in params}
             if image_config:
                 body["image_config"] = image_config
