@@ -12,7 +12,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-MODES = ("text", "image", "video")
+from backend.core.vocabulary import Kind
+
+MODES = tuple(Kind)
 MAX_PROMPT_CHARS = 200_000
 #: Aspect ratios and sizes OpenRouter's image models accept (``image_config``); the model ignores what it lacks.
 IMAGE_ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, jsonify, render_template
 
 from backend.core.sizes import format_size
+from backend.core.vocabulary import TERMINAL, Status
 from frontend import rendering
 from frontend.backend_client import BackendError, BackendUnavailable
 from frontend.web import (
@@ -18,15 +19,13 @@ from frontend.web import (
     wants_json,
 )
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "interrupted", "cancelled"})
-
 STATUS_LABELS = {
-    "queued": "Queued",
-    "running": "Running",
-    "succeeded": "Done",
-    "failed": "Failed",
-    "interrupted": "Interrupted",
-    "cancelled": "Cancelled",
+    Status.QUEUED: "Queued",
+    Status.RUNNING: "Running",
+    Status.SUCCEEDED: "Done",
+    Status.FAILED: "Failed",
+    Status.INTERRUPTED: "Interrupted",
+    Status.CANCELLED: "Cancelled",
 }
 
 
@@ -86,7 +85,7 @@ def install(app: Flask) -> None:
         duration=rendering.format_duration,
         key_place=key_place,
         status_labels=STATUS_LABELS,
-        terminal_statuses=TERMINAL_STATUSES,
+        terminal_statuses=TERMINAL,
     )
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True

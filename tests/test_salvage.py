@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from backend.db import generations as gens
+from backend.db import listing
 from backend.db.store import Store
 from tests.conftest import start_api
 
@@ -89,7 +90,7 @@ def test_a_truncated_file_keeps_its_readable_rows(tmp_path: Path, fraction: floa
             else:
                 assert store.recovered_from.read_bytes() == damaged
             rows = await store.fetchall("SELECT id, prompt FROM generations")
-            found = await gens.search(store, q="row 1", limit=500)
+            found = await listing.search(store, q="row 1", limit=500)
             return {r["id"]: r["prompt"] for r in rows}, [i["id"] for i in found[0]]
         finally:
             store.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from backend.db import collections
+from backend.db import collections, listing
 from backend.db import generations as gens
 from backend.db import search as search_index
 from backend.db.migrations import MIGRATIONS
@@ -61,7 +61,7 @@ async def _scan(store: Store, q: str | None, **filters) -> list[str]:
 async def _paged(store: Store, q: str | None, limit: int, **filters) -> list[str]:
     out, cursor = [], None
     while True:
-        items, cursor = await gens.search(store, q=q, limit=limit, cursor=cursor, **filters)
+        items, cursor = await listing.search(store, q=q, limit=limit, cursor=cursor, **filters)
         out += [i["id"] for i in items]
         if not cursor:
             return out
@@ -102,10 +102,10 @@ def test_edits_are_found_and_deleted_rows_are_not(tmp_path: Path) -> None:
             await gens.update(store, ids[3], title="Zanzibar sunset")
             await gens.transition(store, ids[4], status="succeeded", from_statuses=("queued",),
                                   output_text="quokka parade")
-            assert [i["id"] for i in (await gens.search(store, q="zanzib"))[0]] == [ids[3]]
-            assert [i["id"] for i in (await gens.search(store, q="QUOKKA par"))[0]] == [ids[4]]
+            assert [i["id"] for i in (await listing.search(store, q="zanzib"))[0]] == [ids[3]]
+            assert [i["id"] for i in (await listing.search(store, q="QUOKKA par"))[0]] == [ids[4]]
             await gens.delete(store, [ids[4]])
-            assert (await gens.search(store, q="quokka"))[0] == []
+            assert (await listing.search(store, q="quokka"))[0] == []
         finally:
             store.close()
 
@@ -155,7 +155,7 @@ def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path) -> No
             await gens.update(store, ids[1], index=False, output_text="a wombat appears")
             await gens.update(store, ids[1], index=False, output_text="a wombat appears and sings")
             await gens.transition(store, ids[1], status="interrupted", from_statuses=("queued",))
-            assert [i["id"] for i in (await gens.search(store, q="appears and sings"))[0]] == [ids[1]]
+            assert [i["id"] for i in (await listing.search(store, q="appears and sings"))[0]] == [ids[1]]
         finally:
             store.close()
 

@@ -3,15 +3,15 @@ is a batch of one prompt × 2–4 models. See docs/api.md ("Batches and compare"
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.api.deps import BatchesDep, StoreDep
-from backend.core.vocabulary import Status
+from backend.core.vocabulary import Kind, Status
 from backend.db import batches as rows
-from backend.db import generations as gens
+from backend.db import listing
 from backend.services.batches import BatchRequest
 
 router = APIRouter(tags=["batches"])
@@ -26,7 +26,7 @@ class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, max_length=200)
-    kind: Literal["text", "image", "video"]
+    kind: Kind
     models: list[_Model] = Field(min_length=1, max_length=8)
     template_id: str | None = Field(default=None, min_length=1, max_length=64)
     prompt: str | None = Field(default=None, min_length=1, max_length=MAX_PROMPT)
@@ -78,7 +78,7 @@ async def get_batch(
     """The batch with its ``items`` (generation records in the order they were made), paged like
     ``/generations`` (``next_cursor``; ``status`` keeps one status)."""
     batch = await rows.record(store, batch_id=batch_id)
-    items, next_cursor = await gens.search(store, batch_id=batch_id, status=status, limit=limit, cursor=cursor,
+    items, next_cursor = await listing.search(store, batch_id=batch_id, status=status, limit=limit, cursor=cursor,
                                            oldest_first=True)
     return {**batch, "items": items, "next_cursor": next_cursor}
 

@@ -16,6 +16,7 @@ from backend.api.deps import MediaDep, SettingsDep, StoreDep
 from backend.core.errors import AtelierError, NotFound
 from backend.core.files import write_all
 from backend.core.sizes import format_size
+from backend.core.vocabulary import Kind
 from backend.data import exports, imports
 from backend.db.time import new_id
 
@@ -28,7 +29,7 @@ class ExportFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     q: str | None = Field(default=None, max_length=500)
-    kind: Literal["text", "image", "video"] | None = None
+    kind: Kind | None = None
     tag: str | None = Field(default=None, max_length=64)
     collection_id: _Id | None = None
     batch_id: _Id | None = None

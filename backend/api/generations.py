@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from backend.api.deps import AdmissionDep, LibraryDep, OutboxDep, StoreDep
 from backend.core.errors import AtelierError, Conflict, NotFound
+from backend.core.vocabulary import Kind, Status
 from backend.db import generations as gens
+from backend.db import listing
 from backend.db.store import Store
 from backend.outbox.attempt import REJECT_CODES
-from backend.outbox.events import Running
+from backend.outbox.events import FINAL, Event, Running
 from backend.services import templates
 from backend.services.admission import GenerationRequest
 
@@ -28,7 +30,7 @@ MAX_PROMPT = 200_000
 class GenerationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["text", "image", "video"]
+    kind: Kind
     model: str = Field(min_length=1, max_length=200)
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT)
     system: str | None = Field(default=None, max_length=MAX_PROMPT)
@@ -80,16 +82,16 @@ def _response_for(record: dict[str, Any], *, created: int = 201) -> JSONResponse
     502 queued again or interrupted, 507 not saved."""
     status = record["status"]
     error = record.get("error") or {}
-    if status in ("succeeded", "running"):
+    if status in (Status.SUCCEEDED, Status.RUNNING):
         return JSONResponse(record, status_code=created)
-    if status == "cancelled":
+    if status == Status.CANCELLED:
         return JSONResponse(record, status_code=200)
-    if status == "failed" and error.get("code") not in (None, "internal_error") and (
+    if status == Status.FAILED and error.get("code") not in (None, "internal_error") and (
             error.get("code") in REJECT_CODES or error.get("upstream_status") in (400, 401, 402, 403, 404, 413, 422)):
         code = error["code"] if error["code"] in REJECT_CODES else "bad_request"
         body = {"error": {**error, "code": code, "upstream_status": error.get("upstream_status")}, "generation": record}
         return JSONResponse(body, status_code=400)
-    if status == "failed":
+    if status == Status.FAILED:
         code = error.get("code")
         http = 507 if code == "storage_error" else 422 if code in ("no_image_output", "media_too_large",
                                                                     "bad_media") else 500
@@ -119,19 +121,19 @@ async def create_generation(body: GenerationIn, admission: AdmissionDep, outbox:
         # The first event carries the record as just written: no read on the way to the first token.
         return await _stream_response(store, running, queue, gens.to_record(row))
     try:
-        if body.kind == "video":
+        if body.kind == Kind.VIDEO:
             await asyncio.shield(running.started.wait())  # 202 once OpenRouter accepted the job
         else:
             await asyncio.shield(running.task)
     finally:
         running.unsubscribe(queue)
     record = await gens.record(store, gen_id)
-    if body.kind != "video" and record["status"] == "running":
+    if body.kind != Kind.VIDEO and record["status"] == Status.RUNNING:
         # The attempt ended but its outcome could not be written: the disk refused it.
         return JSONResponse({"error": {"code": "storage_error", "message": "Atelier could not save this generation "
                                        "(the disk may be full or read-only). Free some space, then retry it."},
                              "generation": record}, status_code=507)
-    return _response_for(record, created=202 if body.kind == "video" else 201)
+    return _response_for(record, created=202 if body.kind == Kind.VIDEO else 201)
 
 
 async def _request(body: GenerationIn, store: Store) -> GenerationRequest:
@@ -159,15 +161,15 @@ async def _stream_response(store: Store, running: Running, queue: asyncio.Queue,
     pending: list[tuple[str, Any]] = []
     while not queue.empty():
         pending.append(queue.get_nowait())
-    terminal = [e for e in pending if e[0] in ("error", "queued", "done")]
-    if terminal and not any(e[0] in ("started", "delta") for e in pending) and terminal[0][0] != "done":
+    terminal = [e for e in pending if e[0] in FINAL]
+    if terminal and not any(e[0] in (Event.STARTED, Event.DELTA) for e in pending) and terminal[0][0] != Event.DONE:
         running.unsubscribe(queue)
         record = await gens.record(store, running.gen_id)
         return _response_for(record)
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            yield _sse("generation", first_record)
+            yield _sse(Event.GENERATION, first_record)
             backlog = list(pending)
             while True:
                 if backlog:
@@ -178,13 +180,13 @@ async def _stream_response(store: Store, running: Running, queue: asyncio.Queue,
                     except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
-                if event in ("generation", "started", "keepalive"):
+                if event in (Event.GENERATION, Event.STARTED, Event.KEEPALIVE):
                     continue
-                if event == "queued":
-                    yield _sse("error", data)
+                if event == Event.QUEUED:
+                    yield _sse(Event.ERROR, data)
                     return
                 yield _sse(event, data)
-                if event in ("done", "error"):
+                if event in (Event.DONE, Event.ERROR):
                     return
         finally:
             running.unsubscribe(queue)
@@ -197,8 +199,8 @@ async def _stream_response(store: Store, running: Running, queue: asyncio.Queue,
 async def list_generations(
     store: StoreDep,
     q: Annotated[str | None, Query(max_length=500)] = None,
-    kind: Literal["text", "image", "video"] | None = None,
-    status: Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"] | None = None,
+    kind: Kind | None = None,
+    status: Status | None = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     favorite: bool | None = None,
@@ -209,7 +211,7 @@ async def list_generations(
 ) -> dict[str, Any]:
     """Newest first; ``q`` searches prompt, output and title; ``collection_id`` keeps a collection's items,
     ``batch_id`` a batch's."""
-    items, next_cursor = await gens.search(store, q=q, kind=kind, status=status, model=model, tag=tag,
+    items, next_cursor = await listing.search(store, q=q, kind=kind, status=status, model=model, tag=tag,
                                            favorite=favorite, collection_id=collection_id, batch_id=batch_id,
                                            limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
@@ -227,7 +229,7 @@ async def generation_events(gen_id: str, outbox: OutboxDep, store: StoreDep) -> 
 
     async def events() -> AsyncIterator[bytes]:
         async for event, data in outbox.events(gen_id):
-            if event == "ping":
+            if event == Event.PING:
                 yield b": keep-alive\n\n"
                 continue
             yield _sse(event, data)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from backend import __version__
 from backend.api.deps import KeysDep, OutboxDep, PolicyDep, PreferencesDep, ShellDep, StoreDep
+from backend.core.vocabulary import Status
 
 router = APIRouter(tags=["system"])
 
@@ -34,7 +35,8 @@ async def status(store: StoreDep, outbox: OutboxDep, keys: KeysDep, shell: Shell
     return {
         "online": outbox.connectivity.online,
         "key_configured": bool((await keys.status()).configured),
-        "queue": {"queued": counts.get("queued", 0), "running": counts.get("running", 0), "paused": outbox.paused},
+        "queue": {"queued": counts.get(Status.QUEUED, 0), "running": counts.get(Status.RUNNING, 0),
+                  "paused": outbox.paused},
         "version": __version__,
         "notices": list(shell.notices),
     }

@@ -31,10 +31,11 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-# errno values that mean "the disk refused the write" (full, over quota, read-only, no permission).
-STORAGE_ERRNOS = frozenset(
-    {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES, errno.EPERM}
-)
+# errno values that mean "the disk refused the write": full (or over quota), or not allowed (read-only, no
+# permission). Error messages tell the two apart, since the fix differs.
+FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+DENIED_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+STORAGE_ERRNOS = FULL_ERRNOS | DENIED_ERRNOS
 # How DuckDB words a failed write to disk (its exceptions carry no errno).
 _DUCKDB_DISK_SIGNS = ("no space left on device", "could not write file", "read-only file system",
                       "permission denied", "disk quota exceeded", "could not write", "failed to write")

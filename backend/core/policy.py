@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from backend.core.sizes import format_size
+from backend.core.vocabulary import Kind
 from backend.net.hosts import is_loopback_host
 
 __all__ = [
@@ -472,7 +473,7 @@ def _check_consistency(values: Mapping[str, PolicyValue], where: str) -> None:
     if patterns is None:
         return
     probe = Policy(path=None, values=MappingProxyType({"allowed_models": patterns}))
-    for kind in ("text", "image", "video"):
+    for kind in Kind:
         default = values.get(f"default_model_{kind}")
         if default is not None and not probe.model_allowed(default.value):
             raise PolicyError(

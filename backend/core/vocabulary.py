@@ -27,3 +27,5 @@ class Kind(StrEnum):
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.INTERRUPTED, Status.CANCELLED})
 # Still owed to the user: waiting or being sent.
 PENDING = frozenset({Status.QUEUED, Status.RUNNING})
+# What a retry may queue again: waiting already, or ended without an answer the user kept as done.
+RETRYABLE = (Status.QUEUED, Status.FAILED, Status.INTERRUPTED, Status.CANCELLED)

@@ -214,11 +214,16 @@ def render_markdown(record: dict[str, Any]) -> str:
     if record.get("output_text"):
         lines += ["", "## Answer", "", record["output_text"]]
     for asset in record["assets"]:
-        link = media_name(asset)
-        lines += ["", f"![{asset['kind']}]({link})" if asset["kind"] == "image" else f"[{asset['kind']}]({link})"]
+        lines += ["", _asset_link(asset)]
     if record.get("error"):
         lines += ["", "## Error", "", record["error"].get("message", "")]
     return "\n".join(lines) + "\n"
+
+
+def _asset_link(asset: dict[str, Any]) -> str:
+    """An output file in Markdown: an image shown inline, anything else (a video) as a link."""
+    link = media_name(asset)
+    return f"![{asset['kind']}]({link})" if asset["kind"] == "image" else f"[{asset['kind']}]({link})"
 
 
 def render_conversation(turns: list[dict[str, Any]]) -> str:
@@ -242,8 +247,7 @@ def render_conversation(turns: list[dict[str, Any]]) -> str:
         if turn.get("output_text"):
             lines += ["", "**Answer:**", "", turn["output_text"]]
         for asset in turn["assets"]:
-            link = media_name(asset)
-            lines += ["", f"![{asset['kind']}]({link})" if asset["kind"] == "image" else f"[{asset['kind']}]({link})"]
+            lines += ["", _asset_link(asset)]
         if turn.get("error"):
             lines += ["", "*Error:* " + turn["error"].get("message", "")]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,8 @@ from typing import Any
 
 from backend.db import assets as assets_db
 from backend.db import generations as gens
+from backend.db.listing import TEXT_MATCH
+from backend.db.pages import like_pattern
 from backend.db.time import iso
 
 PAGE = 500
@@ -34,8 +36,8 @@ def select_ids(cur: Any, selection: dict[str, Any]) -> list[str]:
     params: list[Any] = []
     if selection.get("q"):
         q = selection["q"]
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append("(prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\' OR title ILIKE ? ESCAPE '\\')")
+        pattern = like_pattern(q)
+        where.append(TEXT_MATCH)
         params += [pattern, pattern, pattern]
     if selection.get("kind"):
         where.append("kind = ?")

@@ -9,17 +9,35 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from backend.core.errors import NotFound
-from backend.core.vocabulary import PENDING, Status
+from backend.core.vocabulary import PENDING, Kind, Status
 from backend.db import search as search_index
-from backend.db.generations import decode_cursor, encode_cursor
+from backend.db.pages import decode_cursor, encode_cursor
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
 
 _COLUMNS = ("id, name, kind, models, template_id, prompt, system, params, tags, rows_count, repeats, total, state, "
             "created_at, updated_at")
+
+
+class BatchState(StrEnum):
+    """What the user made of a batch (stored in ``batches.state``)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class BatchStatus(StrEnum):
+    """A batch's ``status`` in the API, read from its state and its generations (:func:`to_record`)."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -64,7 +82,7 @@ async def insert(store: Store, *, name: str | None, kind: str, models: list[str]
             "g.variables, ? FROM (SELECT unnest(?::VARCHAR[]) AS id, unnest(?::VARCHAR[]) AS model, "
             "unnest(?::VARCHAR[]) AS prompt, unnest(?::VARCHAR[]) AS system, unnest(?::VARCHAR[]) AS variables, "
             "unnest(?::TIMESTAMPTZ[]) AS created_at) AS g",
-            [kind, params_json, kind == "text", tags, ts, template_id, batch_id, ids, [i.model for i in items],
+            [kind, params_json, kind == Kind.TEXT, tags, ts, template_id, batch_id, ids, [i.model for i in items],
              [i.prompt for i in items], [i.system for i in items],
              [json.dumps(i.variables) if i.variables is not None else None for i in items], created],
         )
@@ -125,13 +143,13 @@ async def _summaries(store: Store, batch_ids: list[str]) -> dict[str, dict[str, 
     return out
 
 
-def _status(state: str, counts: dict[str, int]) -> str:
+def _status(state: str, counts: dict[str, int]) -> BatchStatus:
     """``cancelled`` (by the user), ``finished`` (nothing left to send), ``paused`` or ``running``."""
-    if state == "cancelled":
-        return "cancelled"
+    if state == BatchState.CANCELLED:
+        return BatchStatus.CANCELLED
     if sum(counts.get(status, 0) for status in PENDING) == 0:
-        return "finished"
-    return "paused" if state == "paused" else "running"
+        return BatchStatus.FINISHED
+    return BatchStatus.PAUSED if state == BatchState.PAUSED else BatchStatus.RUNNING
 
 
 def to_record(row: dict[str, Any], summary: dict[str, Any] | None) -> dict[str, Any]:
@@ -158,7 +176,7 @@ def to_record(row: dict[str, Any], summary: dict[str, Any] | None) -> dict[str, 
         "cost_usd": round(summary["cost"], 10),
         "created_at": iso(row["created_at"]),
         "started_at": iso(summary["first"]),
-        "finished_at": iso(summary["last"]) if status in ("finished", "cancelled") else None,
+        "finished_at": iso(summary["last"]) if status in (BatchStatus.FINISHED, BatchStatus.CANCELLED) else None,
     }
 
 

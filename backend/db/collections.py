@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from backend.core.errors import NotFound
-from backend.db.generations import decode_cursor, encode_cursor, existing_ids
+from backend.db.generations import existing_ids
+from backend.db.pages import decode_cursor, encode_cursor, like_pattern
 from backend.db.store import Store
 from backend.db.time import new_id, now
 
@@ -64,7 +65,7 @@ async def search(store: Store, *, q: str | None = None, limit: int = 50,
     params: list[Any] = []
     if q:
         where.append("c.name ILIKE ? ESCAPE '\\'")
-        params.append("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        params.append(like_pattern(q))
     if cursor:
         created, collection_id = decode_cursor(cursor)
         where.append("(c.created_at < ? OR (c.created_at = ? AND c.id < ?))")

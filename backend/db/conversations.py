@@ -6,11 +6,10 @@ from its turns. See docs/api.md ("Conversations").
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
 from typing import Any
 
-from backend.core.errors import AtelierError, NotFound
+from backend.core.errors import NotFound
+from backend.db.pages import decode_cursor, encode_cursor, like_pattern
 from backend.db.store import Store
 from backend.db.time import iso, now
 
@@ -50,34 +49,19 @@ def not_found(conversation_id: str) -> NotFound:
     return NotFound(f"No conversation with id '{conversation_id[:64]}'.")
 
 
-def _cursor(row: dict[str, Any]) -> str:
-    raw = f"{row['updated_at'].isoformat()}|{row['id']}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, conv_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), conv_id
-    except (ValueError, UnicodeDecodeError):
-        raise AtelierError("The cursor is not valid; start again without it.", code="invalid_cursor",
-                           status=422) from None
-
-
 async def search(store: Store, *, q: str | None = None, limit: int = 50,
                  cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """By last activity, newest first. ``q`` matches the title and any turn's prompt or answer."""
     where: list[str] = []
     params: list[Any] = []
     if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = like_pattern(q)
         where.append("(c.title ILIKE ? ESCAPE '\\' OR c.id IN (SELECT conversation_id FROM generations WHERE "
                      "prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\'))")
         params += [pattern, pattern, pattern]
     outer = ""
     if cursor:
-        stamp, conv_id = _decode(cursor)
+        stamp, conv_id = decode_cursor(cursor)
         outer = "WHERE (s.updated_at < ? OR (s.updated_at = ? AND s.id < ?))"
         params += [stamp, stamp, conv_id]
     clause = ("WHERE " + " AND ".join(where)) if where else ""
@@ -86,7 +70,7 @@ async def search(store: Store, *, q: str | None = None, limit: int = 50,
         "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?",
         [*params, limit + 1],
     )
-    next_cursor = _cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1], stamp="updated_at") if len(rows) > limit else None
     return [_item(r) for r in rows[:limit]], next_cursor
 
 

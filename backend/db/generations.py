@@ -6,14 +6,13 @@ A generation row is written before anything is sent to OpenRouter; every later c
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from backend.core.errors import AtelierError, NotFound, action_for
-from backend.core.vocabulary import TERMINAL
+from backend.core.errors import NotFound, action_for
+from backend.core.vocabulary import PENDING, RETRYABLE, TERMINAL, Status
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
 from backend.db import search as search_index
@@ -21,23 +20,24 @@ from backend.db.group_commit import group_for
 from backend.db.store import Store
 from backend.db.time import iso, new_id, now
 
-_COLUMNS = (
+#: Every column of a generation row, in the order records are read.
+COLUMNS = (
     "id, kind, status, model, prompt, system, params, input_asset_ids, stream, title, tags, favorite, output_text, "
     "reasoning_text, prompt_tokens, completion_tokens, cost_usd, upstream_id, upstream_model, job_id, polling_url, "
     "attempts, error, next_attempt_at, created_at, started_at, finished_at, updated_at, conversation_id, parent_id, "
     "context_dropped_turns, template_id, variables, batch_id"
 )
 
-_COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
+_COLUMN_NAMES = [name.strip() for name in COLUMNS.split(",")]
 
 # Columns the search index covers: a write that changes one of them re-indexes the row (backend/db/search.py).
 SEARCHED = frozenset({"prompt", "output_text", "title"})
 
 
 #: A queued turn waits while its parent is still in one of these.
-WAITING_PARENT = ("queued", "running")
+WAITING_PARENT = PENDING
 #: A queued turn whose parent ended in one of these fails with ``parent_failed``.
-PARENT_FAILED = ("failed", "cancelled")
+PARENT_FAILED = frozenset({Status.FAILED, Status.CANCELLED})
 
 
 async def insert(
@@ -78,7 +78,7 @@ async def insert(
         "INSERT INTO generations (id, kind, status, model, prompt, system, params, input_asset_ids, stream, "
         "title, tags, attempts, created_at, updated_at, started_at, conversation_id, parent_id, template_id, "
         "variables) VALUES",
-        [gen_id, kind, "running" if start_now else "queued", model, prompt, system, json.dumps(params),
+        [gen_id, kind, Status.RUNNING if start_now else Status.QUEUED, model, prompt, system, json.dumps(params),
          json.dumps(input_asset_ids), stream, title, tags, 1 if start_now else 0, ts, ts,
          ts if start_now else None, conversation_id, parent_id, template_id,
          json.dumps(variables) if variables is not None else None],
@@ -93,9 +93,9 @@ async def insert(
     # Group commit: requests arriving together share one transaction and one journal sync; this returns once
     # the row is committed (docs/performance.md, "Group commit").
     await group_for(store).insert(rows)
-    # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
+    # Exactly the row as stored (every column of COLUMNS), so callers can build the record without a read.
     row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
-    row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
+    row.update(id=gen_id, kind=kind, status=Status.RUNNING if start_now else Status.QUEUED, model=model, prompt=prompt,
                system=system, params=json.dumps(params), input_asset_ids=json.dumps(input_asset_ids),
                stream=stream, title=title, tags=tags, favorite=False, attempts=1 if start_now else 0,
                created_at=ts, updated_at=ts, started_at=ts if start_now else None,
@@ -105,7 +105,7 @@ async def insert(
 
 
 async def get_row(store: Store, gen_id: str) -> dict[str, Any]:
-    row = await store.fetchone(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
+    row = await store.fetchone(f"SELECT {COLUMNS} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
     if row is None:
         raise NotFound(f"No generation with id '{gen_id}'.")
     await with_parent_status(store, [row])
@@ -123,7 +123,7 @@ async def parent_failed(store: Store, row: dict[str, Any]) -> bool:
 async def with_parent_status(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add ``parent_status`` to queued turns (a turn waits for its parent: ``waiting_for`` in the record). One
     lookup by primary key for the few that need it, never a join over the library."""
-    wanted = list({r["parent_id"] for r in rows if r["status"] == "queued" and r.get("parent_id")})
+    wanted = list({r["parent_id"] for r in rows if r["status"] == Status.QUEUED and r.get("parent_id")})
     statuses: dict[str, str] = {}
     if wanted:
         placeholders = ", ".join("?" for _ in wanted)
@@ -156,7 +156,7 @@ async def update(store: Store, gen_id: str, *, index: bool = True, **changes: An
     await store.transaction(run)
 
 
-async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = ("queued",)) -> bool:
+async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = (Status.QUEUED,)) -> bool:
     """Atomically move a generation to ``running``; False when another path got it first."""
     placeholders = ", ".join("?" for _ in from_statuses)
 
@@ -171,7 +171,7 @@ async def claim(store: Store, gen_id: str, *, from_statuses: tuple[str, ...] = (
     return await store.transaction(run)
 
 
-async def transition(store: Store, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
+async def transition(store: Store, gen_id: str, *, status: str, from_statuses: Sequence[str] = (Status.RUNNING,),
                      **changes: Any) -> bool:
     """Move a generation to ``status`` (setting ``changes`` too) only if it is in one of ``from_statuses``.
 
@@ -201,14 +201,13 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
 
 async def cancel(store: Store, gen_id: str) -> bool:
     """Mark a queued or running generation ``cancelled``; False when it had already finished."""
-    return await transition(store, gen_id, status="cancelled", from_statuses=("queued", "running"),
+    return await transition(store, gen_id, status=Status.CANCELLED, from_statuses=(Status.QUEUED, Status.RUNNING),
                             finished_at=now(), next_attempt_at=None)
 
 
 async def requeue(store: Store, gen_id: str) -> bool:
     """Queue a generation again now (from queued, failed, interrupted or cancelled), clearing its error."""
-    return await transition(store, gen_id, status="queued",
-                            from_statuses=("queued", "failed", "interrupted", "cancelled"),
+    return await transition(store, gen_id, status=Status.QUEUED, from_statuses=RETRYABLE,
                             next_attempt_at=None, finished_at=None, error=None)
 
 
@@ -278,7 +277,7 @@ async def pending_records(store: Store) -> list[dict[str, Any]]:
     """Records (without attempt logs) of the generations that wait or run, oldest first: two queries whatever
     their number (a batch may put thousands in the queue)."""
     rows = await store.fetchall(
-        f"SELECT {_COLUMNS} FROM generations WHERE status IN ('queued', 'running') ORDER BY created_at, id")  # noqa: S608
+        f"SELECT {COLUMNS} FROM generations WHERE status IN ('queued', 'running') ORDER BY created_at, id")  # noqa: S608
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows]
 
@@ -344,7 +343,7 @@ def to_record(row: dict[str, Any], assets: list[dict[str, Any]] | None = None,
         "conversation_id": row.get("conversation_id"),
         "parent_id": row.get("parent_id"),
         "context_dropped_turns": row.get("context_dropped_turns") or 0,
-        "waiting_for": "parent" if row["status"] == "queued" and row.get("parent_status") in WAITING_PARENT
+        "waiting_for": "parent" if row["status"] == Status.QUEUED and row.get("parent_status") in WAITING_PARENT
         else None,
         "template_id": row.get("template_id"),
         "variables": json.loads(row["variables"]) if row.get("variables") else None,
@@ -365,151 +364,11 @@ async def record(store: Store, gen_id: str, *, with_attempts: bool = True) -> di
 async def conversation_records(store: Store, conversation_id: str) -> list[dict[str, Any]]:
     """Every turn of a conversation as API records (with output assets), oldest first."""
     rows = await store.fetchall(
-        f"SELECT {_COLUMNS} FROM generations WHERE conversation_id = ? ORDER BY created_at, id",  # noqa: S608
+        f"SELECT {COLUMNS} FROM generations WHERE conversation_id = ? ORDER BY created_at, id",  # noqa: S608
         [conversation_id])
     await with_parent_status(store, rows)
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows]
-
-
-def encode_cursor(row: dict[str, Any]) -> str:
-    created: datetime = row["created_at"]
-    raw = f"{created.isoformat()}|{row['id']}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, gen_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), gen_id
-    except (ValueError, UnicodeDecodeError):
-        raise AtelierError("The cursor is not valid; start again without it.", code="invalid_cursor",
-                           status=422) from None
-
-
-async def search(
-    store: Store,
-    *,
-    q: str | None = None,
-    kind: str | None = None,
-    status: str | None = None,
-    model: str | None = None,
-    tag: str | None = None,
-    favorite: bool | None = None,
-    collection_id: str | None = None,
-    batch_id: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-    oldest_first: bool = False,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first (``oldest_first``: in the order they were made, as a batch's items are listed). ``q`` matches
-    prompt, output and title (case-insensitive substring).
-
-    Fast at any library size: the page's ids are found in windows of ``created_at`` (newest first, stopping as
-    soon as the page is full; with ``q``, only the days the search index names), then only those rows are read.
-    See docs/data.md ("Search").
-    """
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("kind", kind), ("status", status), ("model", model)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if tag:
-        where.append("list_contains(tags, ?)")
-        params.append(tag)
-    if favorite is not None:
-        where.append("favorite = ?")
-        params.append(favorite)
-    if batch_id:
-        where.append("batch_id = ?")
-        params.append(batch_id)
-    after = decode_cursor(cursor) if cursor else None
-    if after:
-        op = ">" if oldest_first else "<"
-        where.append(f"(created_at {op} ? OR (created_at = ? AND id {op} ?))")
-        params += [after[0], after[0], after[1]]
-    if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append("(prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\' OR title ILIKE ? ESCAPE '\\')")
-        params += [pattern, pattern, pattern]
-    need = limit + 1
-
-    def run(cur: Any) -> list[dict[str, Any]]:
-        conditions, values = list(where), list(params)
-        if oldest_first:  # a batch's items: a small set read in the order it was made (the batch_id index)
-            cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE {' AND '.join(conditions) or 'true'} "  # noqa: S608
-                        "ORDER BY created_at, id LIMIT ?", [*values, need])
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        if collection_id:
-            # A semi-join on the collection's items: DuckDB hashes the members and probes the library's ids once.
-            conditions.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
-            values.append(collection_id)
-        found: list[tuple[str, datetime]] = []
-        for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None,
-                                            selective=bool(collection_id or batch_id)):
-            clause = " AND ".join([*conditions, probe])
-            cur.execute(f"SELECT id, created_at FROM generations WHERE {clause} "  # noqa: S608
-                        "ORDER BY created_at DESC, id DESC LIMIT ?", [*values, *probe_params, need - len(found)])
-            found += cur.fetchall()
-            if len(found) >= need:
-                break
-        if not found:
-            return []
-        ids = [gen_id for gen_id, _ in found]
-        if collection_id:  # scattered over the library: by id, one placeholder each (the primary key's index)
-            cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE id IN ({', '.join('?' for _ in ids)})", ids)  # noqa: S608
-        else:  # one stretch of time: a range scan
-            cur.execute(f"SELECT {_COLUMNS} FROM generations WHERE created_at >= ? AND created_at <= ? "  # noqa: S608
-                        "AND list_contains(?::VARCHAR[], id)", [found[-1][1], found[0][1], ids])
-        names = [d[0] for d in cur.description]
-        by_id = {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
-        return [by_id[gen_id] for gen_id in ids if gen_id in by_id]
-
-    rows = await store.read(run)
-    await with_parent_status(store, rows)
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    rows = rows[:limit]
-    assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
-    return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
-
-
-def _probes(cur: Any, *, q: str | None, before: datetime | None,
-            selective: bool) -> Iterator[tuple[str, list[Any]]]:
-    """Ranges of ``created_at`` to look in, newest first, each a SQL condition with its parameters.
-
-    With words in ``q``: the days the search index names (1, then 4 days), then all the other ones. Otherwise
-    a window of time sized from the library's density (a few pages' worth), then everything older; a
-    ``selective`` filter (a collection) skips the window.
-    """
-    words = search_index.pieces(cur, q) if q else []
-    if words:
-        days = search_index.candidate_days(cur, words)
-        if before is not None:
-            last = before.astimezone(UTC).date()
-            days = [d for d in days if d <= last]
-        for chunk in (days[:1], days[1:5], days[5:]):
-            if not chunk:
-                return
-            lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
-            hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
-            yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
-                   [lo, hi, chunk])
-        return
-    if selective:
-        yield "true", []
-        return
-    cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
-    count, oldest, newest = cur.fetchone()
-    if not count:
-        return
-    top = min(before, newest) if before is not None else newest
-    lo = top - max((newest - oldest) * 200 / count, timedelta(seconds=1))
-    yield "created_at >= ? AND created_at <= ?", [lo, top]
-    if lo > oldest:
-        yield "created_at < ?", [lo]
 
 
 def existing_ids(cur: Any, ids: list[str]) -> list[str]:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from backend.core.errors import NotFound
-from backend.db.generations import decode_cursor, encode_cursor
+from backend.db.pages import decode_cursor, encode_cursor, like_pattern
 from backend.db.store import Store
 from backend.db.time import new_id, now
 
@@ -78,7 +78,7 @@ async def search(store: Store, *, q: str | None = None, kind: str | None = None,
     where: list[str] = []
     params: list[Any] = []
     if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = like_pattern(q)
         where.append("(name ILIKE ? ESCAPE '\\' OR prompt ILIKE ? ESCAPE '\\' "
                      "OR array_to_string(tags, ' ') ILIKE ? ESCAPE '\\')")
         params += [pattern, pattern, pattern]

@@ -17,7 +17,6 @@ row (mime, bytes, sha256, width, height, duration_s, thumb_sha256) is written by
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from backend.core.files import fsync_dir, write_all
+from backend.core.files import DENIED_ERRNOS, FULL_ERRNOS, fsync_dir, write_all
 from backend.core.sizes import format_size
 from backend.media.containers import mp4_details, wav_duration
 from backend.media.errors import MediaError
@@ -302,13 +301,13 @@ def _unlink_quietly(path: Path) -> None:
 
 def _os_error(exc: OSError, doing: str) -> MediaError:
     """Map a file-system error to ``disk_full`` / ``io_error`` with a message that says what to do."""
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+    if exc.errno in FULL_ERRNOS:
         return MediaError(
             f"The disk is full, so Atelier could not {doing}. Free some disk space and try again;"
             " files saved earlier are unaffected.",
             code="disk_full",
         )
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno in DENIED_ERRNOS:
         return MediaError(
             f"Permission denied: Atelier could not {doing}. Make sure your user account can write to the"
             " Atelier data folder, then try again.",

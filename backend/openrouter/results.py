@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
     "ChatResult",
     "ImageDelta",
     "KeepAlive",
+    "Modality",
     "ReasoningDelta",
     "StreamEvent",
     "StreamFinished",
@@ -19,6 +21,15 @@ __all__ = [
     "as_float",
     "as_int",
 ]
+
+
+class Modality(StrEnum):
+    """What a model takes and makes, in OpenRouter's words (``input_modalities``, ``output_modalities``, a chat
+    request's ``modalities``): the ones Atelier asks for. The catalogue is kept per output modality."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
 
 
 @dataclass(frozen=True)

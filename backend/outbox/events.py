@@ -6,12 +6,35 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from backend.core.vocabulary import TERMINAL
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
 from backend.db.store import Store
+
+
+class Event(StrEnum):
+    """What an attempt tells its listeners, and the SSE event names they are relayed under (docs/api.md).
+
+    A vocabulary of its own: ``queued`` here means "this attempt ended and the generation waits to be sent
+    again"; a generation's status is :class:`backend.core.vocabulary.Status`."""
+
+    GENERATION = "generation"  # the record, first
+    STARTED = "started"  # OpenRouter began answering
+    DELTA = "delta"
+    REASONING = "reasoning"
+    PROGRESS = "progress"  # a video job's status
+    KEEPALIVE = "keepalive"
+    PING = "ping"  # nothing happened for a while (followers)
+    DONE = "done"  # final: the record
+    ERROR = "error"  # final: {"error", "generation"}
+    QUEUED = "queued"  # final for this attempt: {"error", "generation"}
+
+
+#: The events after which an attempt publishes nothing more.
+FINAL = frozenset({Event.DONE, Event.ERROR, Event.QUEUED})
 
 
 @dataclass
@@ -53,16 +76,16 @@ async def follow(store: Store, running_now: dict[str, Running], gen_id: str) -> 
     queue = running.subscribe() if running is not None else None
     try:
         record = await gens.record(store, gen_id)
-        yield "generation", record
+        yield Event.GENERATION, record
         if record["status"] in TERMINAL:
-            yield "done", record
+            yield Event.DONE, record
             return
         while True:
             if queue is None:
                 await asyncio.sleep(0.5)  # queued: poll until the worker picks it up
                 record = await gens.record(store, gen_id)
                 if record["status"] in TERMINAL:
-                    yield "done", record
+                    yield Event.DONE, record
                     return
                 running = running_now.get(gen_id)
                 if running is not None:
@@ -71,13 +94,13 @@ async def follow(store: Store, running_now: dict[str, Running], gen_id: str) -> 
             try:
                 event, data = await asyncio.wait_for(queue.get(), timeout=15)
             except TimeoutError:
-                yield "ping", {}
+                yield Event.PING, {}
                 continue
-            if event in ("generation", "started"):
+            if event in (Event.GENERATION, Event.STARTED):
                 continue
             yield event, data
-            if event in ("done", "error", "queued"):
-                if event == "queued":
+            if event in FINAL:
+                if event == Event.QUEUED:
                     running.unsubscribe(queue)
                     queue = None
                     continue

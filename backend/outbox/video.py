@@ -17,7 +17,7 @@ from backend.db import generations as gens
 from backend.media import MediaError
 from backend.openrouter import UpstreamError
 from backend.outbox.attempt import AttemptRules
-from backend.outbox.events import Running
+from backend.outbox.events import Event, Running
 
 VIDEO_DONE = {"completed", "succeeded"}
 VIDEO_FAILED = {"failed", "cancelled", "canceled", "expired", "dead", "error"}
@@ -66,7 +66,7 @@ class VideoAttempt:
         s.connectivity.mark(True)
         running.started.set()
         record = await gens.record(s.store, gen_id, with_attempts=False)
-        running.publish("progress", {"status": job.get("status", "pending"), "generation": record})
+        running.publish(Event.PROGRESS, {"status": job.get("status", "pending"), "generation": record})
         await self.poll(running, await gens.get_row(s.store, gen_id))
 
     async def poll(self, running: Running, row: dict[str, Any]) -> None:
@@ -84,7 +84,7 @@ class VideoAttempt:
                                        error=error_dict("cancelled", "Stopped following this video. OpenRouter has no "
                                                         "way to cancel a video job, so it may still finish (and "
                                                         "be billed) there."))
-                    await rules.publish_final(running, "done")
+                    await rules.publish_final(running, Event.DONE)
                     return
                 raise
             key = await s.keys.get()
@@ -98,7 +98,7 @@ class VideoAttempt:
                     if exc.upstream_status == 404 or failures >= 5:
                         await rules.finish(gen_id, Status.FAILED, error=error_dict(exc.code, exc.message,
                                                                          upstream_status=exc.upstream_status))
-                        await rules.publish_final(running, "error")
+                        await rules.publish_final(running, Event.ERROR)
                         return
                 elif exc.code == "network":
                     s.connectivity.mark(False)
@@ -117,9 +117,9 @@ class VideoAttempt:
                 await rules.finish(gen_id, Status.FAILED, error=error_dict(
                     f"video_{status}", message or texts.get(status, "OpenRouter reports that the video failed.")),
                     cost_usd=job_cost(info))
-                await rules.publish_final(running, "error")
+                await rules.publish_final(running, Event.ERROR)
                 return
-            running.publish("progress", {"status": status or "pending"})
+            running.publish(Event.PROGRESS, {"status": status or "pending"})
 
     async def _download(self, running: Running, row: dict[str, Any], key: str, info: dict[str, Any]) -> None:
         s, rules = self.s, self.rules
@@ -143,14 +143,14 @@ class VideoAttempt:
                         await rules.finish(gen_id, Status.FAILED, error=error_dict(
                             "download_failed", f"The video finished but could not be downloaded: {exc.message}"),
                             cost_usd=job_cost(info))
-                        await rules.publish_final(running, "error")
+                        await rules.publish_final(running, Event.ERROR)
                         return
                     await asyncio.sleep(min(30, s.settings.retry_base_seconds * (2 ** attempt)))
                 except MediaError as exc:
                     writer.abort()
                     code = "storage_error" if exc.code in ("disk_full", "io_error") else "bad_media"
                     await rules.finish(gen_id, Status.FAILED, error=error_dict(code, str(exc)), cost_usd=job_cost(info))
-                    await rules.publish_final(running, "error")
+                    await rules.publish_final(running, Event.ERROR)
                     return
                 except BaseException:
                     writer.abort()
@@ -158,5 +158,5 @@ class VideoAttempt:
         await assets_db.add_outputs(s.store, generation_id=gen_id, infos=infos)
         await rules.finish(gen_id, Status.SUCCEEDED, cost_usd=job_cost(info), error=None,
                            upstream_id=info.get("generation_id") or row["upstream_id"])
-        await rules.publish_final(running, "done")
+        await rules.publish_final(running, Event.DONE)
 

@@ -22,6 +22,7 @@ from backend.core.files import is_storage_failure
 from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
+from backend.core.vocabulary import RETRYABLE, Kind, Status
 from backend.db import attempts as attempts_db
 from backend.db import claiming, meta
 from backend.db import generations as gens
@@ -32,7 +33,7 @@ from backend.openrouter import OpenRouterClient
 from backend.outbox.attempt import MAX_UNKNOWN_DELIVERIES, AttemptRules, OutboxServices
 from backend.outbox.backoff import Uniform
 from backend.outbox.connectivity import Connectivity
-from backend.outbox.events import Running, follow
+from backend.outbox.events import Event, Running, follow
 from backend.outbox.text import ChatAttempt
 from backend.outbox.video import VideoAttempt
 from backend.services.admission import send_refusal
@@ -150,24 +151,24 @@ class Outbox:
         retry_unknown = await self.rules.retry_unknown()
         for row in rows:
             gen_id = row["id"]
-            if row["kind"] == "video":
+            if row["kind"] == Kind.VIDEO:
                 if row["job_id"]:
                     continue  # followed again by the loop
                 seen = f" (OpenRouter generation {row['upstream_id']})" if row["upstream_id"] else ""
-                await self.rules.finish(gen_id, "interrupted", error=error_dict(
+                await self.rules.finish(gen_id, Status.INTERRUPTED, error=error_dict(
                     "delivery_unknown",
                     f"Atelier stopped while this video was being submitted{seen}, so it is unknown whether "
                     "OpenRouter started it. Retry it if it does not appear in your OpenRouter activity."))
             elif row["output_text"]:
-                await self.rules.finish(gen_id, "interrupted", error=error_dict(
+                await self.rules.finish(gen_id, Status.INTERRUPTED, error=error_dict(
                     "interrupted", "Atelier stopped while this answer was streaming; the text received so far "
                     "is kept. Retry to generate it again."))
             elif (retry_unknown
                   and await attempts_db.unknown_deliveries(self.store, generation_id=gen_id) < MAX_UNKNOWN_DELIVERIES
                   and await attempts_db.counted(self.store, generation_id=gen_id) < self.settings.max_attempts):
-                await gens.transition(self.store, gen_id, status="queued", next_attempt_at=None)
+                await gens.transition(self.store, gen_id, status=Status.QUEUED, next_attempt_at=None)
             else:
-                await self.rules.finish(gen_id, "interrupted", error=error_dict(
+                await self.rules.finish(gen_id, Status.INTERRUPTED, error=error_dict(
                     "delivery_unknown", "Atelier stopped while this request was being sent; it may or may not "
                     "have reached the model. Retry it if you still want it."))
 
@@ -268,15 +269,15 @@ class Outbox:
         """Queue a generation again now (queued, failed, interrupted or cancelled). False when it is in none
         of those. Raises the refusal when policy or the budget no longer allow it (it is then failed)."""
         row = await gens.get_row(self.store, gen_id)
-        if row["status"] not in ("queued", "failed", "interrupted", "cancelled"):
+        if row["status"] not in RETRYABLE:
             return False
         if await gens.parent_failed(self.store, row):
             raise Conflict("The turn this one answers did not finish: retry that turn first.",
                            code="parent_failed")
         refusal = await self._refusal(row["model"])
         if refusal is not None:
-            await gens.transition(self.store, gen_id, status="failed",
-                                  from_statuses=("queued", "failed", "interrupted", "cancelled"),
+            await gens.transition(self.store, gen_id, status=Status.FAILED,
+                                  from_statuses=RETRYABLE,
                                   finished_at=gens.now(), next_attempt_at=None,
                                   error=error_dict(refusal.code, refusal.message))
             raise refusal
@@ -299,7 +300,7 @@ class Outbox:
         gen_id = running.gen_id
         try:
             row, running.row = running.row or await gens.get_row(self.store, gen_id), None
-            if row["kind"] == "video":
+            if row["kind"] == Kind.VIDEO:
                 if resume_video:
                     running.started.set()
                     await self.video.poll(running, row)
@@ -333,12 +334,12 @@ class Outbox:
             err = error_dict("internal_error", "Something went wrong inside Atelier while handling this "
                         "generation. Retry it; details are in the log file.")
         try:
-            await self.rules.finish(gen_id, "failed", error=err)
-            running.publish("error", {"error": err, "generation": await gens.record(self.store, gen_id)})
+            await self.rules.finish(gen_id, Status.FAILED, error=err)
+            running.publish(Event.ERROR, {"error": err, "generation": await gens.record(self.store, gen_id)})
         except Exception:
             # The disk is still refusing writes: keep trying in the background so the item does not stay
             # "running" until the next start.
-            running.publish("error", {"error": err, "generation": None})
+            running.publish(Event.ERROR, {"error": err, "generation": None})
             task = asyncio.create_task(self._record_failure_later(gen_id, err))
             self._background.add(task)  # keep a reference until it is done
             task.add_done_callback(self._background.discard)
@@ -347,7 +348,7 @@ class Outbox:
         for _ in range(120):
             await asyncio.sleep(self.settings.probe_seconds)
             try:
-                await self.rules.finish(gen_id, "failed", error=err)
+                await self.rules.finish(gen_id, Status.FAILED, error=err)
                 return
             except Exception:  # noqa: S112 - still failing; try again
                 continue

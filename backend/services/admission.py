@@ -14,6 +14,7 @@ from backend.core.errors import AtelierError, NotFound
 from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
+from backend.core.vocabulary import Kind
 from backend.db import assets as assets_db
 from backend.db import generations as gens
 from backend.db.store import Store
@@ -112,9 +113,9 @@ class Admission:
     async def check(self, request: GenerationRequest) -> None:
         """Raise the :class:`AtelierError` the caller should answer with, or return when admitted."""
         check_params(request.params)
-        if request.kind != "video" and not request.prompt.strip() and not request.input_asset_ids:
+        if request.kind != Kind.VIDEO and not request.prompt.strip() and not request.input_asset_ids:
             raise AtelierError("Write a prompt first.", code="invalid_request", status=422)
-        if request.stream and request.kind != "text":
+        if request.stream and request.kind != Kind.TEXT:
             raise AtelierError("Only text can be streamed; images and video arrive when finished.",
                                code="invalid_request", status=422)
         policy = self.policy

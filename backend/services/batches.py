@@ -15,8 +15,10 @@ from backend.core.errors import AtelierError, Conflict
 from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
+from backend.core.vocabulary import Kind
 from backend.db import batches as rows_db
 from backend.db import templates as templates_db
+from backend.db.batches import BatchState
 from backend.db.store import Store
 from backend.services import templates as engine
 from backend.services.admission import check_params, send_refusal
@@ -78,7 +80,7 @@ class Batches:
             rendered = engine.render_rows(prompt, system, request.rows)
         else:
             rendered = [engine.Rendered(prompt=prompt, system=system)] * len(request.rows)
-        if request.kind != "video" and any(not r.prompt.strip() for r in rendered):
+        if request.kind != Kind.VIDEO and any(not r.prompt.strip() for r in rendered):
             empty = next(i for i, r in enumerate(rendered, start=1) if not r.prompt.strip())
             raise AtelierError(f"Row {empty} renders an empty prompt; give it a value.", code="invalid_request",
                                status=422, row=empty)
@@ -110,11 +112,11 @@ class Batches:
 
     async def pause(self, batch_id: str) -> dict[str, Any]:
         """Nothing more of the batch is sent; items already out finish."""
-        await self._set(batch_id, "paused")
+        await self._set(batch_id, BatchState.PAUSED)
         return await rows_db.record(self.store, batch_id=batch_id)
 
     async def resume(self, batch_id: str) -> dict[str, Any]:
-        await self._set(batch_id, "active")
+        await self._set(batch_id, BatchState.ACTIVE)
         self.outbox.connectivity.recheck()
         self.outbox.wake()
         return await rows_db.record(self.store, batch_id=batch_id)
@@ -122,7 +124,7 @@ class Batches:
     async def cancel(self, batch_id: str) -> dict[str, Any]:
         """Cancel what has not finished; what finished stays. The state is written first, so the outbox claims
         nothing more of it; items already claimed are cancelled one by one (a stream keeps its text)."""
-        await self._set(batch_id, "cancelled")
+        await self._set(batch_id, BatchState.CANCELLED)
         await rows_db.cancel_queued(self.store, batch_id=batch_id)
         for gen_id in await rows_db.running_ids(self.store, batch_id=batch_id):
             await self.outbox.cancel(gen_id)
@@ -130,6 +132,6 @@ class Batches:
 
     async def _set(self, batch_id: str, state: str) -> None:
         row = await rows_db.get(self.store, batch_id=batch_id)
-        if row["state"] == "cancelled" and state != "cancelled":
+        if row["state"] == BatchState.CANCELLED and state != BatchState.CANCELLED:
             raise Conflict("This batch was cancelled; retry its items one by one instead.")
         await rows_db.set_state(self.store, batch_id=batch_id, state=state)

@@ -9,11 +9,11 @@ from typing import Any
 
 from backend.db.store import Store
 from backend.db.time import iso, now
-from backend.openrouter import OpenRouterClient, UpstreamError
+from backend.openrouter import Modality, OpenRouterClient, UpstreamError
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("text", "image", "video")
+OUTPUTS = tuple(Modality)
 
 
 def _item(model: dict[str, Any], video: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -21,8 +21,8 @@ def _item(model: dict[str, Any], video: dict[str, Any] | None = None) -> dict[st
     item = {
         "id": model.get("id"),
         "name": model.get("name") or model.get("id"),
-        "input_modalities": arch.get("input_modalities") or model.get("input_modalities") or ["text"],
-        "output_modalities": arch.get("output_modalities") or model.get("output_modalities") or ["text"],
+        "input_modalities": arch.get("input_modalities") or model.get("input_modalities") or [Modality.TEXT],
+        "output_modalities": arch.get("output_modalities") or model.get("output_modalities") or [Modality.TEXT],
         "pricing": model.get("pricing") or {},
         "context_length": model.get("context_length"),
         "description": model.get("description"),
@@ -46,7 +46,7 @@ class Catalogue:
         """Fetch one output kind from OpenRouter and replace its cache rows in one transaction."""
         models = await self.client.list_models(output, api_key)
         videos: dict[str, dict[str, Any]] = {}
-        if output == "video":
+        if output == Modality.VIDEO:
             try:
                 videos = {v.get("id"): v for v in await self.client.video_models(api_key)}
             except UpstreamError as exc:
@@ -54,7 +54,7 @@ class Catalogue:
             known = {m.get("id") for m in models}
             models += [v for vid, v in videos.items() if vid not in known]
         ts = now()
-        items = [_item(m, videos.get(m.get("id")) if output == "video" else None) for m in models if m.get("id")]
+        items = [_item(m, videos.get(m.get("id")) if output == Modality.VIDEO else None) for m in models if m.get("id")]
 
         def write(cur: Any) -> None:
             cur.execute("DELETE FROM model_cache WHERE output = ?", [output])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backend.core.errors import AtelierError, NotFound
+from backend.core.vocabulary import Kind
 from backend.db import conversations as convs
 from backend.db import generations as gens
 from backend.db.store import Store
@@ -44,7 +45,7 @@ async def _sibling(store: Store, sibling_of: str, conversation_id: str | None) -
                                [sibling_of])
     if row is None:
         raise NotFound(f"No generation with id '{sibling_of[:64]}' to branch beside.")
-    if row["kind"] == "video":
+    if row["kind"] == Kind.VIDEO:
         raise _invalid("A video is not a turn of a conversation.")
     if conversation_id is not None and conversation_id != row["conversation_id"]:
         raise _invalid("sibling_of belongs to another conversation than conversation_id.")
@@ -59,7 +60,7 @@ async def place(store: Store, *, kind: str, conversation_id: str | None, parent_
     conversation; ``conversation_id`` alone → after its latest turn; a parent from another conversation → 422.
     A parent that is not in a conversation yet (an image being refined) becomes the root of a new one.
     ``sibling_of`` (regenerate, edit) → beside that turn: its conversation, after its parent."""
-    if kind == "video":
+    if kind == Kind.VIDEO:
         if conversation_id or parent_id or sibling_of:
             raise _invalid("Videos do not take part in conversations; start the video from the image instead.")
         return Placement()
@@ -69,12 +70,12 @@ async def place(store: Store, *, kind: str, conversation_id: str | None, parent_
                            "turn as its sibling.")
         sibling = await _sibling(store, sibling_of, conversation_id)
         if sibling.parent_id is None:  # a first turn (or an image on its own): no parent to wait for
-            if sibling.conversation_id is None and kind == "text":
+            if sibling.conversation_id is None and kind == Kind.TEXT:
                 return Placement(conversation_id=new_id(), new_conversation=True)
             return sibling
         conversation_id, parent_id = sibling.conversation_id, sibling.parent_id
     if parent_id is None and conversation_id is None:
-        return Placement(conversation_id=new_id(), new_conversation=True) if kind == "text" else Placement()
+        return Placement(conversation_id=new_id(), new_conversation=True) if kind == Kind.TEXT else Placement()
     if parent_id is None:
         assert conversation_id is not None
         if not await convs.exists(store, conversation_id):
@@ -85,7 +86,7 @@ async def place(store: Store, *, kind: str, conversation_id: str | None, parent_
     row = await store.fetchone("SELECT id, kind, status, conversation_id FROM generations WHERE id = ?", [parent_id])
     if row is None:
         raise NotFound(f"No generation with id '{parent_id[:64]}' to answer after.")
-    if row["kind"] == "video":
+    if row["kind"] == Kind.VIDEO:
         raise _invalid("A turn cannot follow a video.")
     if row["conversation_id"] is None:
         if conversation_id is not None:

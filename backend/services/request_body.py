@@ -17,18 +17,20 @@ import math
 from typing import Any
 
 from backend.core.preferences import Preferences
+from backend.core.vocabulary import Kind, Status
 from backend.db import assets as assets_db
 from backend.db import conversations as convs
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.media import MediaStore, encode_data_url
+from backend.openrouter import Modality
 from backend.services.catalogue import Catalogue
 
 CHAT_PARAMS = ("temperature", "top_p", "seed", "max_tokens", "stop", "frequency_penalty", "presence_penalty",
                "reasoning")
 VIDEO_PARAMS = ("duration", "resolution", "aspect_ratio", "size", "generate_audio", "seed")
 #: Answers that go back into the context (a failed or cancelled turn has none worth sending).
-ANSWERED = ("succeeded", "interrupted")
+ANSWERED = frozenset({Status.SUCCEEDED, Status.INTERRUPTED})
 #: Token estimate for the context cap: generous on purpose (a character is rarely less than a third of a
 #: token), plus a fixed cost per message and per image.
 CHARS_PER_TOKEN = 3
@@ -115,7 +117,7 @@ class RequestBodies:
 
     async def _budget(self, model_id: str, max_tokens: int | None) -> int | None:
         """Tokens the prompt may use: the model's context length less the answer's cap (None: unknown)."""
-        model = await self.catalogue.get_model(model_id, "text") if self.catalogue else None
+        model = await self.catalogue.get_model(model_id, Modality.TEXT) if self.catalogue else None
         length = (model or {}).get("context_length")
         if not isinstance(length, int) or length <= 0:
             return None
@@ -127,7 +129,7 @@ class RequestBodies:
         ancestors = await self._ancestors(row)
         system = row["system"] or next((t["system"] for t in reversed(ancestors) if t["system"]), None)
         images = await self.input_data_urls(row)
-        if row["kind"] == "image" and ancestors:
+        if row["kind"] == Kind.IMAGE and ancestors:
             images = await self.output_data_urls(ancestors[-1]["id"]) + images
             ancestors = []  # an image edit sends the image, not the thread
         head = [{"role": "system", "content": system}] if system else []
@@ -136,7 +138,7 @@ class RequestBodies:
         for name in CHAT_PARAMS:
             if name in params:
                 body[name] = params[name]
-        if row["kind"] == "text" and "max_tokens" not in body:
+        if row["kind"] == Kind.TEXT and "max_tokens" not in body:
             # An explicit cap avoids OpenRouter's credit pre-check against the model's maximum output.
             body["max_tokens"] = await self.preferences.get("default_max_tokens")
         history: list[dict[str, Any]] = []
@@ -148,10 +150,10 @@ class RequestBodies:
         if dropped != (row.get("context_dropped_turns") or 0):
             await gens.update(self.store, row["id"], context_dropped_turns=dropped)
         body["messages"] = [*head, *history, last]
-        if row["kind"] == "image":
-            model = await self.catalogue.get_model(row["model"], "image") if self.catalogue else None
-            outputs = (model or {}).get("output_modalities") or ["image", "text"]
-            body["modalities"] = ["image", "text"] if "text" in outputs else ["image"]
+        if row["kind"] == Kind.IMAGE:
+            model = await self.catalogue.get_model(row["model"], Modality.IMAGE) if self.catalogue else None
+            outputs = (model or {}).get("output_modalities") or [Modality.IMAGE, Modality.TEXT]
+            body["modalities"] = [Modality.IMAGE, Modality.TEXT] if Modality.TEXT in outputs else [Modality.IMAGE]
             image_config = {k: params[k] for k in ("aspect_ratio", "image_size") if k in params}
             if image_config:
                 body["image_config"] = image_config

@@ -147,6 +147,19 @@
     });
   };
 
+  /** Replace a live part of a page (the queue, a batch) with a fresh server-rendered copy from ``url``. True
+      when it was replaced; false when nothing usable came (signed out, an error, offline: try again later). */
+  Atelier.refreshFragment = async function (live, url) {
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) return false;
+      live.innerHTML = await response.text(); // server-rendered, escaped
+      return true;
+    } catch (e) {
+      return false;
+    }
+  };
+
   function updateStatus(state) {
     const pill = document.querySelector("[data-status-pill]");
     const text = document.querySelector("[data-status-text]");

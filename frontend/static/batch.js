@@ -29,14 +29,7 @@
     };
 
     const refresh = async () => {
-      try {
-        const response = await fetch(url, { credentials: "same-origin" });
-        if (response.status === 401) return;
-        if (response.ok) {
-          live.innerHTML = await response.text(); // server-rendered, escaped
-          Atelier.tickElapsed();
-        }
-      } catch (e) { /* try again on the next tick */ }
+      if (await Atelier.refreshFragment(live, url)) Atelier.tickElapsed();
     };
 
     const schedule = () => {

@@ -10,15 +10,10 @@
     const url = live.getAttribute("data-refresh-url");
 
     const refresh = async () => {
-      try {
-        const response = await fetch(url, { credentials: "same-origin" });
-        if (response.status === 401) return;
-        if (response.ok) {
-          live.innerHTML = await response.text(); // server-rendered, escaped
-          Atelier.tickElapsed();
-          Atelier.tickRelative();
-        }
-      } catch (e) { /* try again on the next tick */ }
+      if (await Atelier.refreshFragment(live, url)) {
+        Atelier.tickElapsed();
+        Atelier.tickRelative();
+      }
     };
 
     live.addEventListener("submit", async (event) => {

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from backend.core.vocabulary import Kind, Status
 from frontend.backend_client import BackendError
 from frontend.web import backend, flash_backend_error, safe_next, wants_json
 
@@ -17,8 +18,8 @@ PAGE_SIZE = 30
 GRID_PAGE_SIZE = 60
 VIEWS = ("grid", "list")
 FILTERS = ("q", "kind", "status", "model", "tag", "favorite", "collection_id")
-KINDS = ("text", "image", "video")
-STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "cancelled")
+KINDS = tuple(Kind)
+STATUSES = tuple(Status)
 
 
 def current_filters() -> dict[str, str]:

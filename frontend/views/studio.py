@@ -21,6 +21,7 @@ from flask import (
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend.core.sizes import format_size
+from backend.core.vocabulary import Status
 from frontend import spending
 from frontend.backend_client import BackendError
 from frontend.forms import (
@@ -114,7 +115,7 @@ def active_generations(mode: str) -> list[dict[str, Any]]:
     if mode == "text":
         return []
     items: list[dict[str, Any]] = []
-    for status in ("running", "queued"):
+    for status in (Status.RUNNING, Status.QUEUED):
         with suppress(BackendError):
             items.extend(backend().generations(kind=mode, status=status, limit=10).get("items", []))
     items.sort(key=lambda g: str(g.get("created_at") or ""), reverse=True)

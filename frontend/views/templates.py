@@ -7,12 +7,13 @@ from typing import Any
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from backend.core.vocabulary import Kind
 from frontend.backend_client import BackendError
 from frontend.web import backend
 
 bp = Blueprint("templates", __name__)
 
-KINDS = ("text", "image", "video")
+KINDS = tuple(Kind)
 SAMPLE_PREFIX = "sample__"
 
 
