@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -101,7 +102,7 @@ class OpenRouterClient:
     async def get_json(self, path: str, api_key: str, *, params: dict | None = None, context: str) -> Any:
         """``GET`` an API path (relative to the base URL) and return its JSON answer; errors as for any call.
         Used by small endpoint modules (``stats.py``) so this class stays the only one holding the connection."""
-        _, payload = await self._json_call("GET", path, api_key, params=params, context=context)
+        _, payload = await self._connection.json_call("GET", path, api_key, params=params, context=context)
         return payload
 
     async def exchange_oauth_code(self, code: str, verifier: str) -> str:

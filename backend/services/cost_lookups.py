@@ -17,6 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from backend.core.vocabulary import Status
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.openrouter import UpstreamError
@@ -25,7 +26,7 @@ from backend.openrouter.stats import GenerationStats, generation_stats
 log = logging.getLogger(__name__)
 
 #: Statuses whose stream may have ended without its usage chunk.
-STOPPED = ("cancelled", "interrupted")
+STOPPED = (Status.CANCELLED, Status.INTERRUPTED)
 #: How often the database is searched for stopped generations even when nothing woke the service.
 RESCAN_SECONDS = 60.0
 #: Generations that ended longer ago than this are not looked up for the first time (an upgrade must not
