@@ -242,8 +242,8 @@ class App:
 
             def url_when_started() -> str | None:
                 done.wait()
-                if outcome[0] is not None:
-                    return None  # start-up failed or another instance took over: close the window
+                if outcome[0] is not None or self.stop_event.is_set():
+                    return None  # start-up failed, another instance took over, or a signal came: close
                 self.window.set_theme(self._theme())
                 return self._login_url()
 

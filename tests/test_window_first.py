@@ -128,3 +128,18 @@ def test_no_window_when_the_probe_fails_serves_headless(app, monkeypatch, capsys
 def test_an_unknown_theme_hint_is_ignored(app, data_dir: Path) -> None:
     (data_dir / app_module.THEME_HINT_FILE_NAME).write_text("purple")
     assert app._theme_hint() == "system"
+
+
+def test_a_signal_during_start_up_closes_the_new_window(app) -> None:
+    def start_servers(token: str, on_imported=None) -> bool:
+        on_imported()
+        servers_started.wait(10)
+        app.api, app.ui = FakeServer("http://127.0.0.1:1"), FakeServer("http://127.0.0.1:2")
+        app.stop_event.set()  # SIGTERM while the servers were starting, before the window could be closed
+        return True
+
+    app._start_servers = start_servers
+    assert app._run_window_first("t0ken", probe=SimpleNamespace()) == 0
+    [window] = FakeWindow.made
+    assert "url: None" in window.events  # the UI is not loaded: the window closes (the stop thread closes it too)
+    assert app.ui.stopped and app.api.stopped
