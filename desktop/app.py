@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import webbrowser
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -139,15 +140,39 @@ class App:
         token = self._token = secrets.token_urlsafe(32)  # 256 bits, new every launch
         REDACTOR.add(token)
         self._block_signals()
+        if probe is not None:
+            return self._run_window_first(token, probe)
+        code = self._start_and_publish(token)
+        if code is not None:
+            return code
+        login_url = self._login_url()
         try:
-            started = self._start_servers(token)
+            if self.want_window and reason is None:
+                try:
+                    self._run_window(login_url)
+                except Exception as exc:  # a GUI backend that fails to load: keep serving headless
+                    self._serve_headless(login_url, window_error=exc)
+            else:
+                if self.want_window:
+                    if settings.no_window:
+                        print("ATELIER_NO_WINDOW is set: Atelier opens in your browser.", flush=True)
+                    else:
+                        print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
+                    self._open_browser(login_url)
+                print(f"Atelier is running. Open this address in your browser:\n{login_url}", flush=True)
+                self.stop_event.wait()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start_and_publish(self, token: str, on_imported: Callable[[], None] | None = None) -> int | None:
+        """Start both servers and write runtime.json. None when serving, else the exit status (after handing
+        off to a running instance, or after saying why start-up failed)."""
+        try:
+            started = self._start_servers(token, on_imported)
         except _AlreadyRunning as exc:
-            if probe is not None:
-                probe.kill()
             return self._hand_off(exc.info)
         except _StartupFailed as exc:
-            if probe is not None:
-                probe.kill()
             print(f"atelier: {exc}", file=sys.stderr)
             log.error("start-up failed: %s", exc)
             return 1
@@ -162,34 +187,82 @@ class App:
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         try:
-            instance.write_runtime(settings.runtime_path, info)
+            instance.write_runtime(self.settings.runtime_path, info)
         except OSError as exc:  # a full or read-only disk: say so instead of a traceback
-            print(f"atelier: {describe_unwritable(settings.data_dir, exc)}", file=sys.stderr)
+            print(f"atelier: {describe_unwritable(self.settings.data_dir, exc)}", file=sys.stderr)
             self._shutdown()
             return 1
-        login_url = f"{self.ui.url}/login?token={token}"
         log.info("Atelier %s serving the UI on %s (API on %s)", __version__, self.ui.url, self.api.url)
-        try:
-            if probe is not None:
-                from .window import gui_probe_result
+        return None
 
-                reason = gui_probe_result(probe)
-            if self.want_window and reason is None:
-                try:
-                    self._run_window(login_url)
-                except Exception as exc:  # a GUI backend that fails to load: keep serving headless
-                    log.error("the window could not be opened: %s", exc)
-                    print(f"Atelier cannot open its window ({exc}). Serving headless instead.\n"
-                          f"Open this address in your browser:\n{login_url}", flush=True)
-                    self._open_browser(login_url)
-                    self.stop_event.wait()
-            else:
-                if self.want_window:
-                    if settings.no_window:
-                        print("ATELIER_NO_WINDOW is set: Atelier opens in your browser.", flush=True)
-                    else:
-                        print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
-                    self._open_browser(login_url)
+    def _login_url(self) -> str:
+        return f"{self.ui.url}/login?token={self._token}"
+
+    def _serve_headless(self, login_url: str, *, window_error: Exception) -> None:
+        log.error("the window could not be opened: %s", window_error)
+        print(f"Atelier cannot open its window ({window_error}). Serving headless instead.\n"
+              f"Open this address in your browser:\n{login_url}", flush=True)
+        self._open_browser(login_url)
+        self.stop_event.wait()
+
+    def _run_window_first(self, token: str, probe) -> int:
+        """Linux with a display: the servers start on a thread while the GUI probe runs, and the window opens on
+        the theme's background as soon as both allow, loading the UI when the servers are up
+        (docs/performance.md, "The window").
+
+        Qt is imported only after everything the servers import: once PySide6 is loaded, its import hook reads
+        the source of every module that imports something, which slows those imports down and, racing with
+        another thread's imports, broke pydantic's lazy attributes (an ImportError at start-up).
+        """
+        from .window import Window, gui_probe_result, preload
+
+        done = threading.Event()
+        imported = threading.Event()
+        outcome: list[int | None] = []
+
+        def start() -> None:
+            try:
+                outcome.append(self._start_and_publish(token, imported.set))
+            except BaseException:
+                log.exception("start-up failed")
+                outcome.append(1)
+            finally:
+                imported.set()
+                done.set()
+
+        threading.Thread(target=start, name="atelier-start", daemon=True).start()
+        window_error: Exception | None = None
+        imported.wait()
+        try:
+            preload(debug=self.debug_window)
+        except Exception as exc:  # pywebview or Qt cannot be imported: serve headless
+            window_error = exc
+        reason = gui_probe_result(probe)
+        if reason is None and window_error is None:
+
+            def url_when_started() -> str | None:
+                done.wait()
+                if outcome[0] is not None or self.stop_event.is_set():
+                    return None  # start-up failed, another instance took over, or a signal came: close
+                self.window.set_theme(self._theme())
+                return self._login_url()
+
+            self.window = Window(None, theme=self._theme_hint())
+            threading.Thread(target=self._close_window_on_stop, name="atelier-stop", daemon=True).start()
+            try:
+                self.window.run(self.stop_event.set, debug=self.debug_window, url_source=url_when_started)
+            except Exception as exc:  # a GUI backend that fails to load: keep serving headless
+                window_error = exc
+        done.wait()
+        if outcome[0] is not None:
+            return outcome[0]
+        login_url = self._login_url()
+        try:
+            if window_error is not None:
+                self._serve_headless(login_url, window_error=window_error)
+            elif reason is not None:
+                print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
+                self._open_browser(login_url)
                 print(f"Atelier is running. Open this address in your browser:\n{login_url}", flush=True)
                 self.stop_event.wait()
         finally:
@@ -203,7 +276,9 @@ class App:
             print(f"Atelier is already running. Open it here:\n{info['ui_url']}/login?token={info['token']}")
         return 0
 
-    def _start_servers(self, token: str) -> bool:
+    def _start_servers(self, token: str, on_imported: Callable[[], None] | None = None) -> bool:
+        """Open the library and start both servers. ``on_imported`` is called once everything they import is
+        imported and before they start (the window may import Qt from then on: see _run_window_first)."""
         from backend.app import Shell, create_app
         from backend.db.store import StoreOpenError
         from frontend import create_app as create_ui
@@ -223,10 +298,13 @@ class App:
         except _PolicyInvalid as exc:
             raise _StartupFailed(str(exc)) from None
         self.api = ApiServer(api_app, log_level="warning")
-        self.api.start()
         self.ui = UiServer(None)
         ui_app = create_ui(api_url=self.api.url, token=token, port_getter=lambda: self.ui.port)
         self.ui.server.app = ui_app
+        self.api.server.config.load()  # uvicorn's own imports (loop, protocols, lifespan), done here
+        if on_imported is not None:
+            on_imported()
+        self.api.start()
         self.ui.start()
         return True
 
@@ -241,8 +319,23 @@ class App:
         threading.Thread(target=self._close_window_on_stop, name="atelier-stop", daemon=True).start()
         self.window.run(closed, debug=self.debug_window)
 
+    def _theme_hint(self) -> str:
+        """The theme the window opens with before the servers are up: the one the last launch saw."""
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            theme = (Path(self.settings.data_dir) / THEME_HINT_FILE_NAME).read_text("utf-8").strip()
+            if theme in ("light", "dark", "system"):
+                return theme
+        return "system"
+
     def _theme(self) -> str:
         """The user's colour theme (light, dark or system), so the window's first frame matches the page."""
+        theme = self._read_theme()
+        if theme != self._theme_hint():
+            with contextlib.suppress(OSError):
+                (Path(self.settings.data_dir) / THEME_HINT_FILE_NAME).write_text(theme, "utf-8")
+        return theme
+
+    def _read_theme(self) -> str:
         import httpx
 
         try:
@@ -323,6 +416,8 @@ class App:
 
 
 LOGIN_FILE_NAME = "open-atelier.html"
+#: The colour theme the last launch read from the settings; the next window opens with its background.
+THEME_HINT_FILE_NAME = "window-theme"
 
 
 def write_login_file(path: Path, login_url: str) -> Path:

@@ -130,6 +130,11 @@ def prepare_qt_environment(env: dict[str, str] | os._Environ | None = None, *, d
         wanted += ["--disable-logging", "--log-level=3"]  # fatal errors only
     if not has_gpu(env):
         wanted.append("--disable-gpu")
+        # No GPU: Qt itself draws without OpenGL too. Otherwise Qt's share context loads Mesa's software GL
+        # (llvmpipe: libLLVM and swrast_dri, ~45 MB of the app's memory) for nothing; see docs/performance.md,
+        # "The window". A value set by the user wins.
+        env.setdefault("QT_XCB_GL_INTEGRATION", "none")
+        env.setdefault("QT_QUICK_BACKEND", "software")
     env["QTWEBENGINE_CHROMIUM_FLAGS"] = " ".join(flags + [flag for flag in wanted if flag not in flags])
 
 
@@ -193,23 +198,72 @@ def _paint_pages(background: str, theme: str) -> None:
     page_class.__init__ = __init__
 
 
-class Window:
-    """Owns the pywebview window; everything here except :meth:`run` is safe to call from any thread."""
+def preload(*, debug: bool = False) -> None:
+    """Set Qt's environment and import pywebview's Qt backend, without touching the display.
 
-    def __init__(self, url: str, *, title: str = "Atelier", theme: str = "system"):
+    The app calls this while its servers start and the GUI probe runs, so that Qt's imports (about a quarter
+    of a second) are not on the way to the first frame (docs/performance.md, "The window").
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    prepare_qt_environment(debug=debug)
+    import webview  # noqa: F401
+    from webview.platforms import qt  # noqa: F401
+
+
+def _colour_setter():
+    """A QObject living on the GUI thread whose ``colour`` signal, emitted from any thread, repaints the pages'
+    background there (queued across threads), or None without Qt."""
+    try:
+        from qtpy.QtCore import QObject, Signal, Slot
+        from qtpy.QtGui import QColor
+        from webview.platforms.qt import BrowserView
+    except ImportError:
+        return None
+
+    class ColourSetter(QObject):
+        colour = Signal(str)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.colour.connect(self.apply)
+
+        @Slot(str)
+        def apply(self, colour: str) -> None:
+            for view in list(BrowserView.instances.values()):
+                view.webview.page().setBackgroundColor(QColor(colour))
+
+    return ColourSetter()
+
+
+class Window:
+    """Owns the pywebview window; everything here except :meth:`run` is safe to call from any thread.
+
+    With ``url=None`` the window opens at once on a blank page in the theme's background, and :meth:`run`'s
+    ``url_source`` (called on another thread) gives the address to load once the servers are up.
+    """
+
+    def __init__(self, url: str | None, *, title: str = "Atelier", theme: str = "system"):
         self.url = url
         self.title = title
         self.theme = theme if theme in ("light", "dark", "system") else "system"
         self._window = None
         self._ready = threading.Event()
+        self._shown_logged = False
+        self._colours = None
 
     @property
     def background(self) -> str:
         """The first frame's colour: the theme's background, dark unless the theme is light."""
         return BACKGROUNDS["light" if self.theme == "light" else "dark"]
 
-    def run(self, on_closed: Callable[[], None], *, debug: bool = False) -> None:
-        """Open the window and run the GUI loop on the calling (main) thread until it closes."""
+    def run(self, on_closed: Callable[[], None], *, debug: bool = False,
+            url_source: Callable[[], str | None] | None = None) -> None:
+        """Open the window and run the GUI loop on the calling (main) thread until it closes.
+
+        ``url_source`` (when the window was made without a URL) runs on its own thread once the GUI loop has
+        started; it returns the address to load, or None to close the window (the servers did not start).
+        """
         linux = sys.platform.startswith("linux")
         if linux:
             prepare_qt_environment(debug=debug)
@@ -226,10 +280,47 @@ class Window:
         )
         self._window.events.closed += on_closed
         self._window.events.loaded += self._loaded
+        self._window.events.shown += self._shown
         gui = "qt" if linux else None
-        webview.start(gui=gui, debug=debug, private_mode=True)
+        func = None
+        if url_source is not None:
+            if linux:
+                self._colours = _colour_setter()
+
+            def func() -> None:
+                self._load_when_ready(url_source)
+
+        webview.start(func=func, gui=gui, debug=debug, private_mode=True)
+
+    def _load_when_ready(self, url_source: Callable[[], str | None]) -> None:
+        try:
+            url = url_source()
+        except Exception:
+            log.exception("the window's address could not be had")
+            url = None
+        if url is None:
+            self.close()
+            return
+        self.url = url
+        self._window.load_url(url)
+
+    def set_theme(self, theme: str) -> None:
+        """Use ``theme``'s background from now on (the window may have opened with a remembered one)."""
+        if theme not in ("light", "dark", "system") or theme == self.theme:
+            return
+        self.theme = theme
+        _page_colours.update(background=self.background, theme=theme)
+        if self._colours is not None:
+            self._colours.colour.emit(self.background)
+
+    def _shown(self) -> None:
+        if not self._shown_logged:
+            self._shown_logged = True
+            log.info("window: shown")  # bench/window.py times the first frame by this line
 
     def _loaded(self) -> None:
+        if self.url is None or self._window.get_current_url() is None:
+            return  # the blank page the window opens on while the servers start
         if not self._ready.is_set():
             log.info("window: first page loaded")  # bench/window.py times the window by this line
         self._ready.set()

@@ -7,6 +7,9 @@
 #     GET /api/v1/health; one text generation through POST /api/v1/generations; GET /api/v1/diagnostics;
 #     `Atelier doctor --json` (must exit 0 while the app runs and never print the key); SIGTERM; check a
 #     clean exit (status 0, runtime.json removed, no .wal left)
+#  3b. with GUI=1 (a bundle built with ATELIER_BUNDLE_GUI=1): start the frozen app with its window under
+#     xvfb-run, wait until the window has loaded the UI (the log's "window: first page loaded"), SIGTERM, clean
+#     exit. About 1.5 minutes more than the headless smoke (a larger build); not run by CI by default.
 #  4. scripts/build_deb.sh; dpkg -i; /usr/bin/atelier --version; dpkg -r (needs root, skipped otherwise;
 #     the package is purged afterwards so the machine is left as it was)
 #  5. print bundle size, .deb size, build time and frozen start-up time (for docs/performance.md)
@@ -14,7 +17,7 @@
 # CI: `PYTHON=.venv/bin/python scripts/ci_bundle_smoke.sh` (about 1.5 minutes on 2 cores; needs network
 # access to the package index, or pip configured with a local mirror, for the clean build venv).
 # Environment: PYTHON (builds the venv, runs the fake and parses JSON; default: python3), SKIP_BUILD=1 to
-# reuse dist/Atelier, SKIP_DEB=1 to stop after the bundle checks, ATELIER_DIST_DIR / ATELIER_BUILD_DIR as
+# reuse dist/Atelier, SKIP_DEB=1 to stop after the bundle checks, GUI=1 for the GUI bundle and its window, ATELIER_DIST_DIR / ATELIER_BUILD_DIR as
 # for build_bundle.sh. Exit status non-zero on the first failure.
 set -euo pipefail
 
@@ -27,12 +30,16 @@ WORK="$(mktemp -d)"
 DATA="$WORK/data"
 APP_PID=""
 FAKE_PID=""
+GUI_APP_PID=""
+XVFB_PID=""
 
 log() { printf '==> %s\n' "$*"; }
 fail() { printf 'SMOKE FAILED: %s\n' "$*" >&2; [[ -f "$WORK/app.log" ]] && sed 's/^/  app| /' "$WORK/app.log" >&2; exit 1; }
 cleanup() {
     [[ -n "$APP_PID" ]] && kill -KILL "$APP_PID" 2>/dev/null || true
     [[ -n "$FAKE_PID" ]] && kill -TERM "$FAKE_PID" 2>/dev/null || true
+    [[ -n "$GUI_APP_PID" ]] && kill -KILL "$GUI_APP_PID" 2>/dev/null || true
+    [[ -n "$XVFB_PID" ]] && kill -TERM "$XVFB_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -45,7 +52,8 @@ if [[ "${SKIP_BUILD:-0}" != "1" ]]; then
     build_started=$(date +%s)
     # The global pip configuration may name index folders that do not exist here; that noise hides nothing.
     set +e
-    ATELIER_DIST_DIR="$DIST" PYTHON="$PY" "$ROOT/scripts/build_bundle.sh" 2>&1 | grep -v "^WARNING: Location '"
+    ATELIER_BUNDLE_GUI="${GUI:-0}" ATELIER_DIST_DIR="$DIST" PYTHON="$PY" "$ROOT/scripts/build_bundle.sh" 2>&1 \
+        | grep -v "^WARNING: Location '"
     build_status=${PIPESTATUS[0]}
     set -e
     [[ "$build_status" == "0" ]] || fail "the bundle build failed (status $build_status)"
@@ -133,6 +141,38 @@ APP_PID=""
 [[ ! -e "$DATA/runtime.json" ]] || fail "runtime.json was left behind"
 [[ ! -e "$DATA/atelier.duckdb.wal" ]] || fail "a .wal was left behind (no CHECKPOINT on exit)"
 log "clean exit"
+
+if [[ "${GUI:-0}" == "1" ]]; then
+    log "the window under Xvfb"
+    command -v xvfb-run >/dev/null || fail "GUI=1 needs xvfb-run (apt-get install xvfb xauth)"
+    [[ -d "$BUNDLE/_internal/PySide6" ]] || fail "GUI=1 but the bundle has no PySide6 (build it with GUI=1)"
+    GUI_DATA="$WORK/gui-data"
+    gui_env=("${run_env[@]}" "ATELIER_DATA_DIR=$GUI_DATA")  # env(1): the later assignment wins
+    "${gui_env[@]}" xvfb-run -a -s "-screen 0 1280x900x24" "$BUNDLE/Atelier" > "$WORK/gui.log" 2>&1 &
+    XVFB_PID=$!
+    window_started=$(date +%s%N)
+    for _ in $(seq 1200); do
+        [[ -z "$GUI_APP_PID" && -s "$GUI_DATA/runtime.json" ]] && GUI_APP_PID="$(json_get "$GUI_DATA/runtime.json" pid)"
+        grep -q "window: first page loaded" "$GUI_DATA/logs/atelier.log" 2>/dev/null && break
+        kill -0 "$XVFB_PID" 2>/dev/null || fail "the app with its window exited: $(cat "$WORK/gui.log")"
+        sleep 0.05
+    done
+    grep -q "window: first page loaded" "$GUI_DATA/logs/atelier.log" 2>/dev/null \
+        || fail "the window did not load the UI: $(tail -n 30 "$GUI_DATA/logs/atelier.log" "$WORK/gui.log")"
+    window_ms=$(( ($(date +%s%N) - window_started) / 1000000 ))
+    log "the window loaded the UI after ${window_ms} ms"
+    GUI_APP_PID="$(json_get "$GUI_DATA/runtime.json" pid)"
+    kill -TERM "$GUI_APP_PID"
+    GUI_APP_PID=""
+    set +e
+    wait "$XVFB_PID"
+    gui_status=$?
+    set -e
+    XVFB_PID=""
+    [[ "$gui_status" == "0" ]] || fail "the app with its window exited with status $gui_status after SIGTERM"
+    [[ ! -e "$GUI_DATA/runtime.json" ]] || fail "runtime.json was left behind by the window run"
+    log "window: clean exit"
+fi
 
 bundle_bytes=$(du -sb "$BUNDLE" | cut -f1)
 summary() {

@@ -71,6 +71,11 @@ def test_window_opens_the_studio(data_dir: Path) -> None:
     second = [line for line in out.stdout.splitlines() if line.startswith("SECOND:")]
     assert second and second[0].startswith("SECOND: 0 ") and "brought to the front" in second[0], out.stdout
     assert not (data_dir / "runtime.json").exists()
+    # The window opened on the theme's background before its first page (the UI) had loaded in it.
+    lines = (data_dir / "logs" / "atelier.log").read_text("utf-8").splitlines()
+    shown = [i for i, line in enumerate(lines) if "window: shown" in line]
+    loaded = [i for i, line in enumerate(lines) if "window: first page loaded" in line]
+    assert shown and loaded and shown[0] < loaded[0], "\n".join(lines[-40:])
 
 
 def test_a_display_qt_cannot_use_falls_back_to_headless(data_dir: Path, fake_x_server) -> None:
@@ -124,9 +129,15 @@ def test_quiet_chromium_flags(monkeypatch) -> None:
     assert "--disable-gpu" in flags  # offscreen: no GPU to use
     window.prepare_qt_environment(env)
     assert env["QTWEBENGINE_CHROMIUM_FLAGS"].split() == flags  # idempotent
+    # No GPU: Qt draws without OpenGL as well (no Mesa software GL loaded into the app).
+    assert env["QT_XCB_GL_INTEGRATION"] == "none" and env["QT_QUICK_BACKEND"] == "software"
+    chosen = {"QT_QPA_PLATFORM": "offscreen", "QT_QUICK_BACKEND": "rhi"}
+    window.prepare_qt_environment(chosen)
+    assert chosen["QT_QUICK_BACKEND"] == "rhi"  # the user's choice wins
 
     debug = {"QTWEBENGINE_CHROMIUM_FLAGS": ""}
     monkeypatch.setattr(window, "has_gpu", lambda env=None: True)
     window.prepare_qt_environment(debug, debug=True)
     assert "--log-level=3" not in debug["QTWEBENGINE_CHROMIUM_FLAGS"]
     assert "--disable-gpu" not in debug["QTWEBENGINE_CHROMIUM_FLAGS"]
+    assert "QT_QUICK_BACKEND" not in debug and "QT_XCB_GL_INTEGRATION" not in debug  # a GPU: Qt's defaults
