@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from backend.db import collections
 from backend.db import generations as gens
@@ -71,7 +72,17 @@ QUERIES = [None, "light", "LIGHT", "ig", "café", "CAFÉ", "naïve", "école", "
            "\\", "out1", "title 1", "zzz", "ht riv", "x7 42", "!"]
 
 
-def test_search_matches_a_plain_scan(tmp_path: Path) -> None:
+@pytest.fixture
+def index_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first window of one item's worth of time: what a search finds comes from the index's days."""
+    monkeypatch.setattr(gens, "WINDOW_ITEMS", 1)
+
+
+# The default window covers these small libraries whole; 1 and 5 items' worth make the index's days do the work.
+@pytest.mark.parametrize("window", [gens.WINDOW_ITEMS, 5, 1])
+def test_search_matches_a_plain_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: int) -> None:
+    monkeypatch.setattr(gens, "WINDOW_ITEMS", window)
+
     async def go() -> None:
         store = Store.open(tmp_path / "a.duckdb")
         try:
@@ -94,7 +105,7 @@ def test_search_matches_a_plain_scan(tmp_path: Path) -> None:
     run(go())
 
 
-def test_edits_are_found_and_deleted_rows_are_not(tmp_path: Path) -> None:
+def test_edits_are_found_and_deleted_rows_are_not(tmp_path: Path, index_only: None) -> None:
     async def go() -> None:
         store = Store.open(tmp_path / "a.duckdb")
         try:
@@ -146,7 +157,7 @@ def test_the_migration_fills_the_index_like_writes_do(tmp_path: Path) -> None:
     assert MIGRATIONS[-1][0] == "0006_search"
 
 
-def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path) -> None:
+def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path, index_only: None) -> None:
     async def go() -> None:
         store = Store.open(tmp_path / "a.duckdb")
         try:

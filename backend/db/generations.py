@@ -551,40 +551,48 @@ async def search(
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
 
 
+#: The first window of a listing or a search holds about this many generations' worth of time (a few pages).
+WINDOW_ITEMS = 200
+
+
 def _probes(cur: Any, *, q: str | None, before: datetime | None,
             selective: bool) -> Iterator[tuple[str, list[Any]]]:
     """Ranges of ``created_at`` to look in, newest first, each a SQL condition with its parameters.
 
-    With words in ``q``: the days the search index names (1, then 4 days), then all the other ones. Otherwise
-    a window of time sized from the library's density (a few pages' worth), then everything older; a
-    ``selective`` filter (a collection) skips the window.
+    First a window of time sized from the library's density (:data:`WINDOW_ITEMS` generations' worth), where
+    a word found in most items already fills the page without reading the search index. Then, with words in
+    ``q``, the older days the search index names (1, then 4 days, then all the other ones); otherwise
+    everything older. A ``selective`` filter (a collection, a batch) skips the window.
     """
     words = search_index.pieces(cur, q) if q else []
-    if words:
-        days = search_index.candidate_days(cur, words)
-        if before is not None:
-            last = before.astimezone(UTC).date()
-            days = [d for d in days if d <= last]
-        for chunk in (days[:1], days[1:5], days[5:]):
-            if not chunk:
-                return
-            lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
-            hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
-            yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
-                   [lo, hi, chunk])
+    bound = None  # everything from here on has been looked at
+    if not selective:
+        cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
+        count, oldest, newest = cur.fetchone()
+        if not count:
+            return
+        top = min(before, newest) if before is not None else newest
+        lo = top - max((newest - oldest) * WINDOW_ITEMS / count, timedelta(seconds=1))
+        yield "created_at >= ? AND created_at <= ?", [lo, top]
+        if lo <= oldest:
+            return
+        bound = lo
+    if not words:
+        yield ("created_at < ?", [bound]) if bound is not None else ("true", [])
         return
-    if selective:
-        yield "true", []
-        return
-    cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
-    count, oldest, newest = cur.fetchone()
-    if not count:
-        return
-    top = min(before, newest) if before is not None else newest
-    lo = top - max((newest - oldest) * 200 / count, timedelta(seconds=1))
-    yield "created_at >= ? AND created_at <= ?", [lo, top]
-    if lo > oldest:
-        yield "created_at < ?", [lo]
+    days = search_index.candidate_days(cur, words)
+    last = min(t for t in (before, bound) if t is not None).astimezone(UTC).date() if (before or bound) else None
+    if last is not None:
+        days = [d for d in days if d <= last]
+    for chunk in (days[:1], days[1:5], days[5:]):
+        if not chunk:
+            return
+        lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
+        hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
+        if bound is not None:
+            hi = min(hi, bound)
+        yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
+               [lo, hi, chunk])
 
 
 def existing_ids(cur: Any, ids: list[str]) -> list[str]:
