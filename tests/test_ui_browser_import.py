@@ -47,13 +47,18 @@ def test_an_import_is_sent_in_chunks_and_a_refusal_is_shown(browser, ui, tmp_pat
     assert [c.split("offset=")[1] for c in chunks] == [str(n * 300) for n in range(len(chunks))]
     assert {i["id"] for i in ui.backend("GET", "/generations")["items"]} == set(ids)
 
-    # Not an export: the engine's reason is shown, and nothing of the upload is left behind.
+    # Not an export, and larger than the UI server's usual 2 MiB per request, in the backend's own chunk size
+    # (32 MiB: one chunk here): the chunk goes through, the engine's reason is shown, nothing is left behind.
+    sent: list[int] = []
+    page.on("response", lambda r: sent.append(r.status) if r.request.method == "PUT" else None)
+    page.evaluate("delete document.querySelector('[data-import-form]').dataset.chunkBytes")
     junk = tmp_path / "junk.zip"
-    junk.write_bytes(b"not a zip at all " * 200)
+    junk.write_bytes(b"not a zip at all " * 200_000)
     page.set_input_files("#import-file", str(junk))
     page.click("[data-import-form] >> text=Import")
     expect(page.locator("[data-import-status].is-error")).to_be_visible()
     assert "Added" not in page.locator("[data-import-status]").inner_text()
+    assert sent == [200]
     assert not any((ui.api.settings.data_dir / "imports").iterdir())
     assert all("422" in p for p in problems), problems  # the refused finish's response
 

@@ -137,6 +137,8 @@ def start_upload() -> Any:
 
 @bp.put("/settings/import/uploads/<rid:upload_id>")
 def upload_chunk(upload_id: str) -> Any:
+    """One chunk, streamed through (the backend bounds its size: 32 MiB)."""
+    request.max_content_length = IMPORT_MAX_BYTES
     try:
         offset = int(request.args.get("offset", ""))
     except ValueError:
