@@ -171,3 +171,29 @@ def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path, index
             store.close()
 
     run(go())
+
+
+def test_only_words_used_on_the_newest_day_search_the_newest_items_first(tmp_path: Path) -> None:
+    """``used_on`` decides whether a search looks at the newest items before reading the index (either way the
+    answer is the same: the test above): every word must be an indexed word used on that day."""
+    async def go() -> None:
+        store = Store.open(tmp_path / "a.duckdb")
+        try:
+            ids = await _fill(store, 4)
+            await gens.update(store, ids[3], title="Heron over the weir")
+            newest = (await store.fetchone("SELECT max(created_at) AS t FROM generations"))["t"].astimezone(UTC)
+
+            def check(q: str) -> bool:
+                return store.read(lambda cur: search_index.used_on(cur, search_index.pieces(cur, q),
+                                                                   newest.date()))
+
+            assert await check("heron weir") is True
+            assert await check("her") is False  # only inside a word: not itself an indexed word
+            assert await check("heron zzz") is False
+            assert await check("HERON") is True
+            assert await check("out1") is False  # in no generation at all
+            assert await check("out3") is True
+        finally:
+            store.close()
+
+    run(go())

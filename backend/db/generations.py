@@ -572,11 +572,12 @@ def _probes(cur: Any, *, q: str | None, before: datetime | None,
         if not count:
             return
         top = min(before, newest) if before is not None else newest
-        lo = top - max((newest - oldest) * WINDOW_ITEMS / count, timedelta(seconds=1))
-        yield "created_at >= ? AND created_at <= ?", [lo, top]
-        if lo <= oldest:
-            return
-        bound = lo
+        if not words or search_index.used_on(cur, words, top.astimezone(UTC).date()):
+            lo = top - max((newest - oldest) * WINDOW_ITEMS / count, timedelta(seconds=1))
+            yield "created_at >= ? AND created_at <= ?", [lo, top]
+            if lo <= oldest:
+                return
+            bound = lo
     if not words:
         yield ("created_at < ?", [bound]) if bound is not None else ("true", [])
         return

@@ -97,3 +97,15 @@ def candidate_days(cur: Any, words: Sequence[tuple[str, str]]) -> list[date]:
                 found[i].update(row[-1])
     days = set.intersection(*found)
     return sorted(days, reverse=True)
+
+
+def used_on(cur: Any, words: Sequence[tuple[str, str]], day: date) -> bool:
+    """Whether every word of the query is itself an indexed word used on ``day`` (the newest): a cheap sign that
+    the words are common, so the newest items are worth searching before the index is read. Longest word first
+    (the likeliest to be rare); one lookup by equality each, stopping at the first that is not."""
+    for word, _ in sorted(words, key=lambda w: -len(w[0])):
+        cur.execute("SELECT list_contains(days, ?) FROM search_terms WHERE term = ?", [day, word])
+        row = cur.fetchone()
+        if not (row and row[0]):
+            return False
+    return True
