@@ -75,13 +75,13 @@ QUERIES = [None, "light", "LIGHT", "ig", "café", "CAFÉ", "naïve", "école", "
 @pytest.fixture
 def index_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """A first window of one item's worth of time: what a search finds comes from the index's days."""
-    monkeypatch.setattr(gens, "WINDOW_ITEMS", 1)
+    monkeypatch.setattr(search_index, "WINDOW_ITEMS", 1)
 
 
 # The default window covers these small libraries whole; 1 and 5 items' worth make the index's days do the work.
-@pytest.mark.parametrize("window", [gens.WINDOW_ITEMS, 5, 1])
+@pytest.mark.parametrize("window", [search_index.WINDOW_ITEMS, 5, 1])
 def test_search_matches_a_plain_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: int) -> None:
-    monkeypatch.setattr(gens, "WINDOW_ITEMS", window)
+    monkeypatch.setattr(search_index, "WINDOW_ITEMS", window)
 
     async def go() -> None:
         store = Store.open(tmp_path / "a.duckdb")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from backend.core.errors import AtelierError, NotFound, action_for
@@ -523,8 +523,8 @@ async def search(
             conditions.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
             values.append(collection_id)
         found: list[tuple[str, datetime]] = []
-        for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None,
-                                            selective=bool(collection_id or batch_id)):
+        for probe, probe_params in search_index.probes(cur, q=q, before=after[0] if after else None,
+                                                        selective=bool(collection_id or batch_id)):
             clause = " AND ".join([*conditions, probe])
             cur.execute(f"SELECT id, created_at FROM generations WHERE {clause} "  # noqa: S608
                         "ORDER BY created_at DESC, id DESC LIMIT ?", [*values, *probe_params, need - len(found)])
@@ -549,51 +549,6 @@ async def search(
     rows = rows[:limit]
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
-
-
-#: The first window of a listing or a search holds about this many generations' worth of time (a few pages).
-WINDOW_ITEMS = 200
-
-
-def _probes(cur: Any, *, q: str | None, before: datetime | None,
-            selective: bool) -> Iterator[tuple[str, list[Any]]]:
-    """Ranges of ``created_at`` to look in, newest first, each a SQL condition with its parameters.
-
-    First a window of time sized from the library's density (:data:`WINDOW_ITEMS` generations' worth), where
-    a word found in most items already fills the page without reading the search index. Then, with words in
-    ``q``, the older days the search index names (1, then 4 days, then all the other ones); otherwise
-    everything older. A ``selective`` filter (a collection, a batch) skips the window.
-    """
-    words = search_index.pieces(cur, q) if q else []
-    bound = None  # everything from here on has been looked at
-    if not selective:
-        cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
-        count, oldest, newest = cur.fetchone()
-        if not count:
-            return
-        top = min(before, newest) if before is not None else newest
-        if not words or search_index.used_on(cur, words, top.astimezone(UTC).date()):
-            lo = top - max((newest - oldest) * WINDOW_ITEMS / count, timedelta(seconds=1))
-            yield "created_at >= ? AND created_at <= ?", [lo, top]
-            if lo <= oldest:
-                return
-            bound = lo
-    if not words:
-        yield ("created_at < ?", [bound]) if bound is not None else ("true", [])
-        return
-    days = search_index.candidate_days(cur, words)
-    last = min(t for t in (before, bound) if t is not None).astimezone(UTC).date() if (before or bound) else None
-    if last is not None:
-        days = [d for d in days if d <= last]
-    for chunk in (days[:1], days[1:5], days[5:]):
-        if not chunk:
-            return
-        lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
-        hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
-        if bound is not None:
-            hi = min(hi, bound)
-        yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
-               [lo, hi, chunk])
 
 
 def existing_ids(cur: Any, ids: list[str]) -> list[str]:
