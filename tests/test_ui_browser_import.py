@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui_fixtures import browser, new_page, ui  # noqa: F401
+from tests.ui_fixtures import browser, new_page, screenshot, ui  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -71,6 +71,8 @@ def test_without_javascript_the_form_imports_in_one_request(browser, ui, tmp_pat
     page.goto(ui.login_url)
     page.goto(f"{ui.url}/settings")
     expect(page.locator("noscript")).to_have_count(1)
+    page.locator("[data-import-form]").scroll_into_view_if_needed()
+    screenshot(page, "settings-import-without-javascript")
     page.set_input_files("#import-file", str(saved))
     page.click("[data-import-form] >> text=Import")
     expect(page.locator(".flash-success")).to_contain_text("Added 2 items.")
