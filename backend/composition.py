@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from backend.data import backups
+from backend.data.uploads import UploadSessions
 from backend.keys.credentials import Credentials
 from backend.keys.keystore import KeyStore
 from backend.keys.oauth import OAuthFlows
@@ -75,6 +76,8 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
     state.oauth = OAuthFlows()
     state.media = MediaStore(settings.media_dir, max_bytes=settings.max_media_bytes)
     await asyncio.to_thread(state.media.cleanup_temp)
+    state.uploads = await asyncio.to_thread(UploadSessions, settings.data_dir / "imports",
+                                            max_bytes=settings.import_max_bytes)
     state.catalogue = Catalogue(state.store, client, refresh_hours=settings.models_refresh_hours, policy=policy)
     state.connectivity = Connectivity()
     state.outbox = Outbox(
@@ -113,6 +116,7 @@ async def install_services(app: FastAPI) -> Callable[[], Awaitable[None]]:
         await state.cost_lookups.stop()
         await state.outbox.stop()
         await client.aclose()
+        await asyncio.to_thread(state.uploads.close)
 
     return shutdown
 

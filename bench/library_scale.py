@@ -4,13 +4,15 @@ The fixture is made before the app starts: the database is created by the backen
 ``--items`` (default 100,000) text generations are added with one bulk ``INSERT … SELECT`` in DuckDB: prompts of
 ~200 characters and outputs of ~1,650 (words drawn Zipf-like from ~6,000, so common words are everywhere and rare
 ones are rare), one unique ``ref-<n>x`` string per output, five models, tags on some (``keeper`` on 2 %), titles on
-a third, spread over ~350 days, and a collection of 500 items. The search index is then filled by the same SQL as
-migration ``0006_search`` (where that migration exists).
+a third, spread over ~350 days, and a collection of 500 items. Every item is a turn of one of ``--items / 50``
+conversations (2,000 at 100,000 items: 50 consecutive turns each, each turn answering the one before; a quarter
+renamed). The search index is then filled by the same SQL as migration ``0006_search`` (where that migration
+exists).
 
 Then the app starts on that data dir and each request is timed ``--runs`` times: ``GET /api/v1/generations``
 (first page of 60, page 50 via its cursor, a common word, a rare string, a tag, a collection), ``/usage`` by day
-and by model, and the UI Library page and a search there. Idle RSS is read a few seconds after start-up, with
-the 100k library and with an empty one.
+and by model, ``GET /api/v1/conversations`` (first page of 50, page 10 via its cursor), and the UI Library page
+and a search there. Idle RSS is read a few seconds after start-up, with the 100k library and with an empty one.
 
     .venv/bin/python bench/library_scale.py [--runs 30] [--items 100000] [--data-dir DIR] [--json [PATH]]
 
@@ -61,6 +63,7 @@ COMMON = _COMMON_TEXT.split()
 SYLLABLES = "ka lo mi ren tor vel san di quo pha ber lin mor tes gra".split()  # noqa: SIM905
 WORDS = COMMON + ["".join(p) for p in itertools.product(SYLLABLES, repeat=3)][:6000]
 IDLE_SECONDS = 4.0
+TURNS = 50  # turns per conversation in the fixture
 
 
 def _zipf_words(seed: str, count: int) -> str:
@@ -85,7 +88,7 @@ def build_fixture(data_dir: Path, items: int) -> dict[str, Any]:
         con.execute(f"""
             INSERT INTO generations (id, kind, status, model, prompt, params, input_asset_ids, stream, title, tags,
                 output_text, prompt_tokens, completion_tokens, cost_usd, upstream_id, upstream_model, attempts,
-                created_at, started_at, finished_at, updated_at)
+                created_at, started_at, finished_at, updated_at, conversation_id, parent_id)
             SELECT md5(i::VARCHAR), 'text', 'succeeded', $models[1 + i % 5],
                 'Write about ' || {_zipf_words('i * 7919', 30)}, '{{}}', '[]', true,
                 CASE WHEN i % 3 = 0 THEN 'Draft ' || i END,
@@ -95,8 +98,13 @@ def build_fixture(data_dir: Path, items: int) -> dict[str, Any]:
                 TIMESTAMPTZ '2025-12-01 00:00:00+00' + i * INTERVAL 5 MINUTE,
                 TIMESTAMPTZ '2025-12-01 00:00:00+00' + i * INTERVAL 5 MINUTE,
                 TIMESTAMPTZ '2025-12-01 00:00:09+00' + i * INTERVAL 5 MINUTE,
-                TIMESTAMPTZ '2025-12-01 00:00:09+00' + i * INTERVAL 5 MINUTE
-            FROM range($items) t(i)""", {"models": MODELS, "words": WORDS, "n": len(WORDS), "items": items})
+                TIMESTAMPTZ '2025-12-01 00:00:09+00' + i * INTERVAL 5 MINUTE,
+                md5('conversation' || (i // $turns)), CASE WHEN i % $turns > 0 THEN md5((i - 1)::VARCHAR) END
+            FROM range($items) t(i)""", {"models": MODELS, "words": WORDS, "n": len(WORDS), "items": items,
+                                                "turns": TURNS})
+        con.execute("INSERT INTO conversations SELECT conversation_id, CASE WHEN hash(conversation_id) % 4 = 0 "
+                    "THEN 'Thread ' || left(conversation_id, 6) END, min(created_at), min(created_at) "
+                    "FROM generations GROUP BY conversation_id")
         con.execute("INSERT INTO collections VALUES ('benchcollection', 'Bench picks', now(), now())")
         con.execute("INSERT INTO collection_items SELECT 'benchcollection', md5(i::VARCHAR), now() "
                     "FROM range(0, $items, greatest($items // 500, 1)) t(i)", {"items": items})
@@ -111,7 +119,7 @@ def build_fixture(data_dir: Path, items: int) -> dict[str, Any]:
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    info = {"items": items, "rows_seconds": rows_s, "index_seconds": index_s,
+    info = {"items": items, "conversations": -(-items // TURNS), "rows_seconds": rows_s, "index_seconds": index_s,
             "file_mb": db_path.stat().st_size / 2**20}
     (data_dir / FIXTURE_MARK).write_text(json.dumps(info))
     return info
@@ -150,6 +158,9 @@ def main() -> None:
     empty_dir = temp_dir("scale-empty")
     mark = data_dir / FIXTURE_MARK
     fixture = json.loads(mark.read_text()) if mark.is_file() else None
+    if fixture is not None and "conversations" not in fixture:  # made before the fixture had conversations
+        shutil.rmtree(data_dir)
+        fixture = None
     results: dict[str, dict[str, float]] = {}
     try:
         if fixture is None:
@@ -166,6 +177,10 @@ def main() -> None:
                 cursor = page["next_cursor"]
                 for _ in range(48):
                     cursor = api.get("/generations", params={"limit": "60", "cursor": cursor}).json()["next_cursor"]
+                conv_cursor = api.get("/conversations", params={"limit": "50"}).json()["next_cursor"]
+                for _ in range(8):
+                    conv_cursor = api.get("/conversations",
+                                          params={"limit": "50", "cursor": conv_cursor}).json()["next_cursor"]
                 calls = {
                     "GET /generations?limit=60 (first page)": ("/generations", {"limit": "60"}),
                     "GET /generations page 50 (cursor)": ("/generations", {"limit": "60", "cursor": cursor}),
@@ -178,6 +193,9 @@ def main() -> None:
                                                         {"limit": "60", "collection_id": "benchcollection"}),
                     "GET /usage?group_by=day": ("/usage", {"group_by": "day"}),
                     "GET /usage?group_by=model": ("/usage", {"group_by": "model"}),
+                    "GET /conversations?limit=50 (first page)": ("/conversations", {"limit": "50"}),
+                    "GET /conversations page 10 (cursor)": ("/conversations",
+                                                            {"limit": "50", "cursor": conv_cursor}),
                 }
                 counts = {}
                 for name, (url, params) in calls.items():

@@ -227,10 +227,33 @@ class BackendClient(BackendHttp):
 
     def import_export(self, chunks: Iterator[bytes], length: int | None) -> dict[str, Any]:
         """``POST /imports`` with the zip streamed from ``chunks``."""
+        return self._send_body("POST", "/imports", chunks, length)
+
+    def start_import_upload(self) -> dict[str, Any]:
+        """``POST /imports/uploads``: an import sent in chunks (docs/data.md, "Imports")."""
+        return self.request("POST", "/imports/uploads")
+
+    def send_import_chunk(self, upload_id: str, offset: int, chunks: Iterator[bytes],
+                          length: int | None) -> dict[str, Any]:
+        """``PUT /imports/uploads/{id}?offset=`` with one chunk streamed from ``chunks``."""
+        return self._send_body("PUT", f"/imports/uploads/{segment(upload_id)}", chunks, length,
+                               params={"offset": offset})
+
+    def finish_import_upload(self, upload_id: str) -> dict[str, Any]:
+        """``POST /imports/uploads/{id}/finish``: import what the chunks made."""
+        return self.request("POST", f"/imports/uploads/{segment(upload_id)}/finish", timeout=GENERATION_TIMEOUT)
+
+    def cancel_import_upload(self, upload_id: str) -> None:
+        self.request("DELETE", f"/imports/uploads/{segment(upload_id)}")
+
+    def _send_body(self, method: str, path: str, chunks: Iterator[bytes], length: int | None,
+                   params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A raw body streamed from ``chunks`` (an export zip, or a piece of one); the JSON answer."""
         headers = {"Content-Type": "application/zip"}
         if length is not None:
             headers["Content-Length"] = str(length)
-        return self.request("POST", "/imports", content=chunks, headers=headers, timeout=GENERATION_TIMEOUT)
+        return self.request(method, path, content=chunks, headers=headers, params=params,
+                            timeout=GENERATION_TIMEOUT)
 
     def backups(self) -> dict[str, Any]:
         return self.request("GET", "/backups")

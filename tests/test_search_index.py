@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from backend.db import collections, listing
 from backend.db import generations as gens
@@ -71,7 +72,17 @@ QUERIES = [None, "light", "LIGHT", "ig", "café", "CAFÉ", "naïve", "école", "
            "\\", "out1", "title 1", "zzz", "ht riv", "x7 42", "!"]
 
 
-def test_search_matches_a_plain_scan(tmp_path: Path) -> None:
+@pytest.fixture
+def index_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first window of one item's worth of time: what a search finds comes from the index's days."""
+    monkeypatch.setattr(search_index, "WINDOW_ITEMS", 1)
+
+
+# The default window covers these small libraries whole; 1 and 5 items' worth make the index's days do the work.
+@pytest.mark.parametrize("window", [search_index.WINDOW_ITEMS, 5, 1])
+def test_search_matches_a_plain_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: int) -> None:
+    monkeypatch.setattr(search_index, "WINDOW_ITEMS", window)
+
     async def go() -> None:
         store = Store.open(tmp_path / "a.duckdb")
         try:
@@ -94,7 +105,7 @@ def test_search_matches_a_plain_scan(tmp_path: Path) -> None:
     run(go())
 
 
-def test_edits_are_found_and_deleted_rows_are_not(tmp_path: Path) -> None:
+def test_edits_are_found_and_deleted_rows_are_not(tmp_path: Path, index_only: None) -> None:
     async def go() -> None:
         store = Store.open(tmp_path / "a.duckdb")
         try:
@@ -146,7 +157,7 @@ def test_the_migration_fills_the_index_like_writes_do(tmp_path: Path) -> None:
     assert MIGRATIONS[-1][0] == "0006_search"
 
 
-def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path) -> None:
+def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path, index_only: None) -> None:
     async def go() -> None:
         store = Store.open(tmp_path / "a.duckdb")
         try:
@@ -156,6 +167,32 @@ def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path) -> No
             await gens.update(store, ids[1], index=False, output_text="a wombat appears and sings")
             await gens.transition(store, ids[1], status="interrupted", from_statuses=("queued",))
             assert [i["id"] for i in (await listing.search(store, q="appears and sings"))[0]] == [ids[1]]
+        finally:
+            store.close()
+
+    run(go())
+
+
+def test_only_words_used_on_the_newest_day_search_the_newest_items_first(tmp_path: Path) -> None:
+    """``used_on`` decides whether a search looks at the newest items before reading the index (either way the
+    answer is the same: the test above): every word must be an indexed word used on that day."""
+    async def go() -> None:
+        store = Store.open(tmp_path / "a.duckdb")
+        try:
+            ids = await _fill(store, 4)
+            await gens.update(store, ids[3], title="Heron over the weir")
+            newest = (await store.fetchone("SELECT max(created_at) AS t FROM generations"))["t"].astimezone(UTC)
+
+            def check(q: str) -> bool:
+                return store.read(lambda cur: search_index.used_on(cur, search_index.pieces(cur, q),
+                                                                   newest.date()))
+
+            assert await check("heron weir") is True
+            assert await check("her") is False  # only inside a word: not itself an indexed word
+            assert await check("heron zzz") is False
+            assert await check("HERON") is True
+            assert await check("out1") is False  # in no generation at all
+            assert await check("out3") is True
         finally:
             store.close()
 

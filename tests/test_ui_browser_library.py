@@ -113,3 +113,89 @@ def test_select_tag_collect_filter_and_export(browser, ui, tmp_path: Path) -> No
     page.goto(f"{ui.url}/library")
     expect(page.locator(".lib-tile .lib-prompt", has_text="The sea, at last")).to_have_count(1)
     assert problems == []
+
+
+def test_rename_a_title_in_place_on_its_tile(browser, ui) -> None:  # noqa: F811
+    """The tile's Rename (or F2) edits the title in place: Enter saves through the UI server into the backend,
+    Esc cancels, a refusal is shown inline; focus returns to the tile each time."""
+    ui.set_key()
+    first = _generate(ui, "A lighthouse keeper's diary")
+    second = _generate(ui, "Notes on tidal pools")
+    problems: list[str] = []
+    page = new_page(browser, problems=problems)
+    page.goto(ui.login_url)
+    page.goto(f"{ui.url}/library")
+    tile = page.locator(f".lib-tile[data-generation-id='{first['id']}']")
+    title = tile.locator("[data-tile-title]")
+
+    # Rename by keyboard: Tab from the tile's link reaches Rename; Enter opens the editor, Enter saves.
+    tile.locator(".lib-link").focus()
+    page.keyboard.press("Tab")
+    expect(tile.locator("[data-rename]")).to_be_focused()
+    page.keyboard.press("Enter")
+    editor = tile.locator("[data-rename-form] input[name=title]")
+    expect(editor).to_be_focused()
+    editor.fill("The keeper's log")
+    page.keyboard.press("Enter")
+    expect(tile.locator("[data-rename-form]")).to_have_count(0)
+    expect(title).to_have_text("The keeper's log")
+    expect(tile.locator(".lib-link")).to_be_focused()
+    assert ui.backend("GET", f"/generations/{first['id']}")["title"] == "The keeper's log"
+
+    # F2 on the focused tile, then Esc: nothing changes and focus is back on the tile.
+    tile.locator(".lib-link").focus()
+    page.keyboard.press("F2")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value("The keeper's log")
+    editor.fill("Not this one")
+    page.keyboard.press("Escape")
+    expect(tile.locator("[data-rename-form]")).to_have_count(0)
+    expect(title).to_have_text("The keeper's log")
+    expect(tile.locator(".lib-link")).to_be_focused()
+    assert ui.backend("GET", f"/generations/{first['id']}")["title"] == "The keeper's log"
+
+    # A title the backend refuses (too long): the reason is shown in the tile, the editor stays open.
+    other = page.locator(f".lib-tile[data-generation-id='{second['id']}']")
+    other.locator("[data-rename]").click()
+    other.locator("[data-rename-form] input[name=title]").fill("x" * 301)
+    other.locator("[data-rename-form] button[type=submit]").click()
+    error = other.locator("[data-rename-form] [role=alert]")
+    expect(error).to_contain_text("300 characters")
+    expect(other.locator("[data-rename-form] input[name=title]")).to_be_focused()
+    expect(other.locator("[data-rename-form] input[name=title]")).to_have_attribute("aria-invalid", "true")
+    assert ui.backend("GET", f"/generations/{second['id']}")["title"] is None
+    for scheme in ("light", "dark"):
+        for width, height in ((1280, 800), (900, 650)):
+            context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+            shot = context.new_page()
+            shot.goto(ui.login_url)
+            shot.goto(f"{ui.url}/library")
+            shot_tile = shot.locator(f".lib-tile[data-generation-id='{second['id']}']")
+            shot_tile.locator(".lib-link").focus()
+            shot.keyboard.press("F2")
+            shot.locator("[data-rename-form] input[name=title]").fill("x" * 301)
+            shot.keyboard.press("Enter")
+            expect(shot.locator("[data-rename-form] [role=alert]")).to_be_visible()
+            screenshot(shot, f"library-rename-error-{scheme}-{width}x{height}")
+            context.close()
+    # Emptying the title goes back to showing the prompt.
+    other.locator("[data-rename-form] input[name=title]").fill("")
+    page.keyboard.press("Enter")
+    expect(other.locator("[data-tile-title]")).to_have_text("Notes on tidal pools")
+    assert all("422" in p for p in problems), problems  # the refused rename's response
+
+
+def test_without_javascript_rename_goes_to_the_detail_page_form(browser, ui) -> None:  # noqa: F811
+    ui.set_key()
+    made = _generate(ui, "Moss on old stones")
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(ui.login_url)
+    page.goto(f"{ui.url}/library")
+    page.locator(f".lib-tile[data-generation-id='{made['id']}'] [data-rename]").click()
+    assert page.url.endswith(f"/g/{made['id']}#rename")
+    page.fill("#rename", "Moss, slowly")
+    page.click(".title-form >> text=Rename")
+    expect(page.locator("h1")).to_have_text("Moss, slowly")
+    assert ui.backend("GET", f"/generations/{made['id']}")["title"] == "Moss, slowly"
+    context.close()

@@ -127,6 +127,15 @@ def _review_rows_with_a_header(page: Any) -> None:
     page.locator("[data-batch-preview]").wait_for()
 
 
+def _rename_in_place(page: Any) -> None:
+    """A tile's title being renamed in place (F2), with the next tile's Rename shown by the pointer."""
+    tiles = page.locator(".lib-tile")
+    tiles.nth(1).hover()
+    tiles.nth(0).locator(".lib-link").focus()
+    page.keyboard.press("F2")
+    page.locator("[data-rename-form] input[name=title]").fill("Why the sky is blue")
+
+
 def _settle(ui: UiStack) -> None:
     with contextlib.suppress(AssertionError):
         wait_for(lambda: ui.backend("GET", "/status")["queue"]["running"] == 0, timeout=10)
@@ -184,6 +193,7 @@ def walk(ui: UiStack, browser: Any, variants: list[Variant], visit: Visit) -> li
     show("studio-image-result", "/?mode=image", _generate_image)
     show("studio-video", "/?mode=video")
     show("library", "/library")
+    show("library-rename", "/library", _rename_in_place)
     show("library-no-match", "/library?q=nothing-matches-this")
     show("detail-text", f"/g/{text['id']}")
     show("detail-image", f"/g/{image['id']}")

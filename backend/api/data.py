@@ -8,17 +8,20 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import MediaDep, SettingsDep, StoreDep
+from backend.api.deps import MediaDep, SettingsDep, StoreDep, UploadsDep
 from backend.core.errors import AtelierError, NotFound
 from backend.core.files import write_all
-from backend.core.sizes import format_size
+from backend.core.settings import Settings
 from backend.core.vocabulary import Kind
 from backend.data import exports, imports
+from backend.data.uploads import too_large
+from backend.db.store import Store
 from backend.db.time import new_id
+from backend.media import MediaStore
 
 router = APIRouter(tags=["data"])
 
@@ -97,34 +100,78 @@ async def import_export(request: Request, media: MediaDep, store: StoreDep, sett
     upload = folder / f".upload-{new_id()}.zip"
     try:
         await _receive(request, upload, settings.import_max_bytes)
-        parsed = await asyncio.to_thread(imports.read_export, upload, max_media_bytes=settings.max_media_bytes)
-        infos = await asyncio.to_thread(imports.store_media, upload, parsed, media)
-        return await store.transaction(lambda cur: imports.merge(cur, parsed, infos))
+        return await _import(upload, media=media, store=store, settings=settings)
     finally:
         with contextlib.suppress(OSError):
             upload.unlink()
+
+
+class UploadSession(BaseModel):
+    id: str
+    received: int
+    chunk_max_bytes: int
+    max_bytes: int
+    expires_in_seconds: int
+
+
+@router.post("/imports/uploads", status_code=201, response_model=UploadSession)
+async def start_upload(uploads: UploadsDep) -> dict[str, Any]:
+    """Start sending an export zip in chunks (for a client that cannot send it in one request)."""
+    return await asyncio.to_thread(uploads.create)
+
+
+@router.put("/imports/uploads/{upload_id}", response_model=UploadSession,
+            openapi_extra={"requestBody": {"content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}}})
+async def upload_chunk(upload_id: str, offset: Annotated[int, Query(ge=0)], request: Request,
+                       uploads: UploadsDep) -> dict[str, Any]:
+    """Append the raw body (one chunk) at ``offset``, which must be the number of bytes received so far."""
+    length = request.headers.get("content-length")
+    return await uploads.append(upload_id, offset, request.stream(),
+                                length=int(length) if length and length.isdigit() else None)
+
+
+@router.post("/imports/uploads/{upload_id}/finish", response_model=ImportResult)
+async def finish_upload(upload_id: str, uploads: UploadsDep, media: MediaDep, store: StoreDep,
+                        settings: SettingsDep) -> dict[str, Any]:
+    """Import what the chunks made, exactly as ``POST /imports`` does; the upload ends either way."""
+    path = uploads.take(upload_id)
+    try:
+        return await _import(path, media=media, store=store, settings=settings)
+    finally:
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(path.unlink)
+
+
+@router.delete("/imports/uploads/{upload_id}", status_code=204)
+async def cancel_upload(upload_id: str, uploads: UploadsDep) -> Response:
+    """Give up an upload: its file is removed."""
+    await asyncio.to_thread(uploads.abort, upload_id)
+    return Response(status_code=204)
+
+
+async def _import(path: Path, *, media: MediaStore, store: Store, settings: Settings) -> dict[str, Any]:
+    """Check the export zip at ``path`` whole, store its media, then merge its records in one transaction."""
+    parsed = await asyncio.to_thread(imports.read_export, path, max_media_bytes=settings.max_media_bytes)
+    infos = await asyncio.to_thread(imports.store_media, path, parsed, media)
+    return await store.transaction(lambda cur: imports.merge(cur, parsed, infos))
 
 
 async def _receive(request: Request, target: Path, limit: int) -> None:
     """Stream the request body to ``target``, refusing (413) past ``limit`` bytes."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     size = 0
     fd = await asyncio.to_thread(os.open, target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
             await asyncio.to_thread(write_all, fd, chunk)
     finally:
         os.close(fd)
     if size == 0:
         raise AtelierError("The import is empty: send an export zip as the request body.", code="invalid_import",
                            status=422)
-
-
-def _too_large(limit: int) -> AtelierError:
-    return AtelierError(f"The file is larger than the import limit ({format_size(limit)}); import a smaller export.",
-                        code="payload_too_large", status=413)

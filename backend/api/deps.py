@@ -10,6 +10,7 @@ from backend.app import Shell
 from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
+from backend.data.uploads import UploadSessions
 from backend.db.store import Store
 from backend.keys.credentials import Credentials
 from backend.keys.oauth import OAuthFlows
@@ -83,6 +84,10 @@ def _library(request: Request) -> Library:
     return request.app.state.library
 
 
+def _uploads(request: Request) -> UploadSessions:
+    return request.app.state.uploads
+
+
 def _state(request: Request) -> Any:
     return request.app.state
 
@@ -102,5 +107,6 @@ ClientDep = Annotated[OpenRouterClient, Depends(_client)]
 OAuthDep = Annotated[OAuthFlows, Depends(_oauth)]
 ShellDep = Annotated[Shell, Depends(_shell)]
 LibraryDep = Annotated[Library, Depends(_library)]
+UploadsDep = Annotated[UploadSessions, Depends(_uploads)]
 #: The whole app state, for diagnostics (it reports on everything).
 StateDep = Annotated[Any, Depends(_state)]

@@ -16,15 +16,25 @@ from backend.db.time import iso, now
 #: A default title is the first prompt cut to this many characters.
 TITLE_CHARS = 80
 
-# One row per conversation with at least one turn: the numbers the list shows. Its activity (``updated_at``)
-# is its newest turn or its last rename, whichever is later: a new turn writes nothing to the conversation row.
-_SUMMARY = """
-    SELECT c.id, c.title, c.created_at, greatest(c.updated_at, max(g.created_at)) AS updated_at,
-           count(g.id) AS turns,
-           coalesce(sum(g.cost_usd), 0) AS cost_usd,
-           arg_max(g.model, g.created_at) AS last_model,
-           arg_min(g.prompt, g.created_at) AS first_prompt
-    FROM conversations c JOIN generations g ON g.conversation_id = c.id
+# One row per conversation with at least one turn, with its activity: its newest turn or its last rename,
+# whichever is later (a new turn writes nothing to the conversation row). Only two columns of the turns are read.
+_ACTIVITY = """
+    SELECT c.id, greatest(c.updated_at, a.last_turn) AS activity
+    FROM conversations c JOIN (SELECT conversation_id, max(created_at) AS last_turn FROM generations
+                               WHERE conversation_id IS NOT NULL GROUP BY conversation_id) a
+         ON a.conversation_id = c.id
+"""
+
+# The numbers the list shows, for the conversations in ``page`` (a CTE of ids and activities) only: their turns
+# are found through the conversation_id index, and the first prompt is read afterwards for untitled ones.
+_NUMBERS = """
+    SELECT p.id, c.title, c.created_at, p.activity AS updated_at, n.turns, n.cost_usd, n.last_model, n.first_turn
+    FROM page p JOIN conversations c ON c.id = p.id
+    JOIN (SELECT conversation_id, count(*) AS turns, coalesce(sum(cost_usd), 0) AS cost_usd,
+                 arg_max(model, created_at) AS last_model, arg_min(id, created_at) AS first_turn
+          FROM generations WHERE conversation_id IN (SELECT id FROM page) GROUP BY conversation_id) n
+         ON n.conversation_id = p.id
+    ORDER BY p.activity DESC, p.id DESC
 """
 
 
@@ -49,37 +59,48 @@ def not_found(conversation_id: str) -> NotFound:
     return NotFound(f"No conversation with id '{conversation_id[:64]}'.")
 
 
+def _summaries(cur: Any, where: str, params: list[Any], limit: int) -> list[dict[str, Any]]:
+    """Inside a read: the list items of the ``limit`` most recently active conversations matching ``where`` (on
+    ``s.id`` and ``s.activity``), newest first. The turns are summed for those conversations only."""
+    cur.execute(f"WITH page AS MATERIALIZED (SELECT * FROM ({_ACTIVITY}) s WHERE {where} "  # noqa: S608 - constant text
+                f"ORDER BY s.activity DESC, s.id DESC LIMIT ?) {_NUMBERS}", [*params, limit])
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    untitled = [r["first_turn"] for r in rows if not r["title"]]
+    prompts: dict[str, str] = {}
+    if untitled:
+        cur.execute("SELECT id, prompt FROM generations WHERE list_contains(?::VARCHAR[], id)", [untitled])
+        prompts = dict(cur.fetchall())
+    for row in rows:
+        row["first_prompt"] = prompts.get(row["first_turn"])
+    return rows
+
+
 async def search(store: Store, *, q: str | None = None, limit: int = 50,
                  cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """By last activity, newest first. ``q`` matches the title and any turn's prompt or answer."""
-    where: list[str] = []
+    where: list[str] = ["true"]
     params: list[Any] = []
     if q:
         pattern = like_pattern(q)
-        where.append("(c.title ILIKE ? ESCAPE '\\' OR c.id IN (SELECT conversation_id FROM generations WHERE "
-                     "prompt ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\'))")
+        where.append("(s.id IN (SELECT id FROM conversations WHERE title ILIKE ? ESCAPE '\\') OR s.id IN "
+                     "(SELECT conversation_id FROM generations WHERE prompt ILIKE ? ESCAPE '\\' OR "
+                     "output_text ILIKE ? ESCAPE '\\'))")
         params += [pattern, pattern, pattern]
-    outer = ""
     if cursor:
         stamp, conv_id = decode_cursor(cursor)
-        outer = "WHERE (s.updated_at < ? OR (s.updated_at = ? AND s.id < ?))"
+        where.append("(s.activity < ? OR (s.activity = ? AND s.id < ?))")
         params += [stamp, stamp, conv_id]
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
-    rows = await store.fetchall(
-        f"SELECT * FROM ({_SUMMARY} {clause} GROUP BY c.id, c.title, c.created_at, c.updated_at) s {outer} "  # noqa: S608
-        "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?",
-        [*params, limit + 1],
-    )
+    rows = await store.read(lambda cur: _summaries(cur, " AND ".join(where), params, limit + 1))
     next_cursor = encode_cursor(rows[limit - 1], stamp="updated_at") if len(rows) > limit else None
     return [_item(r) for r in rows[:limit]], next_cursor
 
 
 async def summary(store: Store, conversation_id: str) -> dict[str, Any]:
-    row = await store.fetchone(f"{_SUMMARY} WHERE c.id = ? GROUP BY c.id, c.title, c.created_at, c.updated_at",  # noqa: S608
-                               [conversation_id])
-    if row is None:
+    rows = await store.read(lambda cur: _summaries(cur, "s.id = ?", [conversation_id], 1))
+    if not rows:
         raise not_found(conversation_id)
-    return _item(row)
+    return _item(rows[0])
 
 
 async def exists(store: Store, conversation_id: str) -> bool:

@@ -4,8 +4,7 @@ search index's days (docs/data.md, "Search").
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
 from backend.db import assets as assets_db
@@ -78,8 +77,8 @@ async def search(
             conditions.append("id IN (SELECT generation_id FROM collection_items WHERE collection_id = ?)")
             values.append(collection_id)
         found: list[tuple[str, datetime]] = []
-        for probe, probe_params in _probes(cur, q=q, before=after[0] if after else None,
-                                            selective=bool(collection_id or batch_id)):
+        for probe, probe_params in search_index.probes(cur, q=q, before=after[0] if after else None,
+                                                        selective=bool(collection_id or batch_id)):
             clause = " AND ".join([*conditions, probe])
             cur.execute(f"SELECT id, created_at FROM generations WHERE {clause} "  # noqa: S608
                         "ORDER BY created_at DESC, id DESC LIMIT ?", [*values, *probe_params, need - len(found)])
@@ -105,38 +104,3 @@ async def search(
     assets = await assets_db.outputs_for(store, generation_ids=[r["id"] for r in rows])
     return [to_record(r, assets.get(r["id"], [])) for r in rows], next_cursor
 
-
-def _probes(cur: Any, *, q: str | None, before: datetime | None,
-            selective: bool) -> Iterator[tuple[str, list[Any]]]:
-    """Ranges of ``created_at`` to look in, newest first, each a SQL condition with its parameters.
-
-    With words in ``q``: the days the search index names (1, then 4 days), then all the other ones. Otherwise
-    a window of time sized from the library's density (a few pages' worth), then everything older; a
-    ``selective`` filter (a collection) skips the window.
-    """
-    words = search_index.pieces(cur, q) if q else []
-    if words:
-        days = search_index.candidate_days(cur, words)
-        if before is not None:
-            last = before.astimezone(UTC).date()
-            days = [d for d in days if d <= last]
-        for chunk in (days[:1], days[1:5], days[5:]):
-            if not chunk:
-                return
-            lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
-            hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
-            yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
-                   [lo, hi, chunk])
-        return
-    if selective:
-        yield "true", []
-        return
-    cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
-    count, oldest, newest = cur.fetchone()
-    if not count:
-        return
-    top = min(before, newest) if before is not None else newest
-    lo = top - max((newest - oldest) * 200 / count, timedelta(seconds=1))
-    yield "created_at >= ? AND created_at <= ?", [lo, top]
-    if lo > oldest:
-        yield "created_at < ?", [lo]

@@ -5,7 +5,8 @@ generation's prompt, output or title, with the list of UTC days (of ``created_at
 A search for ``q`` splits ``q`` the same way; every piece of ``q`` must be a substring of some word of a
 matching generation, so only the days where each piece is inside some word can hold a match. The real match
 (``ILIKE`` on prompt, output and title) then runs on those days' rows only, newest day first, and stops as soon
-as the page is full. The index is a superset: a deleted or edited generation may leave a day behind, which costs a
+as the page is full; :func:`probes` gives the ranges of time a listing or a search looks in, in order. The index
+is a superset: a deleted or edited generation may leave a day behind, which costs a
 little time and never a wrong answer. See docs/data.md ("Search").
 
 Every write of ``prompt``, ``output_text`` or ``title`` calls :func:`index` in the same transaction
@@ -16,8 +17,8 @@ same SQL (``tests/test_search_index.py`` checks that both agree).
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
-from datetime import date
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 # One word = a maximal run of Unicode letters and digits. The same pattern splits the query (see pieces()).
@@ -97,3 +98,60 @@ def candidate_days(cur: Any, words: Sequence[tuple[str, str]]) -> list[date]:
                 found[i].update(row[-1])
     days = set.intersection(*found)
     return sorted(days, reverse=True)
+
+
+def used_on(cur: Any, words: Sequence[tuple[str, str]], day: date) -> bool:
+    """Whether every word of the query is itself an indexed word used on ``day`` (the newest): a cheap sign that
+    the words are common, so the newest items are worth searching before the index is read. Longest word first
+    (the likeliest to be rare); one lookup by equality each, stopping at the first that is not."""
+    for word, _ in sorted(words, key=lambda w: -len(w[0])):
+        cur.execute("SELECT list_contains(days, ?) FROM search_terms WHERE term = ?", [day, word])
+        row = cur.fetchone()
+        if not (row and row[0]):
+            return False
+    return True
+
+
+#: The first window of a listing or a search holds about this many generations' worth of time (a few pages).
+WINDOW_ITEMS = 200
+
+
+def probes(cur: Any, *, q: str | None, before: datetime | None,
+            selective: bool) -> Iterator[tuple[str, list[Any]]]:
+    """Ranges of ``created_at`` to look in, newest first, each a SQL condition with its parameters.
+
+    First a window of time sized from the library's density (:data:`WINDOW_ITEMS` generations' worth), where
+    a word found in most items already fills the page without reading the search index. Then, with words in
+    ``q``, the older days the search index names (1, then 4 days, then all the other ones); otherwise
+    everything older. A ``selective`` filter (a collection, a batch) skips the window.
+    """
+    words = pieces(cur, q) if q else []
+    bound = None  # everything from here on has been looked at
+    if not selective:
+        cur.execute("SELECT count(*), min(created_at), max(created_at) FROM generations")
+        count, oldest, newest = cur.fetchone()
+        if not count:
+            return
+        top = min(before, newest) if before is not None else newest
+        if not words or used_on(cur, words, top.astimezone(UTC).date()):
+            lo = top - max((newest - oldest) * WINDOW_ITEMS / count, timedelta(seconds=1))
+            yield "created_at >= ? AND created_at <= ?", [lo, top]
+            if lo <= oldest:
+                return
+            bound = lo
+    if not words:
+        yield ("created_at < ?", [bound]) if bound is not None else ("true", [])
+        return
+    days = candidate_days(cur, words)
+    last = min(t for t in (before, bound) if t is not None).astimezone(UTC).date() if (before or bound) else None
+    if last is not None:
+        days = [d for d in days if d <= last]
+    for chunk in (days[:1], days[1:5], days[5:]):
+        if not chunk:
+            return
+        lo = datetime.combine(chunk[-1], time(), tzinfo=UTC)
+        hi = datetime.combine(chunk[0], time(), tzinfo=UTC) + timedelta(days=1)
+        if bound is not None:
+            hi = min(hi, bound)
+        yield ("created_at >= ? AND created_at < ? AND list_contains(?::DATE[], timezone('UTC', created_at)::DATE)",
+               [lo, hi, chunk])

@@ -1,4 +1,5 @@
-/* Library: "Load more" appends the next page in place; near the end of the page it loads by itself. */
+/* Library: "Load more" appends the next page in place; near the end of the page it loads by itself.
+   Selection and bulk actions; a title renamed in place on its tile. */
 (function () {
   "use strict";
 
@@ -115,4 +116,103 @@
   });
 
   document.addEventListener("DOMContentLoaded", refreshSelection);
+
+  /* ---- rename a title in place: the tile's Rename (or F2 on a focused tile); Enter saves, Esc cancels ---- */
+  function closeRename(tile) {
+    const form = tile.querySelector("[data-rename-form]");
+    if (form) form.remove();
+    tile.classList.remove("renaming");
+    tile.querySelector(".lib-link").focus();
+  }
+
+  function openRename(tile) {
+    if (tile.querySelector("[data-rename-form]")) return;
+    const form = document.createElement("form");
+    form.className = "lib-rename-form";
+    form.dataset.renameForm = "";
+    form.noValidate = true;
+    const input = document.createElement("input");
+    input.type = "text";
+    input.name = "title";
+    input.value = tile.dataset.title || "";
+    input.placeholder = tile.dataset.prompt || "";
+    input.setAttribute("aria-label", "Title");
+    input.autocomplete = "off";
+    const actions = document.createElement("div");
+    actions.className = "lib-rename-actions";
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.className = "button small primary";
+    save.textContent = "Save";
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "button small ghost";
+    cancel.textContent = "Cancel";
+    cancel.addEventListener("click", () => closeRename(tile));
+    actions.append(cancel, save);
+    form.append(input, actions);
+    input.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape") return;
+      event.preventDefault(); // the page's own Esc (stop a generation, close a panel) is not meant
+      closeRename(tile);
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      saveRename(tile, form, input, save);
+    });
+    tile.classList.add("renaming");
+    tile.append(form);
+    input.focus();
+    input.select();
+  }
+
+  async function saveRename(tile, form, input, save) {
+    if (save.getAttribute("aria-disabled") === "true") return;
+    save.setAttribute("aria-disabled", "true");
+    const old = form.querySelector(".callout");
+    if (old) old.remove();
+    const body = new FormData();
+    body.append("title", input.value);
+    let answer = {};
+    let ok = false;
+    try {
+      const response = await Atelier.post("/g/" + encodeURIComponent(tile.dataset.generationId) + "/title", body);
+      answer = await response.json().catch(() => ({}));
+      ok = response.ok;
+    } catch (e) {
+      answer = { error: { message: "Atelier is not answering; the title was not changed." } };
+    }
+    save.removeAttribute("aria-disabled");
+    if (!ok) {
+      const callout = Atelier.errorCallout(answer.error, "The title could not be changed.");
+      callout.id = "rename-error-" + tile.dataset.generationId;
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", callout.id);
+      form.append(callout);
+      input.focus();
+      return;
+    }
+    const title = (answer.generation && answer.generation.title) || "";
+    tile.dataset.title = title;
+    const shown = title || tile.dataset.prompt || "";
+    tile.querySelector("[data-tile-title]").textContent = shown;
+    tile.querySelector(".lib-link").title = shown;
+    tile.querySelector("[data-rename]").setAttribute("aria-label", "Rename “" + shown + "”");
+    closeRename(tile);
+  }
+
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("[data-rename]");
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    openRename(link.closest(".lib-tile"));
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "F2" || event.target.closest("[data-rename-form]")) return;
+    const tile = event.target.closest && event.target.closest(".lib-tile");
+    if (!tile) return;
+    event.preventDefault();
+    openRename(tile);
+  });
 })();

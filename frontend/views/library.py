@@ -167,8 +167,8 @@ def tags() -> Any:
 
 @bp.post("/g/<rid:generation_id>/title")
 def title(generation_id: str) -> Any:
-    """Rename a generation (an empty title goes back to showing the prompt)."""
-    value = request.form.get("title", "").strip()[:300]
+    """Rename a generation (an empty title goes back to showing the prompt). The backend checks the length."""
+    value = request.form.get("title", "").strip()
     try:
         record = backend().update_generation(generation_id, {"title": value or None})
     except BackendError as exc:
