@@ -154,7 +154,7 @@ def test_the_migration_fills_the_index_like_writes_do(tmp_path: Path) -> None:
     finally:
         con.close()
     assert by_migration == by_writes
-    assert MIGRATIONS[-1][0] == "0006_search"
+    assert "0006_search" in [name for name, *_ in MIGRATIONS]
 
 
 def test_streamed_text_is_indexed_once_the_generation_ends(tmp_path: Path, index_only: None) -> None:
