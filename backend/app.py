@@ -226,6 +226,8 @@ _OPERATION_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         402: "This month's budget is spent; the generation failed and nothing was sent.",
         409: "The generation cannot be retried in its status."},
     ("post", "/api/v1/generations/{gen_id}/cancel"): {409: "The generation has already finished."},
+    ("put", "/api/v1/imports/uploads/{upload_id}"): {
+        409: "The chunk does not start where the upload ends (`received` says where it does)."},
     ("get", "/api/v1/assets/{asset_id}"): {304: "Not modified (If-None-Match).",
                                            416: "The requested range is outside the file."},
 }

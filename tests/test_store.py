@@ -195,3 +195,41 @@ def test_a_backup_the_disk_refuses_stops_the_open_clearly_and_leaves_no_half_cop
     assert "full" in str(info.value) and "MB" in str(info.value) and str(backups) in str(info.value)
     assert path.read_bytes() == before
     assert list(backups.iterdir()) == []
+
+
+def test_replacing_the_file_while_a_read_is_out_serves_the_new_file(tmp_path: Path) -> None:
+    """A read in flight when a restore replaces the file ends normally (closing the connection under it would fail
+    it with "connection already closed"), and the reads after the replacement see the new file."""
+    import threading
+
+    store = Store.open(tmp_path / "a.duckdb")
+    replacement = tmp_path / "b.duckdb"
+    other = Store.open(replacement)
+    run(other.execute("INSERT INTO meta VALUES ('which', 'new')"))
+    other.close()
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_read(cur) -> str:
+        cur.execute("SELECT count(*) FROM meta").fetchall()
+        reading.set()
+        release.wait(10)
+        return "done"
+
+    async def main() -> str | None:
+        await store.execute("INSERT INTO meta VALUES ('which', 'old')")
+        read = asyncio.create_task(store.read(slow_read))
+        await asyncio.to_thread(reading.wait, 10)
+        replaced = asyncio.create_task(store.replace_file(replacement, aside_label="replaced"))
+        await asyncio.sleep(0.2)
+        assert not replaced.done(), "the file was replaced while a read still held a cursor"
+        release.set()
+        assert await read == "done"
+        await replaced
+        row = await store.fetchone("SELECT value FROM meta WHERE key = 'which'")
+        return row["value"] if row else None
+
+    try:
+        assert run(main()) == "new"
+    finally:
+        release.set()
+        store.close()

@@ -22,7 +22,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -140,6 +140,11 @@ class Store:
         self.write_lock = asyncio.Lock()
         self._closed = False
         self._close_lock = threading.Lock()
+        # Closing the connection fails every cursor still out ("connection already closed"): replacing or
+        # reopening the file waits until the reads and transactions in flight have given theirs back.
+        self._cursors = threading.Condition()
+        self._open_cursors = 0
+        self._swapping = False
         # The error that invalidated the connection; the next call opens the file again.
         self._invalidated: BaseException | None = None
         self.reopened = 0
@@ -219,16 +224,47 @@ class Store:
             self._invalidated = exc
             log.error("the database was invalidated; it is opened again on the next call: %s", exc)
 
-    def _run(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        cur = self._cursor()
+    @contextlib.contextmanager
+    def _borrowed(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for one call, counted so that :meth:`_no_cursors` can wait for it to be given back."""
+        with self._cursors:
+            while self._swapping:
+                self._cursors.wait()
+            cur = self._cursor()
+            self._open_cursors += 1
         try:
-            return fn(cur)
-        except duckdb.Error as exc:
-            self._note_invalidated(exc)
-            raise
+            yield cur
         finally:
             with contextlib.suppress(duckdb.Error):
                 cur.close()
+            with self._cursors:
+                self._open_cursors -= 1
+                self._cursors.notify_all()
+
+    @contextlib.contextmanager
+    def _no_cursors(self, timeout: float = 30.0) -> Iterator[None]:
+        """Hold new cursors back and wait (at most ``timeout``) until every cursor out has been given back."""
+        deadline = time.monotonic() + timeout
+        with self._cursors:
+            self._swapping = True
+            while self._open_cursors and (left := deadline - time.monotonic()) > 0:
+                self._cursors.wait(left)
+            if self._open_cursors:
+                log.warning("%d database cursors still open after %.0f s; going on", self._open_cursors, timeout)
+        try:
+            yield
+        finally:
+            with self._cursors:
+                self._swapping = False
+                self._cursors.notify_all()
+
+    def _run(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        with self._borrowed() as cur:
+            try:
+                return fn(cur)
+            except duckdb.Error as exc:
+                self._note_invalidated(exc)
+                raise
 
     def _run_write(self, sql: str, params: Sequence[Any] | dict) -> None:
         try:
@@ -239,8 +275,7 @@ class Store:
             # The row is in the journal: acknowledge it; the store reopens the file on the next call.
 
     def _run_tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        cur = self._cursor()
-        try:
+        with self._borrowed() as cur:
             try:
                 cur.execute("BEGIN TRANSACTION")
             except duckdb.Error as exc:
@@ -262,9 +297,6 @@ class Store:
                 if not commit_was_durable(exc):
                     raise
             return result
-        finally:
-            with contextlib.suppress(duckdb.Error):
-                cur.close()
 
     def _reopen(self) -> None:
         """Close the invalidated connection and open the file again (runs under the write lock).
@@ -278,23 +310,28 @@ class Store:
             cause = self._invalidated
             if cause is None:
                 return
-            with contextlib.suppress(duckdb.Error):
-                self._con.close()
-            try:
-                con = _connect(self.path, True)
-            except (StoreOpenError, _Damaged) as exc:
-                log.warning("the database cannot be opened again yet: %s", exc)
-                raise cause from None
-            try:
-                # A cursor still open elsewhere keeps the old (invalid) instance alive: check that this one works.
-                con.execute("SELECT 1").fetchall()
-            except duckdb.Error:
-                con.close()
-                raise cause from None
-            self._con = con
-            self._invalidated = None
-            self.reopened += 1
-            log.warning("the database was opened again after: %s", cause)
+            with self._no_cursors():
+                self._reopen_now(cause)
+
+    def _reopen_now(self, cause: BaseException) -> None:
+        """:meth:`_reopen` once no cursor is out."""
+        with contextlib.suppress(duckdb.Error):
+            self._con.close()
+        try:
+            con = _connect(self.path, True)
+        except (StoreOpenError, _Damaged) as exc:
+            log.warning("the database cannot be opened again yet: %s", exc)
+            raise cause from None
+        try:
+            # A cursor still open elsewhere keeps the old (invalid) instance alive: check that this one works.
+            con.execute("SELECT 1").fetchall()
+        except duckdb.Error:
+            con.close()
+            raise cause from None
+        self._con = con
+        self._invalidated = None
+        self.reopened += 1
+        log.warning("the database was opened again after: %s", cause)
 
     async def _recover(self) -> None:
         """Reopen an invalidated database. The caller holds the write lock."""
@@ -353,29 +390,34 @@ class Store:
         with self._close_lock:
             if self._closed:
                 raise RuntimeError("the store is closed")
-            if self._invalidated is None:
-                with contextlib.suppress(duckdb.Error):
-                    self._con.execute("CHECKPOINT")
+            with self._no_cursors():
+                return self._replace_file_now(new_file, aside_label)
+
+    def _replace_file_now(self, new_file: Path, aside_label: str) -> Path:
+        """:meth:`_replace_file` once no cursor is out."""
+        if self._invalidated is None:
             with contextlib.suppress(duckdb.Error):
-                self._con.close()
-            aside = self.path.with_name(f"{self.path.name}.{aside_label}-{_stamp()}")
-            os.replace(self.path, aside)
-            if _wal_path(self.path).exists():
-                os.replace(_wal_path(self.path), aside.with_name(aside.name + ".wal"))
-            try:
-                os.replace(new_file, self.path)
-                self._con = _connect(self.path, True)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.replace(self.path, new_file)
-                os.replace(aside, self.path)
-                if aside.with_name(aside.name + ".wal").exists():
-                    os.replace(aside.with_name(aside.name + ".wal"), _wal_path(self.path))
-                self._con = _connect(self.path, True)
-                raise
-            self._invalidated = None
-            log.warning("the library was replaced by %s; the previous file is kept as %s", new_file.name, aside)
-            return aside
+                self._con.execute("CHECKPOINT")
+        with contextlib.suppress(duckdb.Error):
+            self._con.close()
+        aside = self.path.with_name(f"{self.path.name}.{aside_label}-{_stamp()}")
+        os.replace(self.path, aside)
+        if _wal_path(self.path).exists():
+            os.replace(_wal_path(self.path), aside.with_name(aside.name + ".wal"))
+        try:
+            os.replace(new_file, self.path)
+            self._con = _connect(self.path, True)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.replace(self.path, new_file)
+            os.replace(aside, self.path)
+            if aside.with_name(aside.name + ".wal").exists():
+                os.replace(aside.with_name(aside.name + ".wal"), _wal_path(self.path))
+            self._con = _connect(self.path, True)
+            raise
+        self._invalidated = None
+        log.warning("the library was replaced by %s; the previous file is kept as %s", new_file.name, aside)
+        return aside
 
     def close(self) -> None:
         """CHECKPOINT (so no .wal is left) and close. Safe to call twice and from any thread."""
