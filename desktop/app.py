@@ -153,14 +153,7 @@ class App:
                 except Exception as exc:  # a GUI backend that fails to load: keep serving headless
                     self._serve_headless(login_url, window_error=exc)
             else:
-                if self.want_window:
-                    if settings.no_window:
-                        print("ATELIER_NO_WINDOW is set: Atelier opens in your browser.", flush=True)
-                    else:
-                        print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
-                    self._open_browser(login_url)
-                print(f"Atelier is running. Open this address in your browser:\n{login_url}", flush=True)
-                self.stop_event.wait()
+                self._serve_in_browser(login_url, reason, no_window=settings.no_window)
         finally:
             self._shutdown()
         return 0
@@ -197,6 +190,18 @@ class App:
 
     def _login_url(self) -> str:
         return f"{self.ui.url}/login?token={self._token}"
+
+    def _serve_in_browser(self, login_url: str, reason: str | None, *, no_window: bool = False) -> None:
+        """No window (not wanted, not possible, or ATELIER_NO_WINDOW): say why, open the browser if a window was
+        wanted, and serve until asked to stop."""
+        if self.want_window:
+            if no_window:
+                print("ATELIER_NO_WINDOW is set: Atelier opens in your browser.", flush=True)
+            else:
+                print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
+            self._open_browser(login_url)
+        print(f"Atelier is running. Open this address in your browser:\n{login_url}", flush=True)
+        self.stop_event.wait()
 
     def _serve_headless(self, login_url: str, *, window_error: Exception) -> None:
         log.error("the window could not be opened: %s", window_error)
@@ -261,10 +266,7 @@ class App:
             if window_error is not None:
                 self._serve_headless(login_url, window_error=window_error)
             elif reason is not None:
-                print(f"Atelier cannot open its window: {reason}. Serving headless instead.", flush=True)
-                self._open_browser(login_url)
-                print(f"Atelier is running. Open this address in your browser:\n{login_url}", flush=True)
-                self.stop_event.wait()
+                self._serve_in_browser(login_url, reason)
         finally:
             self._shutdown()
         return 0

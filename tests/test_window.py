@@ -31,7 +31,9 @@ SCRIPT = textwrap.dedent(
         title = None
         while time.monotonic() < deadline:
             title = app.window.title_now()
-            if title and title != "Atelier login":
+            # The window shows the theme's background (no title yet) while the servers start, then the login
+            # page, then the Studio: wait for the Studio, or print whatever the window shows at the deadline.
+            if title and "Studio" in title:
                 break
             time.sleep(0.2)
         print("TITLE:", title, flush=True)
