@@ -91,8 +91,9 @@ async def insert(
     if start_now:
         rows.append(("INSERT INTO attempts (generation_id, number, started_at) VALUES", [gen_id, 1, ts]))
     # Group commit: requests arriving together share one transaction and one journal sync; this returns once
-    # the row is committed (docs/performance.md, "Group commit").
-    await group_for(store).insert(rows)
+    # the row is committed (docs/performance.md, "Group commit"). A request that goes out now does not wait for
+    # its prompt to be added to the search index (a transaction of its own, right after).
+    await group_for(store).insert(rows, searchable=not start_now)
     # Exactly the row as stored (every column of _COLUMNS), so callers can build the record without a read.
     row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
     row.update(id=gen_id, kind=kind, status="running" if start_now else "queued", model=model, prompt=prompt,
@@ -319,7 +320,9 @@ async def fail_orphaned_turns(store: Store) -> list[str]:
             "next_attempt_at = NULL WHERE " + orphans + " RETURNING id",
             [error, now(), now()],
         )
-        return [r[0] for r in cur.fetchall()]
+        failed = [r[0] for r in cur.fetchall()]
+        search_index.index(cur, failed)  # a terminal status: indexed, like every generation that ends
+        return failed
 
     return await store.transaction(run)
 

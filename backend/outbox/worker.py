@@ -25,6 +25,7 @@ from backend.core.settings import Settings
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
 from backend.db import meta
+from backend.db import search as search_index
 from backend.db.store import Store
 from backend.keys.credentials import Credentials
 from backend.media.store import MediaStore
@@ -89,6 +90,8 @@ class Outbox:
     async def start(self) -> None:
         self.paused = await meta.get(self.store, key="outbox_paused") == "true"
         await self._resume_after_restart()
+        # In case the app stopped before the newest generations' words were indexed (db/group_commit.py).
+        await self.store.transaction(search_index.index_unfinished)
         self._loop_task = asyncio.create_task(self._loop(), name="outbox")
 
     async def stop(self) -> None:
