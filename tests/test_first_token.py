@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from backend.db import attempts as attempts_db
 from backend.db import generations as gens
 from backend.db.group_commit import GroupCommit, group_for
 from backend.db.store import Store
@@ -92,5 +95,68 @@ def test_a_turn_failed_with_its_parent_is_indexed(tmp_path: Path) -> None:
             assert await _found(store, "narwhal") == [row["id"]]
         finally:
             store.close()
+
+    asyncio.run(go())
+
+
+def test_an_attempt_ends_in_one_transaction_and_done_carries_the_stored_record(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the answer: the attempt closed, the usage added, the status moved and the record for ``done`` read,
+    in one round trip to the database, and that record is exactly what a read gives afterwards."""
+    async def go() -> None:
+        async with Rig(tmp_path, lambda request: chat_ok("Hi there")) as rig:
+            gen_id = await rig.queued()
+            calls: list[str] = []
+            for name in ("transaction", "execute", "read"):
+                real = getattr(rig.store, name)
+
+                def counted(*args: Any, __real: Any = real, __name: str = name) -> Any:
+                    calls.append(__name)
+                    return __real(*args)
+
+                monkeypatch.setattr(rig.store, name, counted)
+            real_chat = rig.client.chat
+            answered_at: list[int] = []
+
+            async def chat(*args: Any) -> Any:
+                result = await real_chat(*args)
+                answered_at.append(len(calls))
+                return result
+
+            monkeypatch.setattr(rig.client, "chat", chat)
+            running = await rig.outbox.send_queued(gen_id)
+            assert running is not None and running.task is not None
+            events = running.subscribe()
+            await running.task
+            assert calls[answered_at[0]:] == ["transaction"]
+            monkeypatch.undo()
+            event, record = events.get_nowait()
+            assert event == "done"
+            assert record == await gens.record(rig.store, gen_id, with_attempts=False)
+            assert (record["status"], record["output_text"]) == ("succeeded", "Hi there")
+            assert record["usage"]["cost_usd"] == pytest.approx(0.0001)
+            log = await attempts_db.log(rig.store, generation_id=gen_id)
+            assert [(a["outcome"], a["http_status"]) for a in log] == [("succeeded", 200)]
+
+    asyncio.run(go())
+
+
+def test_usage_of_a_billed_failure_and_its_retry_add_up(tmp_path: Path) -> None:
+    answers = iter([
+        httpx.Response(200, json={"id": "gen-x", "choices": [{"finish_reason": "error", "error": {
+            "code": 502, "message": "provider fell over"}}], "usage": {"prompt_tokens": 5, "completion_tokens": 0,
+                                                                       "cost": 0.00002}}),
+        chat_ok("second time lucky"),
+    ])
+
+    async def go() -> None:
+        async with Rig(tmp_path, lambda request: next(answers)) as rig:
+            gen_id = await rig.queued()
+            first = await rig.attempt(gen_id)  # an in-band error before any output: billed, sent again
+            assert (first["status"], first["prompt_tokens"]) == ("queued", 5)
+            assert first["cost_usd"] == pytest.approx(0.00002)
+            second = await rig.attempt(gen_id)
+            assert (second["status"], second["prompt_tokens"], second["completion_tokens"]) == ("succeeded", 8, 2)
+            assert second["cost_usd"] == pytest.approx(0.00012)
 
     asyncio.run(go())

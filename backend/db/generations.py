@@ -176,9 +176,18 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
                      **changes: Any) -> bool:
     """Move a generation to ``status`` (setting ``changes`` too) only if it is in one of ``from_statuses``.
 
-    Every status change an attempt makes goes through here, so an attempt that ends after the user cancelled
-    the generation can never bring it back. False when the generation was elsewhere.
+    Every status change an attempt makes goes through here (or :func:`move` inside a transaction), so an
+    attempt that ends after the user cancelled the generation can never bring it back. False when the
+    generation was elsewhere.
     """
+    return await store.transaction(lambda cur: move(cur, gen_id, status=status, from_statuses=from_statuses,
+                                                    **changes)) is not None
+
+
+def move(cur: Any, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
+         **changes: Any) -> dict[str, Any] | None:
+    """:func:`transition` inside a transaction the caller holds; returns the row as stored now (every column of
+    ``_COLUMNS``), or None when the generation was not in ``from_statuses``."""
     for key in ("error", "params", "input_asset_ids"):
         if key in changes and changes[key] is not None and not isinstance(changes[key], str):
             changes[key] = json.dumps(changes[key])
@@ -186,18 +195,17 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
     changes["updated_at"] = now()
     assignments = ", ".join(f"{name} = ?" for name in changes)
     placeholders = ", ".join("?" for _ in from_statuses)
-
-    def run(cur: Any) -> bool:
-        cur.execute(
-            f"UPDATE generations SET {assignments} WHERE id = ? AND status IN ({placeholders}) RETURNING id",  # noqa: S608
-            [*changes.values(), gen_id, *from_statuses],
-        )
-        moved = cur.fetchone() is not None
-        if moved and (SEARCHED.intersection(changes) or status in TERMINAL):
-            search_index.index(cur, [gen_id])  # terminal: also the text a stream flushed without indexing
-        return moved
-
-    return await store.transaction(run)
+    cur.execute(
+        f"UPDATE generations SET {assignments} WHERE id = ? AND status IN ({placeholders}) "  # noqa: S608
+        f"RETURNING {_COLUMNS}",
+        [*changes.values(), gen_id, *from_statuses],
+    )
+    found = cur.fetchone()
+    if found is None:
+        return None
+    if SEARCHED.intersection(changes) or status in TERMINAL:
+        search_index.index(cur, [gen_id])  # terminal: also the text a stream flushed without indexing
+    return dict(zip(_COLUMN_NAMES, found, strict=True))
 
 
 async def cancel(store: Store, gen_id: str) -> bool:

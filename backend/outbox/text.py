@@ -110,23 +110,20 @@ class ChatAttempt:
             try:
                 saved = await store_images(s, gen_id, images)
             except MediaError as exc:
-                await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="rejected",
-                                      error_code=exc.code, error_message=str(exc))
-                await rules.finish(gen_id, Status.FAILED, output_text=output or None,
-                                   error=error_dict(media_error_code(exc), str(exc)), **done)
-                await rules.publish_final(running, "error")
+                await rules.end(running, "error", Status.FAILED, attempt=dict(
+                    number=number, outcome="rejected", error_code=exc.code, error_message=str(exc)),
+                    output_text=output or None, error=error_dict(media_error_code(exc), str(exc)), **done)
                 return
         if row["kind"] == Kind.IMAGE and not saved:
-            await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="rejected",
-                                  error_code="no_image_output")
-            await rules.finish(gen_id, Status.FAILED, output_text=output or None,
-                               error=error_dict("no_image_output", no_image_message(row["model"])), **done)
-            await rules.publish_final(running, "error")
+            await rules.end(running, "error", Status.FAILED, attempt=dict(
+                number=number, outcome="rejected", error_code="no_image_output"),
+                output_text=output or None, error=error_dict("no_image_output", no_image_message(row["model"])),
+                **done)
             return
-        await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="succeeded", http_status=200)
-        await rules.finish(gen_id, Status.SUCCEEDED, output_text=output, reasoning_text="".join(reasoning) or None,
-                           error=None, **done)
-        await rules.publish_final(running, "done")
+        # One transaction closes the attempt, stores the answer and reads the record for ``done``.
+        await rules.end(running, "done", Status.SUCCEEDED, attempt=dict(number=number, outcome="succeeded",
+                                                                       http_status=200),
+                        output_text=output, reasoning_text="".join(reasoning) or None, error=None, **done)
 
     async def _stopped(self, running: Running, number: int, partial: str, reasoning: str | None) -> None:
         """The attempt was cancelled: the app is closing, or the user cancelled (already recorded)."""
@@ -141,7 +138,6 @@ class ChatAttempt:
             else:
                 await gens.transition(s.store, gen_id, status=Status.QUEUED, next_attempt_at=None)
             return
-        await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="cancelled")
-        await rules.finish(gen_id, Status.CANCELLED, from_statuses=(Status.RUNNING, Status.CANCELLED),
-                           output_text=partial or None, reasoning_text=reasoning)
-        await rules.publish_final(running, "done")
+        await rules.end(running, "done", Status.CANCELLED, attempt=dict(number=number, outcome="cancelled"),
+                        from_statuses=(Status.RUNNING, Status.CANCELLED), output_text=partial or None,
+                        reasoning_text=reasoning)
