@@ -190,3 +190,22 @@ def test_streamed_text_of_many_streams_is_written_together_and_never_over_an_out
             store.close()
 
     asyncio.run(go())
+
+
+def test_neither_hop_makes_a_stream_wait_for_a_pooled_connection() -> None:
+    """Every UI worker thread can hold a backend stream, and a hundred Studio streams to OpenRouter do not fill
+    the pool (httpx's default of 100 made the next one wait for a free connection)."""
+    from backend.openrouter import OpenRouterClient
+    from desktop.servers import UI_THREADS
+    from frontend.backend_client import BackendClient
+
+    ui = BackendClient("http://127.0.0.1:9", "token")
+    upstream = OpenRouterClient("http://127.0.0.1:9/api/v1", transport=None)
+    try:
+        ui_pool = ui._client._transport._pool
+        assert ui_pool._max_connections > UI_THREADS and ui_pool._max_keepalive_connections > UI_THREADS
+        assert upstream._http._transport._pool._max_connections > 400
+        assert upstream._http._transport._pool._max_keepalive_connections >= 100
+    finally:
+        ui.close()
+        asyncio.run(upstream.aclose())

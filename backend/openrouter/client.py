@@ -52,6 +52,10 @@ __all__ = ["OpenRouterClient"]
 _MAX_ERROR_BODY = 256 * 1024
 # Writes of large requests (images as data URLs) may be slow on a poor uplink; this bounds each write call.
 _WRITE_TIMEOUT = 60.0
+#: Connections to OpenRouter: httpx's default pool (100, 20 kept alive) made the 101st simultaneous stream wait
+#: for a free connection, and reconnect after a burst. A Studio request sent at once never waits for a slot
+#: (docs/outbox.md); the outbox's own concurrency bounds the rest.
+_POOL = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 _MAX_DOWNLOAD_REDIRECTS = 5
 # Account and catalogue answers (JSON lists of models, key details) are small; this only stops a runaway.
 _MAX_JSON_BYTES = 64 * 2**20
@@ -106,6 +110,7 @@ class OpenRouterClient:
         self._http = httpx.AsyncClient(
             timeout=self._timeout,
             follow_redirects=False,
+            limits=_POOL,
             verify=ssl_context if ssl_context is not None else True,
             proxy=proxy,
             transport=transport,
