@@ -23,6 +23,7 @@ See docs/performance.md ("Group commit").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: One row to insert: the statement up to ``VALUES`` (``INSERT INTO t (a, b) VALUES``) and the row's values.
 Row = tuple[str, Sequence[Any]]
+#: How long the search index of requests sent at once waits for their first token (unless a write comes).
+INDEX_DELAY = 0.2
 #: Rows per statement at most (DuckDB binds every parameter of a statement).
 _ROWS_PER_STATEMENT = 200
 _GENERATIONS = "INSERT INTO generations "
@@ -66,6 +69,9 @@ class GroupCommit:
         #: Written and committed, not yet in the search index: (generation ids, resolved once indexed).
         self._unindexed: list[tuple[list[str], asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+        #: Index futures someone waits for (a deferred request answers once it is searchable).
+        self._searchable: set[asyncio.Future[None]] = set()
         #: Commits made and writes they held (diagnostics, tests and benchmarks).
         self.commits = 0
         self.writes = 0
@@ -80,10 +86,15 @@ class GroupCommit:
         """
         loop = asyncio.get_running_loop()
         write = _Write(rows, loop.create_future(), loop.create_future())
+        if searchable:
+            self._searchable.add(write.indexed)
+            write.indexed.add_done_callback(self._searchable.discard)
         with self._mutex:
             self._pending.append(write)
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._arrived = asyncio.Event()  # of this loop; nobody waits on the old one
             self._task = loop.create_task(self._drain(), name="group-commit")
+        self._arrived.set()  # a drain waiting to index commits this first
         await asyncio.shield(write.committed)
         if searchable:
             await asyncio.shield(write.indexed)
@@ -106,6 +117,15 @@ class GroupCommit:
             if not waiting:
                 if not self._unindexed:
                     return
+                if not any(future in self._searchable for _, future in self._unindexed):
+                    # Only requests on their way to OpenRouter: index once their first token is likely in,
+                    # so the index does not compete with it for the CPU. A new write ends the wait.
+                    self._arrived.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._arrived.wait(), INDEX_DELAY)
+                    with self._mutex:
+                        if self._pending:
+                            continue
                 await self._index()  # nothing waits to be committed: index what was
                 continue
             taken: list[_Write] = []

@@ -58,13 +58,13 @@ class ChatAttempt:
                 async with contextlib.aclosing(s.client.chat_stream(key, body)) as events:
                     async for event in events:
                         if isinstance(event, StreamStarted):
-                            # Tell listeners first; upstream_id is saved with the first flush (off the path to
-                            # the first token).
+                            # Tell listeners first; upstream_id is saved with the first flush, FLUSH_SECONDS
+                            # on (no write competes with the first tokens).
                             upstream_id, upstream_model = event.upstream_id, event.model
                             s.connectivity.mark(True)
                             running.started.set()
                             running.publish("started", {"upstream_id": upstream_id})
-                            last_flush = 0.0
+                            last_flush = time.monotonic()
                         elif isinstance(event, TextDelta):
                             text.append(event.text)
                             running.publish("delta", {"text": event.text})
