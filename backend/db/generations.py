@@ -185,20 +185,21 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
 
 
 def move(cur: Any, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
-         **changes: Any) -> dict[str, Any] | None:
-    """:func:`transition` inside a transaction the caller holds; returns the row as stored now (every column of
-    ``_COLUMNS``), or None when the generation was not in ``from_statuses``."""
+         add: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any] | None:
+    """:func:`transition` inside a transaction the caller holds, also adding ``add`` to numeric columns (a
+    NULL counts as 0); returns the row as stored now, or None when it was not in ``from_statuses``."""
     for key in ("error", "params", "input_asset_ids"):
         if key in changes and changes[key] is not None and not isinstance(changes[key], str):
             changes[key] = json.dumps(changes[key])
     changes["status"] = status
     changes["updated_at"] = now()
-    assignments = ", ".join(f"{name} = ?" for name in changes)
+    add = add or {}
+    assignments = ", ".join([*(f"{name} = ?" for name in changes), *(f"{n} = coalesce({n}, 0) + ?" for n in add)])
     placeholders = ", ".join("?" for _ in from_statuses)
     cur.execute(
         f"UPDATE generations SET {assignments} WHERE id = ? AND status IN ({placeholders}) "  # noqa: S608
         f"RETURNING {_COLUMNS}",
-        [*changes.values(), gen_id, *from_statuses],
+        [*changes.values(), *add.values(), gen_id, *from_statuses],
     )
     found = cur.fetchone()
     if found is None:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 Row = tuple[str, Sequence[Any]]
 #: How long the search index of requests sent at once waits for their first token (unless a write comes).
 INDEX_DELAY = 0.2
+#: New generations indexed per transaction at most.
+_INDEX_PART = 16
 #: Rows per statement at most (DuckDB binds every parameter of a statement).
 _ROWS_PER_STATEMENT = 200
 _GENERATIONS = "INSERT INTO generations "
@@ -159,9 +161,15 @@ class GroupCommit:
                 self._unindexed.append((write.generation_ids(), write.indexed))
 
     async def _index(self) -> None:
-        """Add the committed generations to the search index, in one transaction. A failure is logged, not
+        """Add committed generations to the search index, a part at a time. A failure is logged, not
         raised: the rows are on disk, and they are indexed again when they end or at the next start."""
-        batch, self._unindexed = self._unindexed, []
+        # A few at a time: new requests arriving meanwhile commit between two parts instead of waiting for the
+        # whole burst's words (a hundred prompts hold the write lock for a long while on a busy machine).
+        count = total = 0
+        while count < len(self._unindexed) and total < _INDEX_PART:
+            total += len(self._unindexed[count][0])
+            count += 1
+        batch, self._unindexed = self._unindexed[:count], self._unindexed[count:]
         ids = [gen_id for ids, _ in batch for gen_id in ids]
         try:
             if ids:

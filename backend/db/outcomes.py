@@ -16,22 +16,17 @@ from backend.db.store import Store
 USAGE_COLUMNS = ("prompt_tokens", "completion_tokens", "cost_usd")
 
 
-def usage_added(before: dict[str, Any] | None, usage: Any) -> dict[str, Any]:
-    """The generation's usage columns with ``usage`` added: every attempt OpenRouter billed (a failure that
-    reported usage, then the retry that succeeded) counts in what the generation cost."""
+def usage_added(usage: Any) -> dict[str, Any]:
+    """What ``usage`` adds to the generation's usage columns: every attempt OpenRouter billed (a failure that
+    reported usage, then the retry that succeeded) counts in what the generation cost. A value OpenRouter did
+    not report leaves its column as it was."""
     if usage is None:
         return {}
-    before = before or {}
-    totals = {}
-    for name in USAGE_COLUMNS:
-        value = getattr(usage, name)
-        totals[name] = before.get(name) if value is None else (
-            value if before.get(name) is None else before[name] + value)
-    return totals
+    return {name: getattr(usage, name) for name in USAGE_COLUMNS if getattr(usage, name) is not None}
 
 
 async def conclude(store: Store, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
-                   attempt: dict[str, Any] | None = None, usage: Any = None,
+                   attempt: dict[str, Any] | None = None, usage: Any = None, outputs: bool = True,
                    **changes: Any) -> dict[str, Any] | None:
     """In one transaction: close the attempt (``attempt``: ``number``, ``outcome`` and optionally
     ``http_status``, ``error_code``, ``error_message``, as :func:`backend.db.attempts.end` takes them), add
@@ -39,25 +34,20 @@ async def conclude(store: Store, gen_id: str, *, status: str, from_statuses: Seq
     ``from_statuses`` (a user's cancel wins).
 
     Returns the generation's API record as it is now (without the attempt log), or None when it had left
-    ``from_statuses``: the attempt is closed all the same, and the caller reads the record.
+    ``from_statuses``: the attempt is closed all the same, and the caller reads the record. The write lock is
+    held only for the writes (many streams end while new requests wait to commit): the output assets are read
+    after it, and only with ``outputs`` (an answer that saved no file has none).
     """
 
     def run(cur: Any) -> dict[str, Any] | None:
         if attempt is not None:
             attempts_db.end_in(cur, generation_id=gen_id, **attempt)
-        if usage is not None:
-            cur.execute(f"SELECT {', '.join(USAGE_COLUMNS)} FROM generations WHERE id = ?", [gen_id])  # noqa: S608
-            found = cur.fetchone()
-            changes.update(usage_added(dict(zip(USAGE_COLUMNS, found, strict=True)) if found else None, usage))
-        row = gens.move(cur, gen_id, status=status, from_statuses=from_statuses, **changes)
-        if row is None:
-            return None
-        row["parent_status"] = None
-        if row["status"] == "queued" and row.get("parent_id"):
-            cur.execute("SELECT status FROM generations WHERE id = ?", [row["parent_id"]])
-            parent = cur.fetchone()
-            row["parent_status"] = parent[0] if parent else None
-        assets = assets_db.outputs_in(cur, generation_ids=[gen_id]).get(gen_id, [])
-        return gens.to_record(row, assets)
+        return gens.move(cur, gen_id, status=status, from_statuses=from_statuses, add=usage_added(usage),
+                         **changes)
 
-    return await store.transaction(run)
+    row = await store.transaction(run)
+    if row is None:
+        return None
+    await gens.with_parent_status(store, [row])  # a read only for a queued turn
+    assets = (await assets_db.outputs_for(store, generation_ids=[gen_id])).get(gen_id, []) if outputs else []
+    return gens.to_record(row, assets)

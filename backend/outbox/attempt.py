@@ -75,19 +75,19 @@ class AttemptRules:
                      from_statuses: tuple[str, ...] = (Status.RUNNING,), **changes: Any) -> bool:
         """End a generation in ``status`` unless it left ``from_statuses`` meanwhile (a user cancel)."""
         return await outcomes.conclude(self.s.store, gen_id, status=status, from_statuses=from_statuses,
-                                       usage=usage, finished_at=gens.now(), next_attempt_at=None,
+                                       usage=usage, outputs=False, finished_at=gens.now(), next_attempt_at=None,
                                        **changes) is not None
 
     async def end(self, running: Running, event: str, status: str, *, attempt: dict[str, Any] | None,
                   usage: Usage | None = None, from_statuses: tuple[str, ...] = (Status.RUNNING,),
-                  **changes: Any) -> None:
+                  outputs: bool = True, **changes: Any) -> None:
         """Close the attempt, move the generation to ``status`` and tell the listeners (``event``), in one
         transaction: no reads before it, and none after it unless a user's cancel got there first. A terminal
         ``status`` sets ``finished_at`` and clears ``next_attempt_at``; ``queued`` gets them from ``changes``."""
         if status != Status.QUEUED:
             changes = {"finished_at": gens.now(), "next_attempt_at": None, **changes}
         record = await outcomes.conclude(self.s.store, running.gen_id, status=status, from_statuses=from_statuses,
-                                         attempt=attempt, usage=usage, **changes)
+                                         attempt=attempt, usage=usage, outputs=outputs, **changes)
         await self.publish_final(running, event, record)
 
     async def publish_final(self, running: Running, event: str, record: dict[str, Any] | None = None) -> None:

@@ -125,9 +125,10 @@ class ChatAttempt:
                 output_text=output or None, error=error_dict("no_image_output", no_image_message(row["model"])),
                 **done)
             return
-        # One transaction closes the attempt, stores the answer and reads the record for ``done``.
+        # One transaction closes the attempt and stores the answer; the record for ``done`` needs no read back
+        # (its files only when images were saved).
         await rules.end(running, "done", Status.SUCCEEDED, attempt=dict(number=number, outcome="succeeded",
-                                                                       http_status=200),
+                                                                       http_status=200), outputs=bool(saved),
                         output_text=output, reasoning_text="".join(reasoning) or None, error=None, **done)
 
     async def _stopped(self, running: Running, number: int, partial: str, reasoning: str | None) -> None:
