@@ -14,7 +14,6 @@ import pytest
 
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
-from backend.db.flushes import Flushes
 from backend.db.group_commit import GroupCommit, group_for
 from backend.db.store import Store
 from tests.test_outbox_unit import Rig, chat_ok
@@ -159,35 +158,6 @@ def test_usage_of_a_billed_failure_and_its_retry_add_up(tmp_path: Path) -> None:
             second = await rig.attempt(gen_id)
             assert (second["status"], second["prompt_tokens"], second["completion_tokens"]) == ("succeeded", 8, 2)
             assert second["cost_usd"] == pytest.approx(0.00012)
-
-    asyncio.run(go())
-
-
-def test_streamed_text_of_many_streams_is_written_together_and_never_over_an_outcome(tmp_path: Path) -> None:
-    async def go() -> None:
-        store = Store.open(tmp_path / "atelier.duckdb")
-        try:
-            ids = [await _insert(store, f"stream {i}", start_now=True) for i in range(30)]
-            flushes = Flushes(store)
-            async with store.write_lock:  # the database is busy while every stream hands its text over
-                for i, gen_id in enumerate(ids):
-                    flushes.put(gen_id, output_text=f"partial {i}", reasoning_text=None, upstream_id=f"up-{i}")
-                flushes.put(ids[0], output_text="partial 0, newer", reasoning_text="hmm", upstream_id=None)
-                # This one ends meanwhile: its outcome is written, and its pending text must not replace it.
-                flushes.discard(ids[1])
-            await asyncio.wait_for(asyncio.shield(flushes._task), 10)
-            assert (flushes.writes, flushes.texts) == (1, 29)
-            first = await gens.get_row(store, ids[0])
-            assert (first["output_text"], first["reasoning_text"], first["upstream_id"]) == (
-                "partial 0, newer", "hmm", "up-0")  # the newest text; the id kept
-            assert (await gens.get_row(store, ids[1]))["output_text"] is None
-            # A generation that is no longer running keeps what its outcome wrote.
-            await gens.transition(store, ids[2], status="succeeded", output_text="the whole answer")
-            flushes.put(ids[2], output_text="late partial", reasoning_text=None, upstream_id=None)
-            await asyncio.wait_for(asyncio.shield(flushes._task), 10)
-            assert (await gens.get_row(store, ids[2]))["output_text"] == "the whole answer"
-        finally:
-            store.close()
 
     asyncio.run(go())
 

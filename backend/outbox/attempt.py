@@ -15,7 +15,6 @@ from backend.core.vocabulary import Kind, Status
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
 from backend.db import outcomes
-from backend.db.flushes import Flushes
 from backend.db.store import Store
 from backend.keys.credentials import Credentials
 from backend.media.store import MediaStore
@@ -53,7 +52,6 @@ class OutboxServices:
     rng: Uniform | None = None  # None: the random module; tests inject their own
 
     def __post_init__(self) -> None:
-        self.flushes = Flushes(self.store)
         self.bodies = RequestBodies(store=self.store, media=self.media, preferences=self.preferences,
                                     catalogue=self.catalogue)
 

@@ -79,14 +79,11 @@ class ChatAttempt:
                         elif isinstance(event, KeepAlive):
                             running.publish("keepalive", {})
                         if time.monotonic() - last_flush >= FLUSH_SECONDS and len("".join(text)) != flushed_len:
-                            # Handed over, written with every other stream's text in one transaction (not
-                            # awaited: the next delta does not wait for the disk).
                             joined = "".join(text)
-                            s.flushes.put(gen_id, output_text=joined, upstream_id=upstream_id,
-                                          reasoning_text="".join(reasoning) or None)
+                            await gens.update(s.store, gen_id, index=False, output_text=joined,
+                                              upstream_id=upstream_id, reasoning_text="".join(reasoning) or None)
                             flushed_len = len(joined)
                             last_flush = time.monotonic()
-                s.flushes.discard(gen_id)  # this attempt's own final write carries the text
             else:
                 result = await s.client.chat(key, body)
                 s.connectivity.mark(True)
@@ -97,12 +94,10 @@ class ChatAttempt:
                 usage = result.usage
                 upstream_id, upstream_model = result.upstream_id, result.model
         except UpstreamError as exc:
-            s.flushes.discard(gen_id)
             await rules.failed(running, row, number, exc, partial="".join(text) or exc.partial_text,
                                reasoning="".join(reasoning) or None)
             return
         except asyncio.CancelledError:
-            s.flushes.discard(gen_id)
             await self._stopped(running, number, "".join(text), "".join(reasoning) or None)
             if running.cancel_reason == "shutdown":
                 raise
