@@ -9,7 +9,9 @@ as the page is full. The index is a superset: a deleted or edited generation may
 little time and never a wrong answer. See docs/data.md ("Search").
 
 Every write of ``prompt``, ``output_text`` or ``title`` calls :func:`index` in the same transaction
-(``backend/db/generations.py`` and the import). Migration ``0006_search`` fills it for existing rows with the
+(``backend/db/generations.py`` and the import); a new generation is indexed right after its insert's commit
+(``backend/db/group_commit.py``), with :func:`index_unfinished` catching up at start-up. Migration
+``0006_search`` fills it for existing rows with the
 same SQL (``tests/test_search_index.py`` checks that both agree).
 """
 
