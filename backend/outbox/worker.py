@@ -91,7 +91,10 @@ class Outbox:
         self.paused = await meta.get(self.store, key="outbox_paused") == "true"
         await self._resume_after_restart()
         # In case the app stopped before the newest generations' words were indexed (db/group_commit.py).
-        await self.store.transaction(search_index.index_unfinished)
+        try:
+            await self.store.transaction(search_index.index_unfinished)
+        except Exception as exc:  # noqa: BLE001 - a search index must not keep the outbox from starting
+            log.warning("the search index could not catch up at start-up: %s", exc)
         self._loop_task = asyncio.create_task(self._loop(), name="outbox")
 
     async def stop(self) -> None:
