@@ -80,8 +80,9 @@ class AttemptRules:
                   usage: Usage | None = None, from_statuses: tuple[str, ...] = (Status.RUNNING,),
                   outputs: bool = True, **changes: Any) -> None:
         """Close the attempt, move the generation to ``status`` and tell the listeners (``event``), in one
-        transaction: no reads before it, and none after it unless a user's cancel got there first. A terminal
-        ``status`` sets ``finished_at`` and clears ``next_attempt_at``; ``queued`` gets them from ``changes``."""
+        transaction with no read before it; after it, only the record's files are read (``outputs``), or the
+        whole record when a user's cancel got there first. A terminal ``status`` sets ``finished_at`` and
+        clears ``next_attempt_at``; ``queued`` gets them from ``changes``."""
         if status != Status.QUEUED:
             changes = {"finished_at": gens.now(), "next_attempt_at": None, **changes}
         record = await outcomes.conclude(self.s.store, running.gen_id, status=status, from_statuses=from_statuses,
