@@ -97,6 +97,10 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
+#: Connections to the backend at most: more than the UI server's worker threads (desktop/servers.py, 128).
+POOL_CONNECTIONS = 160
+
+
 class BackendHttp:
     """A synchronous connection to the backend's local API. Thread-safe (one ``httpx.Client``)."""
 
@@ -109,6 +113,10 @@ class BackendHttp:
             follow_redirects=False,
             transport=transport,
             trust_env=False,  # never route loopback calls through a configured HTTP proxy
+            # One connection per UI worker thread (each streamed answer holds one while it streams), all kept
+            # alive: with httpx's default (100, 20 kept) a page's call waited while 100 streams ran, and a
+            # burst of streams reconnected to the backend each time.
+            limits=httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS),
         )
 
     def close(self) -> None:

@@ -277,9 +277,9 @@ def test_cancel_wins_over_an_attempt_that_ends_later(tmp_path: Path, monkeypatch
 
     reached = asyncio.Event()
     writes: list[asyncio.Future] = []
-    original = gens.transition
+    original = attempt_module.outcomes.conclude
 
-    async def late_transition(store: Store, gen_id: str, **kwargs: Any) -> bool:
+    async def late_conclude(store: Store, gen_id: str, **kwargs: Any) -> Any:
         if kwargs.get("status") != "queued":
             return await original(store, gen_id, **kwargs)
         reached.set()
@@ -289,7 +289,7 @@ def test_cancel_wins_over_an_attempt_that_ends_later(tmp_path: Path, monkeypatch
         await asyncio.sleep(0)
         return await asyncio.shield(write)
 
-    monkeypatch.setattr(attempt_module.gens, "transition", late_transition)
+    monkeypatch.setattr(attempt_module.outcomes, "conclude", late_conclude)
 
     async def scenario() -> None:
         async with Rig(tmp_path, lambda r: upstream_error(503, "overloaded")) as rig:

@@ -88,12 +88,21 @@ async def outputs_for(store: Store, *, generation_ids: Sequence[str]) -> dict[st
     """The API records of the output assets of each generation, in order."""
     if not generation_ids:
         return {}
+    return await store.read(lambda cur: outputs_in(cur, generation_ids=generation_ids))
+
+
+def outputs_in(cur: Any, *, generation_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`outputs_for` on a cursor the caller holds (inside a transaction, for instance)."""
+    if not generation_ids:
+        return {}
     placeholders = ", ".join("?" for _ in generation_ids)
-    rows = await store.fetchall(
+    cur.execute(
         f"SELECT id, generation_id, kind, mime, bytes, sha256, width, height, duration_s, thumb_sha256 "  # noqa: S608
         f"FROM assets WHERE role = 'output' AND generation_id IN ({placeholders}) ORDER BY position, created_at",
         list(generation_ids),
     )
+    names = [d[0] for d in cur.description or []]
+    rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         out.setdefault(row["generation_id"], []).append(record(row))

@@ -26,16 +26,22 @@ async def begin(store: Store, *, generation_id: str) -> int:
     return await store.transaction(run)
 
 
+_END = ("UPDATE attempts SET finished_at = ?, outcome = ?, http_status = ?, error_code = ?, error_message = ? "
+        "WHERE generation_id = ? AND number = ?")
+
+
 async def end(
     store: Store, *, generation_id: str, number: int, outcome: str, http_status: int | None = None,
     error_code: str | None = None, error_message: str | None = None,
 ) -> None:
     """Record how an attempt ended."""
-    await store.execute(
-        "UPDATE attempts SET finished_at = ?, outcome = ?, http_status = ?, error_code = ?, error_message = ? "
-        "WHERE generation_id = ? AND number = ?",
-        [now(), outcome, http_status, error_code, error_message, generation_id, number],
-    )
+    await store.execute(_END, [now(), outcome, http_status, error_code, error_message, generation_id, number])
+
+
+def end_in(cur: Any, *, generation_id: str, number: int, outcome: str, http_status: int | None = None,
+           error_code: str | None = None, error_message: str | None = None) -> None:
+    """:func:`end`, inside a transaction the caller holds (``generations.conclude``)."""
+    cur.execute(_END, [now(), outcome, http_status, error_code, error_message, generation_id, number])
 
 
 async def counted(store: Store, *, generation_id: str) -> int:

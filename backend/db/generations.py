@@ -90,8 +90,9 @@ async def insert(
     if start_now:
         rows.append(("INSERT INTO attempts (generation_id, number, started_at) VALUES", [gen_id, 1, ts]))
     # Group commit: requests arriving together share one transaction and one journal sync; this returns once
-    # the row is committed (docs/performance.md, "Group commit").
-    await group_for(store).insert(rows)
+    # the row is committed (docs/performance.md, "Group commit"). A request that goes out now does not wait for
+    # its prompt to be added to the search index (a transaction of its own, right after).
+    await group_for(store).insert(rows, searchable=not start_now)
     # Exactly the row as stored (every column of COLUMNS), so callers can build the record without a read.
     row: dict[str, Any] = {name: None for name in _COLUMN_NAMES}
     row.update(id=gen_id, kind=kind, status=Status.RUNNING if start_now else Status.QUEUED, model=model, prompt=prompt,
@@ -174,28 +175,37 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
                      **changes: Any) -> bool:
     """Move a generation to ``status`` (setting ``changes`` too) only if it is in one of ``from_statuses``.
 
-    Every status change an attempt makes goes through here, so an attempt that ends after the user cancelled
-    the generation can never bring it back. False when the generation was elsewhere.
+    Every status change an attempt makes goes through here (or :func:`move` inside a transaction), so an
+    attempt that ends after the user cancelled the generation can never bring it back. False when the
+    generation was elsewhere.
     """
+    return await store.transaction(lambda cur: move(cur, gen_id, status=status, from_statuses=from_statuses,
+                                                    **changes)) is not None
+
+
+def move(cur: Any, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
+         add: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any] | None:
+    """:func:`transition` inside a transaction the caller holds, also adding ``add`` to numeric columns (a
+    NULL counts as 0); returns the row as stored now, or None when it was not in ``from_statuses``."""
     for key in ("error", "params", "input_asset_ids"):
         if key in changes and changes[key] is not None and not isinstance(changes[key], str):
             changes[key] = json.dumps(changes[key])
     changes["status"] = status
     changes["updated_at"] = now()
-    assignments = ", ".join(f"{name} = ?" for name in changes)
+    add = add or {}
+    assignments = ", ".join([*(f"{name} = ?" for name in changes), *(f"{n} = coalesce({n}, 0) + ?" for n in add)])
     placeholders = ", ".join("?" for _ in from_statuses)
-
-    def run(cur: Any) -> bool:
-        cur.execute(
-            f"UPDATE generations SET {assignments} WHERE id = ? AND status IN ({placeholders}) RETURNING id",  # noqa: S608
-            [*changes.values(), gen_id, *from_statuses],
-        )
-        moved = cur.fetchone() is not None
-        if moved and (SEARCHED.intersection(changes) or status in TERMINAL):
-            search_index.index(cur, [gen_id])  # terminal: also the text a stream flushed without indexing
-        return moved
-
-    return await store.transaction(run)
+    cur.execute(
+        f"UPDATE generations SET {assignments} WHERE id = ? AND status IN ({placeholders}) "  # noqa: S608
+        f"RETURNING {COLUMNS}",
+        [*changes.values(), *add.values(), gen_id, *from_statuses],
+    )
+    found = cur.fetchone()
+    if found is None:
+        return None
+    if SEARCHED.intersection(changes) or status in TERMINAL:
+        search_index.index(cur, [gen_id])  # terminal: also the text a stream flushed without indexing
+    return dict(zip(_COLUMN_NAMES, found, strict=True))
 
 
 async def cancel(store: Store, gen_id: str) -> bool:
@@ -261,7 +271,9 @@ async def fail_orphaned_turns(store: Store) -> list[str]:
             "next_attempt_at = NULL WHERE " + orphans + " RETURNING id",
             [error, now(), now()],
         )
-        return [r[0] for r in cur.fetchall()]
+        failed = [r[0] for r in cur.fetchall()]
+        search_index.index(cur, failed)  # a terminal status: indexed, like every generation that ends
+        return failed
 
     return await store.transaction(run)
 

@@ -30,6 +30,10 @@ MAX_ERROR_BODY = 256 * 1024
 _WRITE_TIMEOUT = 60.0
 # Account and catalogue answers (JSON lists of models, key details) are small; this only stops a runaway.
 _MAX_JSON_BYTES = 64 * 2**20
+#: Connections to OpenRouter: httpx's default pool (100, 20 kept alive) made the 101st simultaneous stream wait
+#: for a free connection, and reconnect after a burst. A Studio request sent at once never waits for a slot
+#: (docs/outbox.md); the outbox's own concurrency bounds the rest.
+_POOL = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
 class Connection:
@@ -75,6 +79,7 @@ class Connection:
         self._http = httpx.AsyncClient(
             timeout=self.timeout,
             follow_redirects=False,
+            limits=_POOL,
             verify=ssl_context if ssl_context is not None else True,
             proxy=proxy,
             transport=transport,

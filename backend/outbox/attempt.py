@@ -14,6 +14,7 @@ from backend.core.settings import Settings
 from backend.core.vocabulary import Kind, Status
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
+from backend.db import outcomes
 from backend.db.store import Store
 from backend.keys.credentials import Credentials
 from backend.media.store import MediaStore
@@ -71,30 +72,26 @@ class AttemptRules:
     async def finish(self, gen_id: str, status: str, *, usage: Usage | None = None,
                      from_statuses: tuple[str, ...] = (Status.RUNNING,), **changes: Any) -> bool:
         """End a generation in ``status`` unless it left ``from_statuses`` meanwhile (a user cancel)."""
-        changes.update(await self.usage_totals(gen_id, usage))
-        return await gens.transition(self.s.store, gen_id, status=status, from_statuses=from_statuses,
-                                     finished_at=gens.now(), next_attempt_at=None, **changes)
+        return await outcomes.conclude(self.s.store, gen_id, status=status, from_statuses=from_statuses,
+                                       usage=usage, outputs=False, finished_at=gens.now(), next_attempt_at=None,
+                                       **changes) is not None
 
-    async def usage_totals(self, gen_id: str, usage: Usage | None) -> dict[str, Any]:
-        """The generation's usage columns with ``usage`` added: every attempt OpenRouter billed (a failure that
-        reported usage, then the retry that succeeded) counts in what the generation cost."""
-        if usage is None:
-            return {}
-        row = await self.s.store.fetchone(
-            "SELECT prompt_tokens, completion_tokens, cost_usd FROM generations WHERE id = ?", [gen_id])
-        before = row or {}
+    async def end(self, running: Running, event: str, status: str, *, attempt: dict[str, Any] | None,
+                  usage: Usage | None = None, from_statuses: tuple[str, ...] = (Status.RUNNING,),
+                  outputs: bool = True, **changes: Any) -> None:
+        """Close the attempt, move the generation to ``status`` and tell the listeners (``event``), in one
+        transaction with no read before it; after it, only the record's files are read (``outputs``), or the
+        whole record when a user's cancel got there first. A terminal ``status`` sets ``finished_at`` and
+        clears ``next_attempt_at``; ``queued`` gets them from ``changes``."""
+        if status != Status.QUEUED:
+            changes = {"finished_at": gens.now(), "next_attempt_at": None, **changes}
+        record = await outcomes.conclude(self.s.store, running.gen_id, status=status, from_statuses=from_statuses,
+                                         attempt=attempt, usage=usage, outputs=outputs, **changes)
+        await self.publish_final(running, event, record)
 
-        def plus(name: str, value: Any) -> Any:
-            if value is None:
-                return before.get(name)
-            return value if before.get(name) is None else before[name] + value
-
-        return {"prompt_tokens": plus("prompt_tokens", usage.prompt_tokens),
-                "completion_tokens": plus("completion_tokens", usage.completion_tokens),
-                "cost_usd": plus("cost_usd", usage.cost_usd)}
-
-    async def publish_final(self, running: Running, event: str) -> None:
-        record = await gens.record(self.s.store, running.gen_id, with_attempts=False)
+    async def publish_final(self, running: Running, event: str, record: dict[str, Any] | None = None) -> None:
+        if record is None:
+            record = await gens.record(self.s.store, running.gen_id, with_attempts=False)
         if event in ("error", "queued"):
             running.publish(event, {"error": record["error"], "generation": record})
         else:
@@ -105,13 +102,12 @@ class AttemptRules:
         """The key, or None after putting the generation back in the queue until a key is set."""
         key = await self.s.keys.get()
         if key is None:
+            attempt = None
             if running.attempt is not None:  # recorded with the row, but nothing was sent
-                await attempts_db.end(self.s.store, generation_id=running.gen_id, number=running.attempt,
-                                      outcome="no_key", error_code="no_api_key")
+                attempt = dict(number=running.attempt, outcome="no_key", error_code="no_api_key")
                 running.attempt = None
-            await gens.transition(self.s.store, running.gen_id, status=Status.QUEUED, error=error_dict(
+            await self.end(running, "queued", Status.QUEUED, attempt=attempt, error=error_dict(
                 "no_api_key", "No OpenRouter key is set. Add one in Settings; this request will then be sent."))
-            await self.publish_final(running, "queued")
         return key
 
     async def begin(self, running: Running, row: dict[str, Any]) -> tuple[str, int] | None:
@@ -134,8 +130,8 @@ class AttemptRules:
                                      model=row["model"])
         if refusal is None:
             return False
-        await self.finish(running.gen_id, Status.FAILED, error=error_dict(refusal.code, refusal.message))
-        await self.publish_final(running, "error")
+        await self.end(running, "error", Status.FAILED, attempt=None,
+                       error=error_dict(refusal.code, refusal.message))
         return True
 
     async def failed(self, running: Running, row: dict[str, Any], number: int, exc: UpstreamError, *,
@@ -146,8 +142,8 @@ class AttemptRules:
         outcome = {"retry": "retry", "reject": "rejected", "unknown": attempts_db.UNKNOWN}[exc.disposition]
         if exc.output_started:
             outcome = "interrupted"
-        await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome=outcome,
-                              http_status=exc.upstream_status, error_code=exc.code, error_message=exc.message)
+        attempt: dict[str, Any] | None = dict(number=number, outcome=outcome, http_status=exc.upstream_status,
+                                              error_code=exc.code, error_message=exc.message)
         err = error_dict(exc.code, exc.message, upstream_status=exc.upstream_status, retry_after=exc.retry_after)
         if exc.code == "network" or (exc.code == "timeout" and exc.upstream_status is None
                                      and exc.disposition == "retry"):
@@ -156,10 +152,12 @@ class AttemptRules:
             s.connectivity.mark(True)
         # A failure that came with usage was billed (e.g. an in-band error with tokens and cost): record it.
         if exc.output_started or (partial and exc.disposition != "retry"):
-            await self.finish(gen_id, Status.INTERRUPTED, output_text=partial or None, reasoning_text=reasoning,
-                              error=err, usage=exc.usage)
-            await self.publish_final(running, "error")
+            await self.end(running, "error", Status.INTERRUPTED, attempt=attempt, usage=exc.usage,
+                           output_text=partial or None, reasoning_text=reasoning, error=err)
             return
+        # Whether to send it again is decided from the attempts as closed, this one included.
+        await attempts_db.end(s.store, generation_id=gen_id, **attempt)
+        attempt = None
         retry = exc.disposition == "retry" or (
             exc.disposition == "unknown" and row["kind"] in (Kind.TEXT, Kind.IMAGE) and await self.retry_unknown()
             and await attempts_db.unknown_deliveries(s.store, generation_id=gen_id) < MAX_UNKNOWN_DELIVERIES
@@ -174,11 +172,8 @@ class AttemptRules:
                 counted, base=s.settings.retry_base_seconds, cap=s.settings.retry_max_seconds,
                 retry_after=exc.retry_after, rng=s.rng)
             err["retryable"] = True
-            await gens.transition(s.store, gen_id, status=Status.QUEUED,
-                                  next_attempt_at=gens.now() + timedelta(seconds=delay), error=err,
-                                  **await self.usage_totals(gen_id, exc.usage))
-            await self.publish_final(running, "queued")
+            await self.end(running, "queued", Status.QUEUED, attempt=attempt, usage=exc.usage,
+                           next_attempt_at=gens.now() + timedelta(seconds=delay), error=err)
             return
-        await self.finish(gen_id, Status.INTERRUPTED if exc.disposition == "unknown" else Status.FAILED, error=err,
-                          usage=exc.usage)
-        await self.publish_final(running, "error")
+        await self.end(running, "error", Status.INTERRUPTED if exc.disposition == "unknown" else Status.FAILED,
+                       attempt=attempt, usage=exc.usage, error=err)

@@ -58,13 +58,13 @@ class ChatAttempt:
                 async with contextlib.aclosing(s.client.chat_stream(key, body)) as events:
                     async for event in events:
                         if isinstance(event, StreamStarted):
-                            # Tell listeners first; upstream_id is saved with the first flush (off the path to
-                            # the first token).
+                            # Tell listeners first; upstream_id is saved with the first flush, FLUSH_SECONDS
+                            # on (no write competes with the first tokens).
                             upstream_id, upstream_model = event.upstream_id, event.model
                             s.connectivity.mark(True)
                             running.started.set()
                             running.publish("started", {"upstream_id": upstream_id})
-                            last_flush = 0.0
+                            last_flush = time.monotonic()
                         elif isinstance(event, TextDelta):
                             text.append(event.text)
                             running.publish("delta", {"text": event.text})
@@ -110,23 +110,21 @@ class ChatAttempt:
             try:
                 saved = await store_images(s, gen_id, images)
             except MediaError as exc:
-                await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="rejected",
-                                      error_code=exc.code, error_message=str(exc))
-                await rules.finish(gen_id, Status.FAILED, output_text=output or None,
-                                   error=error_dict(media_error_code(exc), str(exc)), **done)
-                await rules.publish_final(running, "error")
+                await rules.end(running, "error", Status.FAILED, attempt=dict(
+                    number=number, outcome="rejected", error_code=exc.code, error_message=str(exc)),
+                    output_text=output or None, error=error_dict(media_error_code(exc), str(exc)), **done)
                 return
         if row["kind"] == Kind.IMAGE and not saved:
-            await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="rejected",
-                                  error_code="no_image_output")
-            await rules.finish(gen_id, Status.FAILED, output_text=output or None,
-                               error=error_dict("no_image_output", no_image_message(row["model"])), **done)
-            await rules.publish_final(running, "error")
+            await rules.end(running, "error", Status.FAILED, attempt=dict(
+                number=number, outcome="rejected", error_code="no_image_output"),
+                output_text=output or None, error=error_dict("no_image_output", no_image_message(row["model"])),
+                **done)
             return
-        await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="succeeded", http_status=200)
-        await rules.finish(gen_id, Status.SUCCEEDED, output_text=output, reasoning_text="".join(reasoning) or None,
-                           error=None, **done)
-        await rules.publish_final(running, "done")
+        # One transaction closes the attempt and stores the answer; the record for ``done`` needs no read back
+        # (its files only when images were saved).
+        await rules.end(running, "done", Status.SUCCEEDED, attempt=dict(number=number, outcome="succeeded",
+                                                                       http_status=200), outputs=bool(saved),
+                        output_text=output, reasoning_text="".join(reasoning) or None, error=None, **done)
 
     async def _stopped(self, running: Running, number: int, partial: str, reasoning: str | None) -> None:
         """The attempt was cancelled: the app is closing, or the user cancelled (already recorded)."""
@@ -141,7 +139,6 @@ class ChatAttempt:
             else:
                 await gens.transition(s.store, gen_id, status=Status.QUEUED, next_attempt_at=None)
             return
-        await attempts_db.end(s.store, generation_id=gen_id, number=number, outcome="cancelled")
-        await rules.finish(gen_id, Status.CANCELLED, from_statuses=(Status.RUNNING, Status.CANCELLED),
-                           output_text=partial or None, reasoning_text=reasoning)
-        await rules.publish_final(running, "done")
+        await rules.end(running, "done", Status.CANCELLED, attempt=dict(number=number, outcome="cancelled"),
+                        from_statuses=(Status.RUNNING, Status.CANCELLED), output_text=partial or None,
+                        reasoning_text=reasoning)

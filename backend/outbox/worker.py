@@ -26,6 +26,7 @@ from backend.core.vocabulary import RETRYABLE, Kind, Status
 from backend.db import attempts as attempts_db
 from backend.db import claiming, meta
 from backend.db import generations as gens
+from backend.db import search as search_index
 from backend.db.store import Store
 from backend.keys.credentials import Credentials
 from backend.media.store import MediaStore
@@ -91,6 +92,11 @@ class Outbox:
     async def start(self) -> None:
         self.paused = await meta.get(self.store, key="outbox_paused") == "true"
         await self._resume_after_restart()
+        # In case the app stopped before the newest generations' words were indexed (db/group_commit.py).
+        try:
+            await self.store.transaction(search_index.index_unfinished)
+        except Exception as exc:  # noqa: BLE001 - a search index must not keep the outbox from starting
+            log.warning("the search index could not catch up at start-up: %s", exc)
         self._loop_task = asyncio.create_task(self._loop(), name="outbox")
 
     async def stop(self) -> None:
