@@ -14,6 +14,7 @@ import pytest
 
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
+from backend.db import listing
 from backend.db.group_commit import GroupCommit, group_for
 from backend.db.store import Store
 from tests.test_outbox_unit import Rig, chat_ok
@@ -26,7 +27,7 @@ async def _insert(store: Store, prompt: str, *, start_now: bool) -> str:
 
 
 async def _found(store: Store, q: str) -> list[str]:
-    return [item["id"] for item in (await gens.search(store, q=q))[0]]
+    return [item["id"] for item in (await listing.search(store, q=q))[0]]
 
 
 async def _indexing_done(store: Store) -> None:

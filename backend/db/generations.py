@@ -183,7 +183,7 @@ async def transition(store: Store, gen_id: str, *, status: str, from_statuses: S
                                                     **changes)) is not None
 
 
-def move(cur: Any, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
+def move(cur: Any, gen_id: str, *, status: str, from_statuses: Sequence[str] = (Status.RUNNING,),
          add: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any] | None:
     """:func:`transition` inside a transaction the caller holds, also adding ``add`` to numeric columns (a
     NULL counts as 0); returns the row as stored now, or None when it was not in ``from_statuses``."""

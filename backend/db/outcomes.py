@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from backend.core.vocabulary import Status
 from backend.db import assets as assets_db
 from backend.db import attempts as attempts_db
 from backend.db import generations as gens
@@ -25,7 +26,7 @@ def usage_added(usage: Any) -> dict[str, Any]:
     return {name: getattr(usage, name) for name in USAGE_COLUMNS if getattr(usage, name) is not None}
 
 
-async def conclude(store: Store, gen_id: str, *, status: str, from_statuses: Sequence[str] = ("running",),
+async def conclude(store: Store, gen_id: str, *, status: str, from_statuses: Sequence[str] = (Status.RUNNING,),
                    attempt: dict[str, Any] | None = None, usage: Any = None, outputs: bool = True,
                    **changes: Any) -> dict[str, Any] | None:
     """In one transaction: close the attempt (``attempt``: ``number``, ``outcome`` and optionally

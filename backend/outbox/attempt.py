@@ -135,8 +135,9 @@ class AttemptRules:
         return True
 
     async def failed(self, running: Running, row: dict[str, Any], number: int, exc: UpstreamError, *,
-                     partial: str, reasoning: str | None) -> None:
-        """An attempt ended with an upstream error: retry later, keep partial output, or fail."""
+                     partial: str, reasoning: str | None, upstream_id: str | None = None) -> None:
+        """An attempt ended with an upstream error: retry later, keep partial output, or fail. ``upstream_id``
+        (OpenRouter's id of a stream that had started) is kept with partial output: its cost is looked up later."""
         s = self.s
         gen_id = running.gen_id
         outcome = {"retry": "retry", "reject": "rejected", "unknown": attempts_db.UNKNOWN}[exc.disposition]
@@ -152,8 +153,9 @@ class AttemptRules:
             s.connectivity.mark(True)
         # A failure that came with usage was billed (e.g. an in-band error with tokens and cost): record it.
         if exc.output_started or (partial and exc.disposition != "retry"):
+            ids = {"upstream_id": upstream_id} if upstream_id else {}
             await self.end(running, "error", Status.INTERRUPTED, attempt=attempt, usage=exc.usage,
-                           output_text=partial or None, reasoning_text=reasoning, error=err)
+                           output_text=partial or None, reasoning_text=reasoning, error=err, **ids)
             return
         # Whether to send it again is decided from the attempts as closed, this one included.
         await attempts_db.end(s.store, generation_id=gen_id, **attempt)

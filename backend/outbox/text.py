@@ -95,10 +95,10 @@ class ChatAttempt:
                 upstream_id, upstream_model = result.upstream_id, result.model
         except UpstreamError as exc:
             await rules.failed(running, row, number, exc, partial="".join(text) or exc.partial_text,
-                               reasoning="".join(reasoning) or None)
+                               reasoning="".join(reasoning) or None, upstream_id=upstream_id)
             return
         except asyncio.CancelledError:
-            await self._stopped(running, number, "".join(text), "".join(reasoning) or None)
+            await self._stopped(running, number, "".join(text), "".join(reasoning) or None, upstream_id)
             if running.cancel_reason == "shutdown":
                 raise
             return
@@ -126,8 +126,11 @@ class ChatAttempt:
                                                                        http_status=200), outputs=bool(saved),
                         output_text=output, reasoning_text="".join(reasoning) or None, error=None, **done)
 
-    async def _stopped(self, running: Running, number: int, partial: str, reasoning: str | None) -> None:
-        """The attempt was cancelled: the app is closing, or the user cancelled (already recorded)."""
+    async def _stopped(self, running: Running, number: int, partial: str, reasoning: str | None,
+                       upstream_id: str | None) -> None:
+        """The attempt was cancelled: the app is closing, or the user cancelled (already recorded). OpenRouter's
+        id of the stream is kept with what arrived, so that its cost can be looked up afterwards."""
+        ids = {"upstream_id": upstream_id} if upstream_id else {}
         s, rules = self.s, self.rules
         gen_id = running.gen_id
         if running.cancel_reason == "shutdown":
@@ -135,10 +138,10 @@ class ChatAttempt:
             if partial:
                 await rules.finish(gen_id, Status.INTERRUPTED, output_text=partial, error=error_dict(
                     "interrupted", "Atelier was closed while this answer was streaming; the text received so "
-                    "far is kept."))
+                    "far is kept."), **ids)
             else:
                 await gens.transition(s.store, gen_id, status=Status.QUEUED, next_attempt_at=None)
             return
         await rules.end(running, "done", Status.CANCELLED, attempt=dict(number=number, outcome="cancelled"),
                         from_statuses=(Status.RUNNING, Status.CANCELLED), output_text=partial or None,
-                        reasoning_text=reasoning)
+                        reasoning_text=reasoning, **ids)
