@@ -359,7 +359,7 @@ def test_existing_text_generations_become_one_turn_conversations(tmp_path: Path)
     con.execute("CREATE TABLE schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
     before = [m for m in MIGRATIONS if m[0] < "0004_conversations"]
     for name, sql in before:
-        from backend.db.store import _split_sql
+        from backend.db.migrations import _split_sql
 
         for statement in _split_sql(sql):
             con.execute(statement)

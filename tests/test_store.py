@@ -171,7 +171,7 @@ def test_a_backup_the_disk_refuses_stops_the_open_clearly_and_leaves_no_half_cop
     ``disk_full`` error (how much room), the file untouched, no partial copy posing as a backup."""
     import errno
 
-    from backend.db import store as store_module
+    from backend.db import library_file as store_module
 
     path = tmp_path / "a.duckdb"
     Store.open(path).close()

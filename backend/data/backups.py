@@ -33,8 +33,7 @@ from backend import __version__
 from backend.core.errors import AtelierError, NotFound
 from backend.core.files import fsync_dir
 from backend.db import search as search_index
-from backend.db.migrations import MIGRATIONS
-from backend.db.store import migrate
+from backend.db.migrations import MIGRATIONS, migrate
 
 MANIFEST = "manifest.json"
 _ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9]{6}$")

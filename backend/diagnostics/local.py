@@ -111,7 +111,7 @@ def check_data_dir(ctx: Context) -> Check:
 
 
 def check_database(ctx: Context) -> Check:
-    from backend.db.store import library_storage_version, read_header
+    from backend.db.library_file import library_storage_version, read_header
 
     db_path = Path(ctx.settings.db_path)
     details: dict[str, Any] = {"path": str(db_path)}

@@ -23,7 +23,6 @@ from backend.core.policy import Policy
 from backend.core.preferences import Preferences
 from backend.core.settings import Settings
 from backend.core.vocabulary import RETRYABLE, Kind, Status
-from backend.db import attempts as attempts_db
 from backend.db import claiming, meta
 from backend.db import generations as gens
 from backend.db import search as search_index
@@ -31,10 +30,11 @@ from backend.db.store import Store
 from backend.keys.credentials import Credentials
 from backend.media.store import MediaStore
 from backend.openrouter import OpenRouterClient
-from backend.outbox.attempt import MAX_UNKNOWN_DELIVERIES, AttemptRules, OutboxServices
+from backend.outbox.attempt import AttemptRules, OutboxServices
 from backend.outbox.backoff import Uniform
 from backend.outbox.connectivity import Connectivity
 from backend.outbox.events import Event, Running, follow
+from backend.outbox.restart import resume_after_restart
 from backend.outbox.text import ChatAttempt
 from backend.outbox.video import VideoAttempt
 from backend.services.admission import send_refusal
@@ -150,33 +150,8 @@ class Outbox:
         self.wake()
 
     async def _resume_after_restart(self) -> None:
-        """Whatever was ``running`` when the app last stopped (or crashed) is decided here. An attempt the
-        crash cut off is closed as ``unknown`` and counts toward ``max_attempts``."""
-        await attempts_db.close_unfinished(self.store)
-        rows = await gens.running_rows(self.store)
-        retry_unknown = await self.rules.retry_unknown()
-        for row in rows:
-            gen_id = row["id"]
-            if row["kind"] == Kind.VIDEO:
-                if row["job_id"]:
-                    continue  # followed again by the loop
-                seen = f" (OpenRouter generation {row['upstream_id']})" if row["upstream_id"] else ""
-                await self.rules.finish(gen_id, Status.INTERRUPTED, error=error_dict(
-                    "delivery_unknown",
-                    f"Atelier stopped while this video was being submitted{seen}, so it is unknown whether "
-                    "OpenRouter started it. Retry it if it does not appear in your OpenRouter activity."))
-            elif row["output_text"]:
-                await self.rules.finish(gen_id, Status.INTERRUPTED, error=error_dict(
-                    "interrupted", "Atelier stopped while this answer was streaming; the text received so far "
-                    "is kept. Retry to generate it again."))
-            elif (retry_unknown
-                  and await attempts_db.unknown_deliveries(self.store, generation_id=gen_id) < MAX_UNKNOWN_DELIVERIES
-                  and await attempts_db.counted(self.store, generation_id=gen_id) < self.settings.max_attempts):
-                await gens.transition(self.store, gen_id, status=Status.QUEUED, next_attempt_at=None)
-            else:
-                await self.rules.finish(gen_id, Status.INTERRUPTED, error=error_dict(
-                    "delivery_unknown", "Atelier stopped while this request was being sent; it may or may not "
-                    "have reached the model. Retry it if you still want it."))
+        """Decide what was ``running`` when the app last stopped (``backend/outbox/restart.py``)."""
+        await resume_after_restart(self.store, self.rules, max_attempts=self.settings.max_attempts)
 
     # -- the loop ----------------------------------------------------------------------------------------------
     async def _loop(self) -> None:
