@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import html
 import logging
 import os
 import secrets
 import signal
 import sys
 import threading
-import webbrowser
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from backend import __version__
 from backend.core.settings import Settings
 
 from . import instance
+from .browser import LOGIN_FILE_NAME, open_browser, remove_login_file
 from .logs import REDACTOR, LogsUnwritable, describe_unwritable, setup_logging
 
 log = logging.getLogger("atelier")
@@ -357,33 +356,8 @@ class App:
         return self.window.show() if self.window is not None else False
 
     def _open_browser(self, login_url: str) -> bool:
-        """Open the UI in the system browser, if there is one to open here. True when one was started.
-
-        The browser never gets the login URL itself: a command line is readable by every local user (``ps``),
-        and that URL carries the launch token. It gets the path of a file only this user can read, which
-        sends it on to the login URL.
-        """
-        if self.settings.no_browser:
-            return False
-        from .toolkit import display_reachable
-
-        if not display_reachable():
-            # DISPLAY names no X server (and there is no Wayland session): a browser started now would fail, or
-            # a terminal browser would take over the console. The address is printed instead.
-            log.info("no reachable display: not starting a browser")
-            return False
-        try:
-            browser = webbrowser.get()
-        except webbrowser.Error:
-            return False
-        try:
-            target = write_login_file(self.login_file, login_url).as_uri()
-        except OSError as exc:
-            log.warning("cannot write the browser login file: %s", exc.strerror or exc)
-            return False
-        # Some browser commands only return when the browser exits: do not hold start-up or shutdown on them.
-        threading.Thread(target=_open_quietly, args=(browser, target), name="atelier-browser", daemon=True).start()
-        return True
+        """Open the UI in the system browser, if there is one to open here (``desktop/browser.py``)."""
+        return open_browser(login_url, self.login_file, no_browser=self.settings.no_browser)
 
     def _shutdown(self) -> None:
         log.info("shutting down")
@@ -417,45 +391,8 @@ class App:
                 signal.signal(signum, lambda *_: self.stop_event.set())
 
 
-LOGIN_FILE_NAME = "open-atelier.html"
 #: The colour theme the last launch read from the settings; the next window opens with its background.
 THEME_HINT_FILE_NAME = "window-theme"
-
-
-def write_login_file(path: Path, login_url: str) -> Path:
-    """Write an HTML page, readable by this user only (0600), that sends the browser to ``login_url``."""
-    url = html.escape(login_url, quote=True)
-    page = (
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\">\n"
-        '<meta name="referrer" content="no-referrer">\n'
-        f'<meta http-equiv="refresh" content="0;url={url}">\n'
-        "<title>Opening Atelier…</title></head>\n"
-        f'<body><p><a href="{url}">Open Atelier</a></p></body></html>\n'
-    )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)
-        os.write(fd, page.encode("utf-8"))
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    return path
-
-
-def remove_login_file(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
-
-
-def _open_quietly(browser: webbrowser.BaseBrowser, target: str) -> None:
-    try:
-        browser.open(target)
-    except Exception as exc:  # noqa: BLE001 - a browser that fails to start must not take the app down
-        log.warning("the system browser could not be started: %s", exc)
 
 
 class _AlreadyRunning(Exception):

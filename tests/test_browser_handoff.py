@@ -129,7 +129,7 @@ def test_a_real_browser_following_the_file_lands_in_the_studio(data_dir: Path, t
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         pytest.skip("Debian's chromium is not installed")
-    from desktop.app import write_login_file
+    from desktop.browser import write_login_file
 
     proc = subprocess.Popen(
         [PYTHON, "-m", "desktop", "--no-window"], cwd=ROOT, env=subprocess_env(data_dir),
