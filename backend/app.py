@@ -299,6 +299,36 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
+#: Plain words for the validation errors people meet (a title too long, an empty prompt, a number out of range);
+#: pydantic's own message otherwise.
+_PROBLEMS = {
+    "missing": "is required",
+    "string_too_long": "is too long: at most {max_length} characters",
+    "string_too_short": "is too short: at least {min_length} characters",
+    "too_long": "has too many items: at most {max_length}",
+    "too_short": "has too few items: at least {min_length}",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "extra_forbidden": "is not a field this request takes",
+}
+
+
+def _problem(err: dict[str, Any]) -> str:
+    """What is wrong with one field, in words a person reads."""
+    template = _PROBLEMS.get(str(err.get("type")))
+    ctx = err.get("ctx") or {}
+    if template is None:
+        return str(err.get("msg", "invalid"))
+    if err.get("type") == "string_too_short" and ctx.get("min_length") == 1:
+        return "cannot be empty"
+    try:
+        return template.format(**ctx)
+    except (KeyError, IndexError):
+        return str(err.get("msg", "invalid"))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AtelierError)
     async def atelier_error(_: Request, exc: AtelierError) -> JSONResponse:
@@ -306,14 +336,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = []
+        details, sentences = [], []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            details.append({"field": loc, "problem": err.get("msg", "invalid")})
+            field = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problem = _problem(err)
+            details.append({"field": field, "problem": problem})
+            # "title is too long: at most 300 characters"; pydantic's own words after a colon.
+            joint = " " if str(err.get("type")) in _PROBLEMS else ": "
+            sentences.append(f"{field or 'the body'}{joint}{problem}")
         if any(err.get("type") == "json_invalid" for err in exc.errors()):
             message = "The request body is not valid JSON."
         else:
-            message = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details) or "Invalid request."
+            message = "; ".join(sentences) or "Invalid request."
         return JSONResponse(
             {"error": {"code": "invalid_request", "message": message, "details": details}}, status_code=422
         )

@@ -196,3 +196,17 @@ def test_environment_sets_the_default_of_a_preference(data_dir: Path) -> None:
             assert c.get("/api/v1/settings").json()["values"]["retry_unknown_text"] is True
     finally:
         running.stop()
+
+
+
+def test_validation_errors_are_said_in_plain_words(api) -> None:
+    """A field out of bounds is named with what it may be, not in the validator's own wording."""
+    with api.client() as c:
+        r = c.patch("/api/v1/generations/0123456789abcdef0123456789abcdef", json={"title": "x" * 301})
+        assert r.status_code == 422
+        error = r.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert error["message"] == "title is too long: at most 300 characters"
+        assert error["details"] == [{"field": "title", "problem": "is too long: at most 300 characters"}]
+        r = c.post("/api/v1/generations", json={"kind": "text", "prompt": "hi"})
+        assert r.status_code == 422 and "model is required" in r.json()["error"]["message"], r.text
