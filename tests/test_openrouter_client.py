@@ -759,6 +759,44 @@ def test_connection_refused_is_network_retry() -> None:
     assert (stream_err.code, stream_err.disposition) == ("network", "retry")
 
 
+def test_a_socket_gone_while_connecting_is_network_retry(monkeypatch) -> None:
+    """The server closes a new connection before httpcore has set it up: the layer under httpx then fails on the
+    vanished socket with an AttributeError instead of a ConnectError. Nothing was sent: network, retry (it
+    failed a batch item as "unexpected" before)."""
+    import httpcore
+    from httpcore._async.connection import AsyncHTTPConnection
+
+    class Gone(httpcore.AsyncNetworkStream):
+        def get_extra_info(self, info: str) -> Any:
+            raise AttributeError("'NoneType' object has no attribute 'getpeername'")
+
+        async def aclose(self) -> None:
+            return None
+
+    async def connect(self, request):
+        return Gone()
+
+    monkeypatch.setattr(AsyncHTTPConnection, "_connect", connect)
+    err = capture_error(f"http://127.0.0.1:{free_port()}/api/v1", lambda c: c.chat(SENTINEL_KEY, CHAT_BODY))
+    assert (err.code, err.disposition) == ("network", "retry")
+    stream_err, _ = stream_error(f"http://127.0.0.1:{free_port()}/api/v1")
+    assert (stream_err.code, stream_err.disposition) == ("network", "retry")
+
+
+def test_an_attribute_error_of_atelier_itself_is_not_taken_for_the_network() -> None:
+    """Only failures raised inside the network layer are mapped; a bug of Atelier's own stays a bug."""
+    class Broken(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            raise AttributeError("a bug")
+
+    async def go() -> None:
+        async with OpenRouterClient("http://127.0.0.1:9/api/v1", transport=Broken()) as client:
+            await client.chat(SENTINEL_KEY, CHAT_BODY)
+
+    with pytest.raises(AttributeError, match="a bug"):
+        run(go())
+
+
 def test_read_timeout_after_sending_is_unknown(wire) -> None:
     server = wire(lambda req, conn: conn.wait_for_hangup())
     err = capture_error(server.base_url, lambda c: c.chat(SENTINEL_KEY, CHAT_BODY), read_timeout=0.3)

@@ -170,6 +170,15 @@ class Connection:
             # httpx sends the whole request before it reads: a read-side failure means it went out.
             sent = isinstance(exc, httpx.ReadError | httpx.ReadTimeout | httpx.RemoteProtocolError)
             error = transport_error(exc, sent=sent, idempotent=idempotent, timeout=read)
+        except (AttributeError, OSError) as exc:
+            # A socket the server closed while the connection was still being set up: the network layer
+            # below httpx then fails on the missing socket ("'NoneType' object has no attribute
+            # 'getpeername'") instead of raising a ConnectError. Nothing was sent unless the HTTP layer ran.
+            if not _in_network_layer(exc):
+                raise
+            sent = _reached_http_layer(exc)
+            lost = httpx.RemoteProtocolError(str(exc)) if sent else httpx.ConnectError(str(exc))
+            error = transport_error(lost, sent=sent, idempotent=idempotent, timeout=(timeout or self.timeout).read)
         # Raised outside the except block so the httpx exception (which holds the request and its headers)
         # is not chained to our error.
         raise error.scrubbed(api_key)
@@ -245,3 +254,23 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
         if len(buffer) >= limit:
             break
     return bytes(buffer[:limit])
+
+
+def _frames(exc: BaseException) -> list[str]:
+    """The file names of the frames ``exc`` went through, outermost first."""
+    names = []
+    tb = exc.__traceback__
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_filename.replace("\\", "/"))
+        tb = tb.tb_next
+    return names
+
+
+def _in_network_layer(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside httpcore's connection handling (not in Atelier's own code)."""
+    return any("/httpcore/" in name for name in _frames(exc))
+
+
+def _reached_http_layer(exc: BaseException) -> bool:
+    """Whether httpcore had started the HTTP exchange (so the request may have gone out)."""
+    return any(name.endswith(("/httpcore/_async/http11.py", "/httpcore/_async/http2.py")) for name in _frames(exc))
