@@ -3,10 +3,11 @@
 OpenRouter reports a stream's usage only in its last chunk, so a stream the user stopped (``cancelled``) or
 that broke after output began (``interrupted``) ends without a cost. Its stats (``GET /generation?id=``) give
 the cost a little later. This service runs beside the outbox, never in it: it finds such generations in the
-database (at start, when an attempt ends, and every ``RESCAN_SECONDS``), asks for their stats on a schedule
-counted from when they ended (``ATELIER_COST_LOOKUP_SECONDS``, 2, 10 and 60 s by default) and writes the cost
-and tokens to the generation, or gives up and leaves "no cost reported". Its progress is kept in the
-``cost_lookups`` table, so a restart carries on where it stopped. docs/openrouter.md, "Generation stats".
+database (at start and when an attempt ends; while lookups wait, at least every ``RESCAN_SECONDS``), asks for
+their stats on a schedule counted from when they ended (``ATELIER_COST_LOOKUP_SECONDS``, 2, 10 and 60 s by
+default) and writes the cost and tokens to the generation, or gives up and leaves "no cost reported". Its
+progress is kept in the ``cost_lookups`` table, so a restart carries on where it stopped.
+docs/openrouter.md, "Generation stats".
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from backend.core.vocabulary import Status
+from backend.core.vocabulary import Kind, Status
 from backend.db import generations as gens
 from backend.db.store import Store
 from backend.openrouter import UpstreamError
@@ -25,19 +26,21 @@ from backend.openrouter.stats import GenerationStats, generation_stats
 
 log = logging.getLogger(__name__)
 
-#: Statuses whose stream may have ended without its usage chunk.
-STOPPED = (Status.CANCELLED, Status.INTERRUPTED)
 #: How often the database is searched for stopped generations even when nothing woke the service.
 RESCAN_SECONDS = 60.0
+#: With no lookup waiting, the service sleeps until woken (every stop ends an attempt, which wakes it); this only
+#: bounds that sleep.
+IDLE_SECONDS = 3600.0
 #: Generations that ended longer ago than this are not looked up for the first time (an upgrade must not
 #: send a burst of lookups for old history); lookups already started are finished whatever their age.
 DISCOVERY_HOURS = 24
 #: At most this many lookups per pass, one after the other (a pass never holds many connections).
 BATCH = 20
 
+# Statuses whose stream may have ended without its usage chunk, of the kinds that stream.
 _ELIGIBLE = (
-    "status IN ('cancelled', 'interrupted') AND kind IN ('text', 'image') AND upstream_id IS NOT NULL "
-    "AND cost_usd IS NULL"
+    f"status IN ('{Status.CANCELLED}', '{Status.INTERRUPTED}') AND kind IN ('{Kind.TEXT}', '{Kind.IMAGE}') "
+    "AND upstream_id IS NOT NULL AND cost_usd IS NULL"
 )
 
 
@@ -98,30 +101,35 @@ class CostLookups:
 
     async def _pass(self) -> float:
         """Find new stopped generations, run the lookups that are due; return how long to sleep."""
-        now = gens.now()
-        await self._discover(now)
-        pending = await self.store.fetchall(
+        await self._discover(gens.now())
+        pending = await self._pending()
+        if pending and self.connectivity.online:
+            key = await self.keys.get()
+            if key is None:
+                return RESCAN_SECONDS
+            now = gens.now()
+            due = sorted((row for row in pending if self._due_at(row) <= now), key=self._due_at)[:BATCH]
+            for row in due:
+                if not await self._lookup(key, row):
+                    break  # unreachable: the rest wait too
+            if due:
+                pending = await self._pending()
+        return self._sleep_for(pending)
+
+    async def _pending(self) -> list[dict[str, Any]]:
+        rows = await self.store.fetchall(
             "SELECT upstream_id, generation_id, stopped_at, tries FROM cost_lookups WHERE state = 'pending'")
-        self.pending = {row["upstream_id"] for row in pending}
+        self.pending = {row["upstream_id"] for row in rows}
+        return rows
+
+    def _sleep_for(self, pending: list[dict[str, Any]]) -> float:
+        """Until the next lookup is due; while nothing waits, until an attempt ends (``wake``), which is when a
+        generation can stop."""
         if not pending:
-            return RESCAN_SECONDS
+            return IDLE_SECONDS
         if not self.connectivity.online:
             return min(RESCAN_SECONDS, self.probe_seconds)
-        key = await self.keys.get()
-        if key is None:
-            return RESCAN_SECONDS
-        due = sorted((row for row in pending if self._due_at(row) <= now), key=self._due_at)[:BATCH]
-        for row in due:
-            if not await self._lookup(key, row):
-                break  # unreachable: the rest wait too
-        rest = await self.store.fetchall(
-            "SELECT upstream_id, stopped_at, tries FROM cost_lookups WHERE state = 'pending'")
-        self.pending = {row["upstream_id"] for row in rest}
-        if not rest:
-            return RESCAN_SECONDS
-        if not self.connectivity.online:
-            return min(RESCAN_SECONDS, self.probe_seconds)
-        wait = (min(self._due_at(row) for row in rest) - gens.now()).total_seconds()
+        wait = (min(self._due_at(row) for row in pending) - gens.now()).total_seconds()
         return min(RESCAN_SECONDS, max(0.01, wait))
 
     def _due_at(self, row: dict[str, Any]) -> datetime:
