@@ -130,6 +130,19 @@
     return box;
   };
 
+  /** A new element: ``props`` are set as properties (``className``, ``type``, ``textContent``…), except
+   *  ``data`` (merged into ``dataset``) and ``attrs`` (set as attributes, e.g. ``aria-label``); then
+   *  ``children`` are appended. */
+  Atelier.el = function (tag, props, ...children) {
+    const node = document.createElement(tag);
+    const { data, attrs, ...rest } = props || {};
+    Object.assign(node, rest);
+    Object.assign(node.dataset, data || {});
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+    node.append(...children);
+    return node;
+  };
+
   /** Scroll ``el`` into view as little as needed (smoothly, unless the person asked for reduced motion). */
   Atelier.reveal = function (el) {
     if (!el) return;

@@ -127,30 +127,15 @@
 
   function openRename(tile) {
     if (tile.querySelector("[data-rename-form]")) return;
-    const form = document.createElement("form");
-    form.className = "lib-rename-form";
-    form.dataset.renameForm = "";
-    form.noValidate = true;
-    const input = document.createElement("input");
-    input.type = "text";
-    input.name = "title";
-    input.value = tile.dataset.title || "";
-    input.placeholder = tile.dataset.prompt || "";
-    input.setAttribute("aria-label", "Title");
-    input.autocomplete = "off";
-    const actions = document.createElement("div");
-    actions.className = "lib-rename-actions";
-    const save = document.createElement("button");
-    save.type = "submit";
-    save.className = "button small primary";
-    save.textContent = "Save";
-    const cancel = document.createElement("button");
-    cancel.type = "button";
-    cancel.className = "button small ghost";
-    cancel.textContent = "Cancel";
+    const el = Atelier.el;
+    const input = el("input", { type: "text", name: "title", value: tile.dataset.title || "",
+                                placeholder: tile.dataset.prompt || "", autocomplete: "off",
+                                attrs: { "aria-label": "Title" } });
+    const save = el("button", { type: "submit", className: "button small primary", textContent: "Save" });
+    const cancel = el("button", { type: "button", className: "button small ghost", textContent: "Cancel" });
+    const form = el("form", { className: "lib-rename-form", noValidate: true, data: { renameForm: "" } },
+                    input, el("div", { className: "lib-rename-actions" }, cancel, save));
     cancel.addEventListener("click", () => closeRename(tile));
-    actions.append(cancel, save);
-    form.append(input, actions);
     input.addEventListener("keydown", (event) => {
       if (event.key !== "Escape") return;
       event.preventDefault(); // the page's own Esc (stop a generation, close a panel) is not meant

@@ -559,26 +559,15 @@
       const edit = event.target.closest("[data-edit]");
       if (edit && !article.querySelector("[data-edit-box]")) {
         const bubble = article.querySelector("[data-prompt]");
-        const box = document.createElement("div");
-        box.className = "edit-box";
-        box.dataset.editBox = "";
-        const area = document.createElement("textarea");
-        area.value = promptText;
-        area.rows = Math.min(12, Math.max(2, promptText.split("\n").length + 1));
-        area.setAttribute("aria-label", "Edit the prompt");
-        const actions = document.createElement("div");
-        actions.className = "actions";
-        const save = document.createElement("button");
-        save.type = "button";
-        save.className = "button primary small";
-        save.textContent = "Send as a new branch";
-        save.dataset.editSend = "";
-        const cancel = document.createElement("button");
-        cancel.type = "button";
-        cancel.className = "button small ghost";
-        cancel.textContent = "Cancel";
-        actions.append(save, cancel);
-        box.append(area, actions);
+        const el = Atelier.el;
+        const area = el("textarea", { value: promptText,
+                                      rows: Math.min(12, Math.max(2, promptText.split("\n").length + 1)),
+                                      attrs: { "aria-label": "Edit the prompt" } });
+        const save = el("button", { type: "button", className: "button primary small",
+                                    textContent: "Send as a new branch", data: { editSend: "" } });
+        const cancel = el("button", { type: "button", className: "button small ghost", textContent: "Cancel" });
+        const box = el("div", { className: "edit-box", data: { editBox: "" } },
+                       area, el("div", { className: "actions" }, save, cancel));
         bubble.classList.add("hidden");
         bubble.after(box);
         area.focus();
