@@ -160,17 +160,27 @@
     });
   };
 
+  /** A server-rendered fragment from ``url`` (our own origin, escaped by the server) as a DocumentFragment;
+      null when nothing usable came (signed out, an error answer, offline). */
+  Atelier.fetchFragment = async function (url) {
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) return null;
+      const template = document.createElement("template");
+      template.innerHTML = (await response.text()).trim();
+      return template.content;
+    } catch (e) {
+      return null;
+    }
+  };
+
   /** Replace a live part of a page (the queue, a batch) with a fresh server-rendered copy from ``url``. True
       when it was replaced; false when nothing usable came (signed out, an error, offline: try again later). */
   Atelier.refreshFragment = async function (live, url) {
-    try {
-      const response = await fetch(url, { credentials: "same-origin" });
-      if (!response.ok) return false;
-      live.innerHTML = await response.text(); // server-rendered, escaped
-      return true;
-    } catch (e) {
-      return false;
-    }
+    const content = await Atelier.fetchFragment(url);
+    if (!content) return false;
+    live.replaceChildren(content);
+    return true;
   };
 
   function updateStatus(state) {
@@ -233,11 +243,8 @@
         if (button) { button.removeAttribute("aria-disabled"); button.focus(); }
         return;
       }
-      const fresh = await fetch("/g/" + encodeURIComponent(result.dataset.generationId) + "/result", { credentials: "same-origin" });
-      if (!fresh.ok) return;
-      const template = document.createElement("template");
-      template.innerHTML = await fresh.text(); // server-rendered, escaped, our own origin
-      const card = template.content.firstElementChild;
+      const fresh = await Atelier.fetchFragment("/g/" + encodeURIComponent(result.dataset.generationId) + "/result");
+      const card = fresh && fresh.firstElementChild;
       if (!card) return;
       result.replaceWith(card);
       Atelier.enhance(card.parentElement || document);
@@ -360,11 +367,8 @@
       settled = true;
       if (close) close();
       try {
-        const response = await fetch(resultUrl, { credentials: "same-origin" });
-        if (!response.ok) return;
-        const template = document.createElement("template");
-        template.innerHTML = await response.text(); // server-rendered, escaped, our own origin
-        const fresh = template.content.firstElementChild;
+        const content = await Atelier.fetchFragment(resultUrl);
+        const fresh = content && content.firstElementChild;
         if (!fresh) return;
         result.replaceWith(fresh);
         Atelier.enhance(fresh.parentElement || document);

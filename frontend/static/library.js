@@ -9,11 +9,9 @@
     const row = link.closest("[data-load-more]");
     link.textContent = "Loading…";
     try {
-      const response = await fetch(link.getAttribute("data-partial-url"), { credentials: "same-origin" });
-      if (!response.ok) throw new Error(String(response.status));
-      const template = document.createElement("template");
-      template.innerHTML = await response.text(); // server-rendered, escaped items from our own origin
-      row.replaceWith(template.content);
+      const items = await Atelier.fetchFragment(link.getAttribute("data-partial-url"));
+      if (!items) throw new Error("no next page");
+      row.replaceWith(items);
       watch();
       refreshSelection();
     } catch (e) {

@@ -263,20 +263,13 @@
 
     /** Replace a turn with its server-rendered version (markdown, tools, branch arrows); follow it if unfinished. */
     const swap = async (article, id) => {
-      try {
-        const response = await fetch(urlFor("data-turn-url", id), { credentials: "same-origin" });
-        if (!response.ok) return article;
-        const template = document.createElement("template");
-        template.innerHTML = (await response.text()).trim(); // server-rendered and escaped, our own origin
-        const fresh = template.content.firstElementChild;
-        if (!fresh) return article;
-        article.replaceWith(fresh);
-        setupTurn(fresh);
-        revealIfBelow(fresh);
-        return fresh;
-      } catch (e) {
-        return article;
-      }
+      const content = await Atelier.fetchFragment(urlFor("data-turn-url", id));
+      const fresh = content && content.firstElementChild;
+      if (!fresh) return article;
+      article.replaceWith(fresh);
+      setupTurn(fresh);
+      revealIfBelow(fresh);
+      return fresh;
     };
 
     /** Follow a turn that waits or runs without us streaming it (offline queue, a reload mid-answer). */
@@ -521,15 +514,10 @@
       if (step >= COST_CHECKS_MS.length || !article.querySelector("[data-cost-awaited]")) return;
       window.setTimeout(async () => {
         if (!article.isConnected) return;
-        try {
-          const response = await fetch(urlFor("data-turn-url", article.dataset.turnId), { credentials: "same-origin" });
-          if (!response.ok) return;
-          const template = document.createElement("template");
-          template.innerHTML = (await response.text()).trim(); // server-rendered and escaped, our own origin
-          const fresh = template.content.querySelector("[data-cost]");
-          const shown = article.querySelector("[data-cost]");
-          if (fresh && shown && article.isConnected) shown.replaceWith(fresh);
-        } catch (e) { /* the cost shows at the next visit */ }
+        const content = await Atelier.fetchFragment(urlFor("data-turn-url", article.dataset.turnId));
+        const fresh = content && content.querySelector("[data-cost]"); // none: the cost shows at the next visit
+        const shown = article.querySelector("[data-cost]");
+        if (fresh && shown && article.isConnected) shown.replaceWith(fresh);
         followCost(article, step + 1);
       }, COST_CHECKS_MS[step] - (step ? COST_CHECKS_MS[step - 1] : 0));
     }
